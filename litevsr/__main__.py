@@ -1,0 +1,3 @@
+from litevsr.cli import main
+
+main()

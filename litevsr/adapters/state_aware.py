@@ -1,0 +1,174 @@
+"""LiteVSR's State-Aware Adapter.
+
+Two token streams on the backbone's own patch grid:
+  structure  <- the VAE latent of the bicubic-upsampled LQ video (what the scene is)
+  refinement <- the current denoising state: x_sigma, or the clean estimate x0_hat (what is drawn so far)
+Refinement tokens cross-attend to structure tokens; every block is modulated by the noise level, and a
+learned time-dependent gate mixes the streams (structure early in denoising, texture late). The result is
+added to every k-th backbone block through zero-initialised projections, so training starts from the
+bare backbone exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from litevsr import LiteVSRError
+from litevsr.adapters.base import Adapter
+
+
+class TimestepEmbedder(nn.Module):
+    """sigma in [0, 1] -> sinusoidal features of sigma * 1000 -> MLP."""
+
+    def __init__(self, dim: int, freq_dim: int = 256):
+        super().__init__()
+        self.freqs = Timesteps(freq_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.mlp = TimestepEmbedding(freq_dim, dim)
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.freqs(sigma.float() * 1000).to(self.mlp.linear_1.weight.dtype))
+
+
+class PatchEmbedder(nn.Module):
+    """Latents (B, C, F, H, W) -> tokens (B, N, width) in the backbone's (f, h, w) token order.
+
+    A depthwise 3D convolution after the patch projection gives the tokens their position, at any size.
+    """
+
+    def __init__(self, in_channels: int, width: int, patch_size: tuple[int, int, int]):
+        super().__init__()
+        self.proj = nn.Conv3d(in_channels, width, kernel_size=patch_size, stride=patch_size)
+        self.position = nn.Conv3d(width, width, kernel_size=3, padding=1, groups=width)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        x = self.proj(latents)
+        x = x + self.position(x)
+        return x.flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.out = (nn.Linear(width, width) for _ in range(4))
+        self.norm_q, self.norm_k = nn.RMSNorm(width // heads), nn.RMSNorm(width // heads)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        def heads(t):
+            return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+        q, k, v = self.norm_q(heads(self.q(x))), self.norm_k(heads(self.k(context))), heads(self.v(context))
+        return self.out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2))
+
+
+class AdapterBlock(nn.Module):
+    """A DiT block whose sublayers are shifted, scaled and gated by the noise-level embedding.
+
+    With `cross_attention`, tokens also attend to a context stream (refinement -> structure).
+    """
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, time_dim: int, cross_attention: bool):
+        super().__init__()
+        self.sublayers = 3 if cross_attention else 2
+        self.norms = nn.ModuleList(nn.LayerNorm(width, elementwise_affine=False) for _ in range(self.sublayers))
+        self.self_attn = Attention(width, heads)
+        self.cross_attn = Attention(width, heads) if cross_attention else None
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, 3 * self.sublayers * width))
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        mods = self.modulation(temb).unsqueeze(1).chunk(3 * self.sublayers, dim=-1)
+        layers = [lambda h: self.self_attn(h, h)]
+        if self.cross_attn is not None:
+            layers.append(lambda h: self.cross_attn(h, context))
+        layers.append(self.mlp)
+        for i, (norm, layer) in enumerate(zip(self.norms, layers)):
+            shift, scale, gate = mods[3 * i: 3 * i + 3]
+            x = x + gate * layer(norm(x) * (1 + scale) + shift)
+        return x
+
+
+class StateAwareAdapter(Adapter):
+    def __init__(
+        self,
+        width: int | None = None,
+        structure_depth: int = 2,
+        refinement_depth: int = 2,
+        head_dim: int = 64,
+        mlp_ratio: float = 2.0,
+        time_dim: int = 256,
+        inject_every: int = 3,
+        inject_blocks: list[int] | None = None,
+        state_input: str = "x_sigma",
+    ):
+        """The State-Aware Adapter.
+
+        Args:
+            width: Token width of both streams. Default: the backbone's hidden size.
+            structure_depth: Blocks in the structural stream (reads the LQ latent).
+            refinement_depth: Blocks in the refinement stream (reads the denoising state, cross-attends to structure).
+            head_dim: Attention head size; heads = width // head_dim (at least one).
+            mlp_ratio: MLP hidden size as a multiple of width.
+            time_dim: Width of the noise-level embedding that modulates every block.
+            inject_every: Inject into every k-th backbone block (0, k, 2k, ...).
+            inject_blocks: Explicit backbone block indices to inject into; overrides inject_every.
+            state_input: What the refinement stream reads: "x_sigma" (no extra cost) or "x0_hat"
+                (x_sigma - sigma * v_hat; one extra no-grad backbone pass in training).
+        """
+        super().__init__()
+        if state_input not in ("x_sigma", "x0_hat"):
+            raise LiteVSRError(f"state_input must be 'x_sigma' or 'x0_hat', got {state_input!r}")
+        if inject_every < 1:
+            raise LiteVSRError(f"inject_every must be >= 1, got {inject_every}")
+        self.state_input = state_input
+        self.gradient_checkpointing = False
+        self._spec = dict(width=width, structure_depth=structure_depth, refinement_depth=refinement_depth,
+                          head_dim=head_dim, mlp_ratio=mlp_ratio, time_dim=time_dim)
+        self._inject_every, self._inject_blocks = inject_every, inject_blocks
+
+    def bind(self, backbone) -> None:
+        spec = self._spec
+        width = spec["width"] or backbone.hidden_dim
+        heads = max(1, width // spec["head_dim"])
+        if width % heads:
+            raise LiteVSRError(f"adapter width {width} is not divisible into {heads} heads")
+        targets = self._inject_blocks if self._inject_blocks is not None else range(0, backbone.num_blocks, self._inject_every)
+        self.targets = sorted(set(int(i) for i in targets))
+        if not self.targets or not all(0 <= i < backbone.num_blocks for i in self.targets):
+            raise LiteVSRError(f"inject_blocks must be a non-empty subset of 0..{backbone.num_blocks - 1}, got {self.targets}")
+        channels, patch = backbone.latent_channels, backbone.patch_size
+        with torch.device(backbone.device):
+            self.time_embedder = TimestepEmbedder(spec["time_dim"])
+            self.structure_embedder = PatchEmbedder(channels, width, patch)
+            self.state_embedder = PatchEmbedder(channels, width, patch)
+            block = lambda cross: AdapterBlock(width, heads, spec["mlp_ratio"], spec["time_dim"], cross)  # noqa: E731
+            self.structure_blocks = nn.ModuleList(block(False) for _ in range(spec["structure_depth"]))
+            self.refinement_blocks = nn.ModuleList(block(True) for _ in range(spec["refinement_depth"]))
+            self.stream_gate = nn.Sequential(nn.SiLU(), nn.Linear(spec["time_dim"], width))
+            self.out_norm = nn.LayerNorm(width)
+            self.injectors = nn.ModuleDict({str(i): nn.Linear(width, backbone.hidden_dim) for i in self.targets})
+        for proj in self.injectors.values():
+            nn.init.zeros_(proj.weight)
+            nn.init.zeros_(proj.bias)
+
+    def _run(self, block, *args):
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    def forward(self, cond: torch.Tensor, state: torch.Tensor, sigma: torch.Tensor) -> dict[int, torch.Tensor]:
+        temb = self.time_embedder(sigma)
+        structure = self.structure_embedder(cond)
+        for block in self.structure_blocks:
+            structure = self._run(block, structure, temb)
+        refined = self.state_embedder(state)
+        for block in self.refinement_blocks:
+            refined = self._run(block, refined, temb, structure)
+        gate = torch.sigmoid(self.stream_gate(temb)).unsqueeze(1)
+        fused = self.out_norm(gate * structure + (1 - gate) * refined)
+        return {i: self.injectors[str(i)](fused) for i in self.targets}

@@ -1,0 +1,90 @@
+"""The frozen half of litevsr: a diffusers video transformer plus its VAE behind one interface."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from litevsr import LiteVSRError
+
+
+class VideoBackbone(nn.Module):
+    """A frozen video DiT + VAE. Subclasses set `transformer`, `vae`, `blocks` and the geometry fields.
+
+    Adapters write into the backbone through `injections`: a dict {block_index: (B, N, D)} added to
+    that block's output. A forward hook on every block reads them from `self._injections`, which is
+    kept until the next forward so that gradient-checkpoint recomputation sees the same values.
+    """
+
+    hidden_dim: int
+    num_blocks: int
+    patch_size: tuple[int, int, int]
+    latent_channels: int
+    vae_stride: tuple[int, int, int]
+    frame_step: int  # videos need 1 + k * frame_step frames
+    name: str
+
+    def _freeze(self) -> None:
+        self.requires_grad_(False)
+        self.eval()
+        self._injections: dict[int, torch.Tensor] = {}
+        for index, block in enumerate(self.blocks):
+            block.register_forward_hook(self._make_injection_hook(index))
+
+    def _make_injection_hook(self, index: int):
+        def add_injection(module, args, output):
+            injection = self._injections.get(index)
+            return output if injection is None else output + injection.to(output.dtype)
+
+        return add_injection
+
+    def train(self, mode: bool = True) -> "VideoBackbone":
+        # Frozen means frozen: dropout and friends stay in eval mode whatever the trainer asks.
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # --- geometry -----------------------------------------------------------------------------
+    @property
+    def spatial_multiple(self) -> int:
+        """HQ height/width must be a multiple of this (VAE stride x patch size)."""
+        return self.vae_stride[1] * self.patch_size[1]
+
+    def valid_num_frames(self, num_frames: int) -> bool:
+        return num_frames >= 1 and (num_frames - 1) % self.frame_step == 0
+
+    def check_video(self, video: torch.Tensor) -> None:
+        if video.ndim != 5 or video.shape[1] != 3:
+            raise LiteVSRError(f"expected a video of shape (B, 3, T, H, W), got {tuple(video.shape)}")
+        t, h, w = video.shape[2:]
+        if not self.valid_num_frames(t):
+            raise LiteVSRError(f"{self.name} needs 1 + {self.frame_step}k frames, got {t}")
+        m = self.spatial_multiple
+        if h % m or w % m:
+            raise LiteVSRError(f"{self.name} needs height and width that are multiples of {m}, got {h}x{w}")
+
+    def latent_tokens(self, latents: torch.Tensor) -> tuple[int, int, int]:
+        """The (F, H, W) token grid that the transformer sees for these latents."""
+        f, h, w = latents.shape[2:]
+        pt, ph, pw = self.patch_size
+        return f // pt, h // ph, w // pw
+
+    # --- the frozen computations ---------------------------------------------------------------
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def velocity(self, latents: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The transformer's flow velocity for noisy `latents` at noise level `sigma` (B,)."""
+        raise NotImplementedError
+
+    def forward(self, latents, sigma, injections: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        self._injections = dict(injections or {})
+        bad = [i for i in self._injections if not 0 <= i < self.num_blocks]
+        if bad:
+            raise LiteVSRError(f"injection targets {bad} are outside the backbone's {self.num_blocks} blocks")
+        return self.velocity(latents, sigma)

@@ -1,0 +1,64 @@
+"""Training plumbing: adapter export, readable validation summaries, atomic checkpoint writes."""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_info
+
+from litevsr.adapters.base import save_adapter
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints to a temporary file, then rename: a crash never leaves a half-written .ckpt."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = str(path)
+        tmp = f"{path}.tmp{os.getpid()}"
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
+
+
+def _run_dir(trainer: L.Trainer) -> str:
+    return trainer.log_dir or trainer.default_root_dir
+
+
+class AdapterExport(L.Callback):
+    def __init__(self, filename: str = "adapter.safetensors"):
+        """Export the trained adapter (weights + config) into the run folder when fit ends.
+
+        Args:
+            filename: File name inside the run folder.
+        """
+        self.filename = filename
+        self.path: str | None = None
+
+    def on_train_end(self, trainer, pl_module):
+        if not trainer.is_global_zero:
+            return
+        self.path = os.path.join(_run_dir(trainer), self.filename)
+        save_adapter(pl_module.adapter, self.path, pl_module.backbone.name)
+        ckpt = getattr(trainer.checkpoint_callback, "dirpath", None) or "(checkpointing disabled)"
+        rank_zero_info(
+            "\nlitevsr: done."
+            f"\n  exported adapter : {self.path}"
+            f"\n  checkpoints      : {ckpt}"
+            f"\n  TensorBoard      : tensorboard --logdir {os.path.dirname(_run_dir(trainer))}"
+        )
+
+
+class ValidationSummary(L.Callback):
+    """Print one readable line of validation figures: the model against its references."""
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        m = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if "val/psnr_y" not in m:
+            return
+        parts = [f"{label} {m[f'val/psnr_y{s}']:.2f} dB / {m[f'val/ssim_y{s}']:.4f}"
+                 for label, s in (("model", ""), ("bicubic", "_bicubic"), ("no adapter", "_no_adapter"),
+                                  ("VAE ceiling", "_vae")) if f"val/psnr_y{s}" in m]
+        rank_zero_info(f"litevsr: step {trainer.global_step} validation PSNR-Y / SSIM-Y: " + " | ".join(parts))

@@ -1,0 +1,150 @@
+"""The Lightning training loop: flow matching on adapter parameters only; the backbone stays frozen."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
+
+from litevsr import flow
+from litevsr.adapters.base import Adapter
+from litevsr.backbones.base import VideoBackbone
+from litevsr.data.degradations import resize_video
+from litevsr.metrics import frame_metrics
+from litevsr.model import LiteVSR
+
+ADAPTER_PREFIX = "model.adapter."
+
+
+def _default_optimizer(params):
+    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+
+
+class LiteVSRModule(L.LightningModule):
+    def __init__(
+        self,
+        backbone: VideoBackbone,
+        adapter: Adapter,
+        optimizer: OptimizerCallable = _default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        sigma_mean: float = 0.0,
+        sigma_std: float = 1.0,
+        sigma_shift: float = 1.0,
+        val_steps: int = 1,
+        val_shift: float = 1.0,
+        val_sigma_start: float = 1.0,
+        val_seed: int = 0,
+        val_references: bool = True,
+        gradient_checkpointing: bool = False,
+        num_logged_samples: int = 4,
+    ):
+        """Train an adapter on a frozen backbone with rectified flow matching.
+
+        Args:
+            backbone: The frozen video DiT + VAE.
+            adapter: The trainable adapter; its parameters are the only ones optimised.
+            optimizer: Optimizer class and arguments, applied to the adapter's parameters.
+            lr_scheduler: Optional LR scheduler (stepped every optimizer step).
+            sigma_mean: Mean of the logit-normal sigma distribution in training.
+            sigma_std: Std of the logit-normal sigma distribution in training.
+            sigma_shift: Time shift applied to training sigmas (>1 favours high noise).
+            val_steps: Euler steps when sampling in validation and prediction.
+            val_shift: Time shift of the sampling schedule.
+            val_sigma_start: Start sampling from the LQ latent noised to this sigma (1 = pure noise).
+            val_seed: Seed of the validation noise, so validation is repeatable.
+            val_references: Also log the frozen generator without adapter and the VAE reconstruction.
+            gradient_checkpointing: Recompute backbone and adapter activations in backward to save memory.
+            num_logged_samples: Validation samples shown as LQ | SR | GT images in TensorBoard.
+        """
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "adapter", "optimizer", "lr_scheduler"])
+        self.model = LiteVSR(backbone, adapter)
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        self.strict_loading = False  # checkpoints hold the adapter only
+        if gradient_checkpointing:
+            backbone.transformer.enable_gradient_checkpointing()
+            adapter.gradient_checkpointing = True
+
+    @property
+    def backbone(self) -> VideoBackbone:
+        return self.model.backbone
+
+    @property
+    def adapter(self) -> Adapter:
+        return self.model.adapter
+
+    def parameter_counts(self) -> dict[str, int]:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in self.backbone.parameters())
+        return {"trainable": trainable, "frozen": frozen}
+
+    def on_fit_start(self) -> None:
+        counts = self.parameter_counts()
+        rank_zero_info(f"litevsr: trainable (adapter) {counts['trainable']:,} | frozen (backbone) {counts['frozen']:,} "
+                       f"| ratio {100 * counts['trainable'] / counts['frozen']:.2f}%")
+
+    def configure_optimizers(self):
+        assert not any(p.requires_grad for p in self.backbone.parameters()), "backbone must stay frozen"
+        optimizer = self.optimizer_factory(self.adapter.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
+
+    def _encode_batch(self, batch):
+        hq, lq = batch["hq"], batch["lq"]
+        with torch.no_grad():
+            return self.backbone.encode(hq), self.model.condition(lq, hq.shape[-2:])
+
+    def training_step(self, batch, batch_idx):
+        x0, cond = self._encode_batch(batch)
+        hp = self.hparams
+        sigma = flow.sample_sigmas(x0.shape[0], hp.sigma_mean, hp.sigma_std, hp.sigma_shift, device=x0.device)
+        eps = torch.randn_like(x0)
+        x = flow.interpolate(x0, eps, sigma)
+        v_hat = self.model.velocity(x, sigma, cond, self.model.refinement_state(x, sigma))
+        loss = F.mse_loss(v_hat.float(), flow.velocity_target(x0, eps))
+        self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])
+        return loss
+
+    def _sample(self, cond, batch_idx, use_adapter=True):
+        hp = self.hparams
+        generator = torch.Generator(cond.device).manual_seed(hp.val_seed + batch_idx)
+        return self.model.sample(cond, hp.val_steps, hp.val_shift, hp.val_sigma_start, generator, use_adapter)
+
+    def validation_step(self, batch, batch_idx):
+        hq, lq = batch["hq"], batch["lq"]
+        x0, cond = self._encode_batch(batch)
+        scale = hq.shape[-1] // lq.shape[-1]
+        outputs = {"": self.backbone.decode(self._sample(cond, batch_idx)),
+                   "_bicubic": resize_video(lq, hq.shape[-2:]).clamp(-1, 1)}
+        if self.hparams.val_references:
+            outputs["_no_adapter"] = self.backbone.decode(self._sample(cond, batch_idx, use_adapter=False))
+            outputs["_vae"] = self.backbone.decode(x0)
+        for suffix, video in outputs.items():
+            for name, values in frame_metrics(video, hq, crop_border=scale).items():
+                self.log(f"val/{name}{suffix}", values.mean(), batch_size=values.numel(), sync_dist=True)
+        if batch_idx == 0:
+            self._log_samples(lq, outputs[""], hq)
+        return outputs[""]
+
+    def _log_samples(self, lq, sr, hq):
+        experiment = getattr(self.logger, "experiment", None)
+        if not hasattr(experiment, "add_images"):
+            return
+        n, mid = min(self.hparams.num_logged_samples, hq.shape[0]), hq.shape[2] // 2
+        lq_big = resize_video(lq[:n], hq.shape[-2:], mode="nearest")
+        rows = torch.cat([lq_big[:, :, mid], sr[:n, :, mid], hq[:n, :, mid]], dim=-1)  # LQ | SR | GT
+        experiment.add_images("val/lq_sr_gt", (rows.float().clamp(-1, 1) + 1) / 2, self.global_step)
+
+    def predict_step(self, batch, batch_idx):
+        lq = batch["lq"]
+        scale = batch.get("scale", 4)
+        size = (lq.shape[-2] * scale, lq.shape[-1] * scale)
+        return self.backbone.decode(self._sample(self.model.condition(lq, size), batch_idx))
+
+    # --- checkpoints hold the adapter only ---------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(ADAPTER_PREFIX)}

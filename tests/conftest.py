@@ -1,0 +1,53 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# Small enough for fast tests, but the real diffusers classes and the real loading path.
+TEST_CONFIG = {
+    "transformer": dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=16,
+                        out_channels=16, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=4, rope_max_seq_len=32),
+    "vae": dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2], num_res_blocks=1, temperal_downsample=[False, False],
+                scale_factor_temporal=1, scale_factor_spatial=4, latents_mean=[0.1] * 16, latents_std=[2.0] * 16),
+}
+
+
+@pytest.fixture(scope="session")
+def backbone_dir(tmp_path_factory):
+    from litevsr.backbones.wan import build_wan, save_wan
+
+    folder = tmp_path_factory.mktemp("tiny-wan")
+    transformer, vae = build_wan(TEST_CONFIG, seed=0)
+    save_wan(transformer, vae, str(folder), torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(0)))
+    return str(folder)
+
+
+@pytest.fixture
+def backbone(backbone_dir):
+    from litevsr.backbones import WanBackbone
+
+    return WanBackbone(pretrained=backbone_dir)
+
+
+def random_clips(n: int, frames: int, size: int, seed: int = 0):
+    """Smooth random clips (low-frequency noise drifting in time) with keys and metadata."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        base = rng.integers(0, 256, (frames, size // 8, size // 8, 3)).astype(np.float32)
+        up = torch.nn.functional.interpolate(torch.from_numpy(base).permute(0, 3, 1, 2), size=(size, size),
+                                             mode="bilinear", align_corners=False)
+        yield f"clip{i:04d}", up.permute(0, 2, 3, 1).round().clamp(0, 255).byte().numpy(), {"source": "test", "license": "CC0"}
+
+
+@pytest.fixture(scope="session")
+def shard_dirs(tmp_path_factory):
+    from litevsr.data.shards import write_shards
+
+    root = tmp_path_factory.mktemp("shards")
+    write_shards(random_clips(6, 9, 32, seed=1), str(root / "train"), clips_per_shard=3)
+    write_shards(random_clips(2, 9, 32, seed=2), str(root / "val"), clips_per_shard=2)
+    return str(root / "train"), str(root / "val")
