@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import io
+import os
+import re
 import sys
 
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from litevsr import LiteVSRError
 from litevsr.callbacks import AdapterExport, ValidationSummary
@@ -13,7 +18,47 @@ from litevsr.data.datamodule import VideoShardDataModule
 from litevsr.module import LiteVSRModule
 
 
+def _config_error(message: str) -> str:
+    """jsonargparse's nested union errors run to dozens of lines; keep the line that names the problem."""
+    for pattern in (r"Option '[^']+' is not accepted", r"does not accept option '[^']+'",
+                    r"Key '[^']+' .*", r"Expected .*"):
+        found = re.search(pattern, message)
+        if found:
+            option = re.search(r"'([^']+)'", found.group(0))
+            return f"unknown option {option.group(0)}" if "accept" in found.group(0) and option else found.group(0)
+    return message.strip().splitlines()[0]
+
+
 class LiteVSRCLI(LightningCLI):
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        # Parse with stderr captured so that a config error becomes one line instead of a usage dump.
+        captured = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(captured):
+                super().parse_arguments(parser, args)
+        except SystemExit as exit_:
+            if not exit_.code:
+                raise
+            message = captured.getvalue().rpartition("error: ")[2] or captured.getvalue()
+            print(f"litevsr: error: {_config_error(message)} (see --help or --print_config)", file=sys.stderr)
+            sys.exit(2)
+        sys.stderr.write(captured.getvalue())
+
+    def before_instantiate_classes(self) -> None:
+        """`fit --ckpt_path last` resumes the newest run of this recipe, logging into the same folder."""
+        if self.subcommand != "fit" or self.config.fit.get("ckpt_path") != "last":
+            return
+        logger = self.config.fit.trainer.logger
+        init = getattr(logger, "init_args", None)
+        if init is None or not hasattr(init, "save_dir"):
+            return  # not a TensorBoardLogger-like folder layout: leave "last" to Lightning
+        pattern = os.path.join(init.save_dir, init.name or "", "version_*", "checkpoints", "last.ckpt")
+        found = sorted(glob.glob(pattern), key=os.path.getmtime)
+        if not found:
+            raise LiteVSRError(f"--ckpt_path last: no checkpoint matches {pattern}")
+        self.config.fit.ckpt_path = found[-1]
+        init.version = os.path.basename(os.path.dirname(os.path.dirname(found[-1])))
+
     def add_arguments_to_parser(self, parser):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})

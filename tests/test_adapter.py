@@ -91,6 +91,7 @@ def test_export_and_load_round_trip(backbone, tmp_path):
     path = str(tmp_path / "adapter.safetensors")
     save_adapter(model.adapter, path, backbone.name)
     loaded = load_adapter(path, backbone)
+    LiteVSR(backbone, loaded)  # wrapping a loaded adapter must not re-initialise it
     assert loaded.state_input == "x0_hat" and loaded.init_args == model.adapter.init_args
     x0, eps, cond, sigma = batch()
     assert all(torch.equal(a, b) for a, b in zip(model.adapter(cond, x0, sigma).values(), loaded(cond, x0, sigma).values()))

@@ -23,6 +23,8 @@ class Adapter(nn.Module):
     `__init__` arguments are recorded in `init_args` so that an exported file can rebuild them.
     """
 
+    #: set by `bind`; an adapter is bound to one backbone once, and keeps its weights after that
+    bound: bool = False
     #: what the refinement stream reads: "x_sigma" (the noisy latent) or "x0_hat" (the clean estimate)
     state_input: str = "x_sigma"
 

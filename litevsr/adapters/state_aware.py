@@ -155,6 +155,7 @@ class StateAwareAdapter(Adapter):
         for proj in self.injectors.values():
             nn.init.zeros_(proj.weight)
             nn.init.zeros_(proj.bias)
+        self.bound = True
 
     def _run(self, block, *args):
         if self.gradient_checkpointing and torch.is_grad_enabled():

@@ -1,0 +1,125 @@
+"""End to end through the CLI, as a user runs it: fit, checkpoint, resume, export, errors."""
+
+import glob
+import os
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from litevsr.adapters import load_adapter
+from litevsr.backbones import WanBackbone
+from litevsr.cli import main
+from litevsr.data.datamodule import VideoShardDataModule
+from litevsr.model import LiteVSR
+
+
+def write_config(tmp_path, backbone_dir, shard_dirs, **data):
+    train, val = shard_dirs
+    config = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 3, "val_check_interval": 3,
+                    "check_val_every_n_epoch": None, "limit_val_batches": 1, "log_every_n_steps": 1,
+                    "enable_progress_bar": False, "enable_model_summary": False,
+                    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                               "init_args": {"save_dir": str(tmp_path / "runs"), "name": "t"}}},
+        "model": {"backbone": {"class_path": "litevsr.backbones.WanBackbone", "init_args": {"pretrained": backbone_dir}},
+                  "adapter": {"class_path": "litevsr.adapters.StateAwareAdapter",
+                              "init_args": {"width": 32, "time_dim": 32, "inject_every": 2}},
+                  "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}}},
+        "data": {"class_path": "litevsr.data.datamodule.VideoShardDataModule",
+                 "init_args": {"train_shards": train, "val_shards": val, "clip_frames": 5, "crop_size": 16,
+                               "batch_size": 2, "samples_per_epoch": 1000, **data}},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, backbone_dir, shard_dirs):
+    tmp = tmp_path_factory.mktemp("fit")
+    config = write_config(tmp, backbone_dir, shard_dirs)
+    main(["fit", "--config", config])
+    return tmp, config
+
+
+def test_fit_logs_to_tensorboard_and_exports(fitted):
+    tmp, _ = fitted
+    run = tmp / "runs" / "t" / "version_0"
+    assert (run / "adapter.safetensors").is_file() and (run / "config.yaml").is_file()
+    events = EventAccumulator(str(run)).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "val/psnr_y", "val/ssim_y", "val/psnr_y_bicubic", "val/ssim_y_bicubic",
+            "val/psnr_y_no_adapter", "val/psnr_y_vae"} <= tags
+    assert "val/lq_sr_gt" in events.Tags()["images"]
+
+
+def test_checkpoint_holds_only_the_adapter(fitted):
+    tmp, _ = fitted
+    ckpt = torch.load(tmp / "runs/t/version_0/checkpoints/last.ckpt", weights_only=True)
+    keys = ckpt["state_dict"].keys()
+    assert keys and all(k.startswith("model.adapter.") for k in keys)
+    assert ckpt["global_step"] == 3 and ckpt["optimizer_states"]
+
+
+def test_resume_from_last_continues_at_the_right_step(fitted):
+    tmp, config = fitted
+    before = torch.load(tmp / "runs/t/version_0/checkpoints/last.ckpt", weights_only=True)["global_step"]
+    main(["fit", "--config", config, "--ckpt_path", "last", "--trainer.max_steps", "5"])
+    assert not (tmp / "runs/t/version_1").exists()  # same run folder
+    ckpt = torch.load(tmp / "runs/t/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert before == 3 and ckpt["global_step"] == 5
+    steps = [e.step for e in EventAccumulator(str(tmp / "runs/t/version_0")).Reload().Scalars("train/loss")]
+    assert max(steps) >= 3 and len(steps) == len(set(steps))  # no step logged twice
+
+
+def test_exported_adapter_reproduces_validation_outputs(fitted, backbone_dir, shard_dirs):
+    tmp, config = fitted
+    from litevsr.module import LiteVSRModule
+    from litevsr.adapters import StateAwareAdapter
+
+    ckpt = torch.load(tmp / "runs/t/version_0/checkpoints/last.ckpt", weights_only=True)
+    module = LiteVSRModule(WanBackbone(backbone_dir), StateAwareAdapter(width=32, time_dim=32, inject_every=2))
+    module.load_state_dict(ckpt["state_dict"], strict=False)
+    data = VideoShardDataModule(shard_dirs[0], shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2)
+    data.setup("validate")
+    batch = next(iter(data.val_dataloader()))
+    expected = module.validation_step(batch, 0)
+
+    backbone = WanBackbone(backbone_dir)  # a fresh backbone: the file alone must suffice
+    exported = sorted(glob.glob(str(tmp / "runs/t/version_*/adapter.safetensors")), key=os.path.getmtime)[-1]
+    model = LiteVSR(backbone, load_adapter(exported, backbone))
+    cond = model.condition(batch["lq"], batch["hq"].shape[-2:])
+    latents = model.sample(cond, steps=1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(backbone.decode(latents), expected)
+
+
+def run_error(capsys, args):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2
+    return err[-1]
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, backbone_dir, shard_dirs, capsys):
+    config = write_config(tmp_path, backbone_dir, shard_dirs)
+    line = run_error(capsys, ["fit", "--config", config, "--data.init_args.crop_sise", "16"])
+    assert line.startswith("litevsr: error: unknown option") and "crop_sise" in line
+    line = run_error(capsys, ["fit", "--config", config, "--model.backbone.init_args.pretrained", str(tmp_path / "missing")])
+    assert line == f"litevsr: error: backbone path not found: {tmp_path / 'missing'}"
+    (tmp_path / "empty").mkdir()
+    line = run_error(capsys, ["fit", "--config", config, "--data.init_args.train_shards", str(tmp_path / "empty")])
+    assert line == f"litevsr: error: no .tar shards found at {str(tmp_path / 'empty')!r}"
+    line = run_error(capsys, ["fit", "--config", config, "--data.init_args.clip_frames", "13"])
+    assert line.startswith("litevsr: error: shards in") and "shorter or smaller than the crop 13x16x16" in line
+
+
+def test_print_config_documents_options(capsys, tmp_path, backbone_dir, shard_dirs):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = capsys.readouterr().out
+    assert "--model.sigma_shift" in out and "Time shift applied to training sigmas" in out
+    assert "--model.gradient_checkpointing" in out
