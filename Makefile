@@ -1,0 +1,16 @@
+# `make demo` and `make test` create .venv on first use (idempotent) and reuse it after.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+.PHONY: demo test
+demo: $(VENV)/.installed
+	$(PY) -m litevsr fit --config recipes/demo.yaml
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
