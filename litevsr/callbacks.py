@@ -39,7 +39,8 @@ class AdapterExport(L.Callback):
         if not trainer.is_global_zero:
             return
         self.path = os.path.join(_run_dir(trainer), self.filename)
-        save_adapter(pl_module.adapter, self.path, pl_module.backbone.name)
+        scale = getattr(getattr(trainer.datamodule, "hparams", None), "scale", None)
+        save_adapter(pl_module.adapter, self.path, pl_module.backbone.name, scale)
         ckpt = getattr(trainer.checkpoint_callback, "dirpath", None) or "(checkpointing disabled)"
         rank_zero_info(
             "\nlitevsr: done."

@@ -81,8 +81,40 @@ def _one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def upscale_command(args: list[str]) -> None:
+    """litevsr upscale IN OUT [--adapter A] [--backbone B] [--scale S] [--steps N]"""
+    import argparse
+
+    from litevsr.adapters.base import load_adapter, read_adapter_config
+    from litevsr.backbones.wan import DEMO_ADAPTER, WanBackbone
+    from litevsr.inference import upscale_file
+    from litevsr.model import LiteVSR
+
+    parser = argparse.ArgumentParser(prog="litevsr upscale", description="Upscale a video file with a trained adapter.")
+    parser.add_argument("input", help="any video FFmpeg decodes")
+    parser.add_argument("output", help="the upscaled .mp4 (H.264)")
+    parser.add_argument("--adapter", default=str(DEMO_ADAPTER), help="adapter.safetensors (default: the shipped demo adapter)")
+    parser.add_argument("--backbone", default=None, help="backbone folder or hub id (default: the one the adapter was trained on)")
+    parser.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the adapter's)")
+    parser.add_argument("--steps", type=int, default=1, help="sampling steps (default 1)")
+    parser.add_argument("--chunk-frames", type=int, default=17, help="frames upscaled together")
+    parser.add_argument("--seed", type=int, default=0)
+    opts = parser.parse_args(args)
+    if not os.path.isfile(opts.input):
+        raise LiteVSRError(f"input video not found: {opts.input}")
+    config = read_adapter_config(opts.adapter)
+    backbone = WanBackbone(opts.backbone or config["backbone"])
+    model = LiteVSR(backbone, load_adapter(opts.adapter, backbone))
+    result = upscale_file(model, opts.input, opts.output, scale=opts.scale or config.get("scale") or 4,
+                          steps=opts.steps, chunk_frames=opts.chunk_frames, seed=opts.seed)
+    print(f"wrote {result['output']}: {result['frames']} frames at {result['width']}x{result['height']}")
+
+
 def main(args: list[str] | None = None) -> None:
+    args = sys.argv[1:] if args is None else args
     try:
+        if args[:1] == ["upscale"]:
+            return upscale_command(args[1:])
         LiteVSRCLI(
             LiteVSRModule,
             VideoShardDataModule,

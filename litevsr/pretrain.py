@@ -2,7 +2,7 @@
 
     python -m litevsr.pretrain --config recipes/pretrain_tiny.yaml
 
-1. `AutoencoderKLWan` as an autoencoder (L1 + MSE + a small KL), mostly on single frames, then briefly on clips.
+1. `AutoencoderKLWan` as a deterministic autoencoder (L1 + MSE + a small KL on the means), mostly on single frames, then briefly on clips.
    Its latents_mean/std are then measured on the training clips and stored in its config.
 2. `WanTransformer3DModel` trained fully by rectified flow matching on those latents, with a fixed prompt.
 Both use the real diffusers classes, so the saved folder loads through `WanBackbone(pretrained=...)`.
@@ -43,7 +43,7 @@ class VAETraining(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x = batch["hq"]
         posterior = self.vae.encode(x).latent_dist
-        recon = self.vae.decode(posterior.sample()).sample
+        recon = self.vae.decode(posterior.mode()).sample  # deterministic: litevsr encodes with the mode
         l1, mse = F.l1_loss(recon, x), F.mse_loss(recon, x)
         loss = l1 + mse + self.kl_weight * posterior.kl().mean()
         self.log_dict({"vae/l1": l1, "vae/psnr": 10 * torch.log10(4 / mse)}, prog_bar=True, batch_size=x.shape[0])
@@ -90,9 +90,9 @@ class LatentCrops(Dataset):
 
 
 class FlowPretraining(L.LightningModule):
-    def __init__(self, transformer, prompt_embeds: torch.Tensor, lr: float, warmup: int):
+    def __init__(self, transformer, prompt_embeds: torch.Tensor, lr: float):
         super().__init__()
-        self.transformer, self.lr, self.warmup = transformer, lr, warmup
+        self.transformer, self.lr = transformer, lr
         self.register_buffer("prompt_embeds", prompt_embeds)
 
     def velocity(self, x, sigma):
@@ -107,13 +107,26 @@ class FlowPretraining(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.transformer.parameters(), lr=self.lr, weight_decay=0.01)
-        warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / self.warmup))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": warmup, "interval": "step"}}
+        return torch.optim.AdamW(self.transformer.parameters(), lr=self.lr, weight_decay=0.01)
+
+
+class CosineDecay(L.Callback):
+    """Decay every learning rate to 5% along a cosine over the stage (after a short warm-up)."""
+
+    def __init__(self, steps: int, warmup: int = 100):
+        self.steps, self.warmup, self.base = steps, warmup, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        optimizer = trainer.optimizers[0]
+        self.base = self.base or [g["lr"] for g in optimizer.param_groups]
+        step = trainer.global_step
+        factor = min(1.0, (step + 1) / self.warmup) * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(1.0, step / self.steps))))
+        for group, base in zip(optimizer.param_groups, self.base):
+            group["lr"] = base * factor
 
 
 def _fit(module, loader, steps: int, name: str, log_dir: str) -> float:
-    trainer = L.Trainer(accelerator="cpu", max_steps=steps, logger=L.pytorch.loggers.TensorBoardLogger(log_dir, name=name),
+    trainer = L.Trainer(accelerator="cpu", max_steps=steps, callbacks=[CosineDecay(steps)], logger=L.pytorch.loggers.TensorBoardLogger(log_dir, name=name),
                         enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=20,
                         gradient_clip_val=1.0)
     trainer.fit(module, loader)
@@ -149,7 +162,8 @@ def held_out_vae_psnr(backbone: WanBackbone, scale: int = 4) -> dict:
 def sample_grid(backbone: WanBackbone, path: str, count: int = 8, steps: int = 20, seed: int = 0) -> None:
     """Unconditional samples of the generator: one row per sample, frames 0, 4 and 8 side by side."""
     g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(count, backbone.latent_channels, 9, 16, 16, generator=g)
+    side = 64 // backbone.vae_stride[1]
+    noise = torch.randn(count, backbone.latent_channels, 9, side, side, generator=g)
     latents = flow.euler_sample(backbone, noise, flow.sigma_schedule(steps, shift=3.0))
     video = backbone.decode(latents)
     rows = [np.concatenate([video_to_frames(v)[t] for t in (0, 4, 8)], axis=1) for v in video]
@@ -192,10 +206,11 @@ def pretrain(
     vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
     latents = (latents - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
 
-    # Stage 2: the transformer, by flow matching on 9 x 16 x 16 latent crops (64 x 64 pixels).
+    # Stage 2: the transformer, by flow matching on latent crops of 9 frames x 64 x 64 pixels.
     prompt = torch.randn(1, 8, TINY_CONFIG["transformer"]["text_dim"], generator=torch.Generator().manual_seed(seed))
-    loader = DataLoader(LatentCrops(latents, 9, 16, transformer_steps * transformer_batch), batch_size=transformer_batch)
-    cost["transformer_s"] = _fit(FlowPretraining(transformer, prompt, transformer_lr, warmup=200), loader,
+    crop = 64 // TINY_CONFIG["vae"]["scale_factor_spatial"]
+    loader = DataLoader(LatentCrops(latents, 9, crop, transformer_steps * transformer_batch), batch_size=transformer_batch)
+    cost["transformer_s"] = _fit(FlowPretraining(transformer, prompt, transformer_lr), loader,
                                  transformer_steps, "transformer", log_dir)
     transformer.eval()
 

@@ -50,11 +50,11 @@ class Adapter(nn.Module):
         raise NotImplementedError
 
 
-def save_adapter(adapter: Adapter, path: str, backbone_name: str) -> None:
-    """Write `adapter.safetensors`: weights plus {class_path, init_args, backbone, version}. Atomic."""
+def save_adapter(adapter: Adapter, path: str, backbone_name: str, scale: int | None = None) -> None:
+    """Write `adapter.safetensors`: weights plus {class_path, init_args, backbone, scale, version}. Atomic."""
     cls = type(adapter)
     config = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": adapter.init_args,
-              "backbone": backbone_name, "litevsr_version": litevsr.__version__}
+              "backbone": backbone_name, "scale": scale, "litevsr_version": litevsr.__version__}
     tensors = {k: v.detach().cpu().contiguous() for k, v in adapter.state_dict().items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"

@@ -149,15 +149,18 @@ def _prompt_embeds(path: str | None, source: str, text_dim: int) -> torch.Tensor
     return embeds.float()
 
 
-# The embedded generator's architecture: the real Wan classes at CPU size. Its VAE compresses 4x in
-# space and not at all in time, so reconstructions stay far above bicubic x4 (see DESIGN.md section 9).
+# The embedded generator's architecture: the real Wan classes at CPU size. Its VAE folds 2x2 pixels into channels
+# (Wan2.2's patch_size=2) and does not downsample further: 12 -> 16 channels at half resolution, no temporal
+# compression, so reconstructions stay far above bicubic x4 (DESIGN.md section 9). The transformer's 4x4 patches
+# keep the token grid at 1/8 of the pixels, as with the real Wan2.1.
 TINY_CONFIG = {
     "transformer": dict(
-        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32, in_channels=16, out_channels=16,
+        patch_size=(1, 4, 4), num_attention_heads=4, attention_head_dim=32, in_channels=16, out_channels=16,
         text_dim=32, freq_dim=64, ffn_dim=512, num_layers=6, rope_max_seq_len=256,
     ),
-    "vae": dict(base_dim=16, z_dim=16, dim_mult=[1, 2, 2], num_res_blocks=1, temperal_downsample=[False, False],
-                scale_factor_temporal=1, scale_factor_spatial=4, latents_mean=[0.0] * 16, latents_std=[1.0] * 16),
+    "vae": dict(base_dim=16, z_dim=16, dim_mult=[1], num_res_blocks=1, temperal_downsample=[], in_channels=12,
+                out_channels=12, patch_size=2, scale_factor_temporal=1, scale_factor_spatial=2,
+                latents_mean=[0.0] * 16, latents_std=[1.0] * 16),
 }
 
 
@@ -175,3 +178,7 @@ def save_wan(transformer, vae, folder: str, prompt_embeds: torch.Tensor | None =
         from safetensors.torch import save_file
 
         save_file({"prompt_embeds": prompt_embeds.contiguous()}, os.path.join(folder, "prompt_embeds.safetensors"))
+
+
+#: The adapter trained by recipes/demo.yaml on the shipped generator; used when no adapter is given.
+DEMO_ADAPTER = TINY_PATH.parent / "demo-adapter.safetensors"
