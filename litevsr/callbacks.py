@@ -42,24 +42,36 @@ class AdapterExport(L.Callback):
         scale = getattr(getattr(trainer.datamodule, "hparams", None), "scale", None)
         save_adapter(pl_module.adapter, self.path, pl_module.backbone.name, scale)
         ckpt = getattr(trainer.checkpoint_callback, "dirpath", None) or "(checkpointing disabled)"
+        figures = validation_line(trainer.callback_metrics)
+        pictures = os.path.join(_run_dir(trainer), "val_samples.png")
         rank_zero_info(
             "\nlitevsr: done."
-            f"\n  exported adapter : {self.path}"
+            + (f"\n  held-out validation PSNR-Y / SSIM-Y: {figures}" if figures else "")
+            + (f"\n  pictures (LQ | SR | GT) : {pictures} and TensorBoard's Images tab" if os.path.isfile(pictures) else "")
+            + f"\n  exported adapter : {self.path}"
             f"\n  checkpoints      : {ckpt}"
             f"\n  TensorBoard      : tensorboard --logdir {os.path.dirname(_run_dir(trainer))}"
         )
 
 
+def validation_line(metrics) -> str:
+    """The model against its references, in one line ("" before any validation)."""
+    m = {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
+    if "val/psnr_y" not in m:
+        return ""
+    parts = [f"{label} {m[f'val/psnr_y{s}']:.2f} dB / {m[f'val/ssim_y{s}']:.4f}"
+             for label, s in (("model", ""), ("bicubic", "_bicubic"), ("no adapter", "_no_adapter"),
+                              ("VAE ceiling", "_vae")) if f"val/psnr_y{s}" in m]
+    gain = m["val/psnr_y"] - m.get("val/psnr_y_bicubic", float("nan"))
+    return " | ".join(parts) + f" | gain over bicubic {gain:+.2f} dB"
+
+
 class ValidationSummary(L.Callback):
-    """Print one readable line of validation figures: the model against its references."""
+    """Print one readable line of validation figures after every validation."""
 
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        m = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        if "val/psnr_y" not in m:
-            return
-        parts = [f"{label} {m[f'val/psnr_y{s}']:.2f} dB / {m[f'val/ssim_y{s}']:.4f}"
-                 for label, s in (("model", ""), ("bicubic", "_bicubic"), ("no adapter", "_no_adapter"),
-                                  ("VAE ceiling", "_vae")) if f"val/psnr_y{s}" in m]
-        rank_zero_info(f"litevsr: step {trainer.global_step} validation PSNR-Y / SSIM-Y: " + " | ".join(parts))
+        line = validation_line(trainer.callback_metrics)
+        if line:
+            rank_zero_info(f"litevsr: step {trainer.global_step} validation PSNR-Y / SSIM-Y: {line}")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
+from PIL import Image
 
 from litevsr import flow
 from litevsr.adapters.base import Adapter
@@ -131,13 +134,16 @@ class LiteVSRModule(L.LightningModule):
         return outputs[""]
 
     def _log_samples(self, lq, sr, hq):
-        experiment = getattr(self.logger, "experiment", None)
-        if not hasattr(experiment, "add_images"):
-            return
+        """LQ | SR | GT (middle frames) to TensorBoard and, as a PNG, into the run folder."""
         n, mid = min(self.hparams.num_logged_samples, hq.shape[0]), hq.shape[2] // 2
         lq_big = resize_video(lq[:n], hq.shape[-2:], mode="nearest")
-        rows = torch.cat([lq_big[:, :, mid], sr[:n, :, mid], hq[:n, :, mid]], dim=-1)  # LQ | SR | GT
-        experiment.add_images("val/lq_sr_gt", (rows.float().clamp(-1, 1) + 1) / 2, self.global_step)
+        rows = (torch.cat([lq_big[:, :, mid], sr[:n, :, mid], hq[:n, :, mid]], dim=-1).float().clamp(-1, 1) + 1) / 2
+        experiment = getattr(self.logger, "experiment", None)
+        if hasattr(experiment, "add_images"):
+            experiment.add_images("val/lq_sr_gt", rows, self.global_step)
+        if self.logger is not None and self.logger.log_dir and not self.trainer.sanity_checking:
+            grid = (rows.permute(0, 2, 3, 1).flatten(0, 1) * 255).round().byte().cpu().numpy()
+            Image.fromarray(grid).save(os.path.join(self.logger.log_dir, "val_samples.png"))
 
     def predict_step(self, batch, batch_idx):
         lq = batch["lq"]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import webdataset as wds
+from diffusers import AutoencoderKLWan
 from jsonargparse import auto_cli
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -129,6 +130,7 @@ def _fit(module, loader, steps: int, name: str, log_dir: str) -> float:
     trainer = L.Trainer(accelerator="cpu", max_steps=steps, callbacks=[CosineDecay(steps)], logger=L.pytorch.loggers.TensorBoardLogger(log_dir, name=name),
                         enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=20,
                         gradient_clip_val=1.0)
+    start = time.time()
     trainer.fit(module, loader)
     return time.time() - start
 
@@ -194,10 +196,19 @@ def pretrain(
     cost = {"threads": torch.get_num_threads()}
 
     # Stage 1: the autoencoder, single frames first, then short clips for the causal temporal path.
-    frames = DataLoader(ClipCrops(vae_shards, 1, 64, vae_steps * vae_batch), batch_size=vae_batch)
-    cost["vae_frames_s"] = _fit(VAETraining(vae, vae_lr, kl_weight), frames, vae_steps, "vae", log_dir)
-    clips = DataLoader(ClipCrops(vae_shards, 5, 64, vae_clip_steps * 2), batch_size=2)
-    cost["vae_clips_s"] = _fit(VAETraining(vae, vae_lr / 3, kl_weight), clips, vae_clip_steps, "vae_clips", log_dir)
+    # It is kept in the log folder, so a re-run after an interruption starts at stage 2.
+    vae_stage = os.path.join(log_dir, "vae_stage")
+    if os.path.isfile(os.path.join(vae_stage, "config.json")):
+        vae = AutoencoderKLWan.from_pretrained(vae_stage)
+        cost.update(json.load(open(os.path.join(vae_stage, "cost.json"))))
+    else:
+        frames = DataLoader(ClipCrops(vae_shards, 1, 64, vae_steps * vae_batch), batch_size=vae_batch)
+        cost["vae_frames_s"] = _fit(VAETraining(vae, vae_lr, kl_weight), frames, vae_steps, "vae", log_dir)
+        clips = DataLoader(ClipCrops(vae_shards, 5, 64, vae_clip_steps * 2), batch_size=2)
+        cost["vae_clips_s"] = _fit(VAETraining(vae, vae_lr / 3, kl_weight), clips, vae_clip_steps, "vae_clips", log_dir)
+        vae.save_pretrained(vae_stage)
+        with open(os.path.join(vae_stage, "cost.json"), "w") as f:
+            json.dump({k: cost[k] for k in ("vae_frames_s", "vae_clips_s")}, f)
     vae.eval()
 
     # Latent statistics, as Wan stores them, measured on the prior's training clips.

@@ -54,6 +54,7 @@ def test_fit_logs_to_tensorboard_and_exports(fitted):
     assert {"train/loss", "val/psnr_y", "val/ssim_y", "val/psnr_y_bicubic", "val/ssim_y_bicubic",
             "val/psnr_y_no_adapter", "val/psnr_y_vae"} <= tags
     assert "val/lq_sr_gt" in events.Tags()["images"]
+    assert (run / "val_samples.png").is_file()
 
 
 def test_checkpoint_holds_only_the_adapter(fitted):
