@@ -124,3 +124,13 @@ def test_print_config_documents_options(capsys, tmp_path, backbone_dir, shard_di
     out = capsys.readouterr().out
     assert "--model.sigma_shift" in out and "Time shift applied to training sigmas" in out
     assert "--model.gradient_checkpointing" in out
+
+
+def test_bf16_mixed_with_gradient_checkpointing_trains_on_cpu(tmp_path, backbone_dir, shard_dirs):
+    config = write_config(tmp_path, backbone_dir, shard_dirs)
+    main(["fit", "--config", config, "--trainer.precision", "bf16-mixed", "--model.gradient_checkpointing", "true",
+          "--trainer.max_steps", "2", "--trainer.limit_val_batches", "0"])
+    ckpt = torch.load(tmp_path / "runs/t/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2
+    losses = EventAccumulator(str(tmp_path / "runs/t/version_0")).Reload().Scalars("train/loss")
+    assert all(torch.isfinite(torch.tensor(e.value)) for e in losses)
