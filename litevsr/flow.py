@@ -63,6 +63,11 @@ def euler_sample(velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
     return x
 
 
+def landing_velocity(x: torch.Tensor, x0: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The velocity that takes x (at `sigma`) to x0 in one Euler step. For x = eps at sigma = 1 it is eps - x0."""
+    return (x - x0) / sigma
+
+
 def start_latents(cond: torch.Tensor, noise: torch.Tensor, sigma_start: float) -> torch.Tensor:
     """The sampler's starting point: pure noise at sigma_start = 1, else the noised LQ latent (SDEdit)."""
     return interpolate(cond, noise, torch.full((cond.shape[0],), sigma_start, device=cond.device))

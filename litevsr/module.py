@@ -39,6 +39,7 @@ class LiteVSRModule(L.LightningModule):
         val_shift: float = 1.0,
         val_sigma_start: float = 1.0,
         val_seed: int = 0,
+        start_state_prob: float = 0.0,
         val_references: bool = True,
         gradient_checkpointing: bool = False,
         num_logged_samples: int = 4,
@@ -57,6 +58,9 @@ class LiteVSRModule(L.LightningModule):
             val_shift: Time shift of the sampling schedule.
             val_sigma_start: Start sampling from the LQ latent noised to this sigma (1 = pure noise).
             val_seed: Seed of the validation noise, so validation is repeatable.
+            start_state_prob: Share of training samples taken at the sampler's start state (the LQ latent noised
+                to val_sigma_start), with the velocity that lands on the HQ latent in one step. 0 is plain
+                flow matching; with val_sigma_start = 1 both coincide.
             val_references: Also log the frozen generator without adapter and the VAE reconstruction.
             gradient_checkpointing: Recompute backbone and adapter activations in backward to save memory.
             num_logged_samples: Validation samples shown as LQ | SR | GT images in TensorBoard.
@@ -106,9 +110,16 @@ class LiteVSRModule(L.LightningModule):
         hp = self.hparams
         sigma = flow.sample_sigmas(x0.shape[0], hp.sigma_mean, hp.sigma_std, hp.sigma_shift, device=x0.device)
         eps = torch.randn_like(x0)
-        x = flow.interpolate(x0, eps, sigma)
+        x, target = flow.interpolate(x0, eps, sigma), flow.velocity_target(x0, eps)
+        if hp.start_state_prob > 0:  # train where the sampler starts: one step from the noised LQ latent
+            start = torch.rand(x0.shape[0], device=x0.device) < hp.start_state_prob
+            x_start = flow.start_latents(cond, eps, hp.val_sigma_start)
+            pick = start.view(-1, *[1] * (x0.ndim - 1))
+            x = torch.where(pick, x_start, x)
+            target = torch.where(pick, flow.landing_velocity(x_start, x0, hp.val_sigma_start), target)
+            sigma = torch.where(start, torch.full_like(sigma, hp.val_sigma_start), sigma)
         v_hat = self.model.velocity(x, sigma, cond, self.model.refinement_state(x, sigma))
-        loss = F.mse_loss(v_hat.float(), flow.velocity_target(x0, eps))
+        loss = F.mse_loss(v_hat.float(), target)
         self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])
         return loss
 

@@ -55,3 +55,13 @@ def test_logit_normal_sigmas():
     torch.testing.assert_close(shifted, flow.shift_sigma(s, 3.0))
     assert shifted.mean() > s.mean() + 0.1
     torch.testing.assert_close(flow.unshift_sigma(shifted, 3.0), s)
+
+
+def test_landing_velocity_reaches_x0_in_one_step():
+    g = torch.Generator().manual_seed(2)
+    x0, cond, eps = (torch.randn(1, 4, 2, 3, 3, generator=g) for _ in range(3))
+    start = flow.start_latents(cond, eps, 0.4)
+    v = flow.landing_velocity(start, x0, 0.4)
+    out = flow.euler_sample(lambda x, s: v, start, flow.sigma_schedule(1, sigma_start=0.4))
+    torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(flow.landing_velocity(eps, x0, 1.0), flow.velocity_target(x0, eps))
