@@ -157,10 +157,9 @@ class LiteVSRModule(L.LightningModule):
             Image.fromarray(grid).save(os.path.join(self.logger.log_dir, "val_samples.png"))
 
     def predict_step(self, batch, batch_idx):
-        lq = batch["lq"]
-        scale = batch.get("scale", 4)
-        size = (lq.shape[-2] * scale, lq.shape[-1] * scale)
-        return self.backbone.decode(self._sample(self.model.condition(lq, size), batch_idx))
+        """SR clips at the HQ size of a validation-style batch, sampled as in validation."""
+        cond = self.model.condition(batch["lq"], batch["hq"].shape[-2:])
+        return self.backbone.decode(self._sample(cond, batch_idx))
 
     # --- checkpoints hold the adapter only ---------------------------------------------------------
     def on_save_checkpoint(self, checkpoint):

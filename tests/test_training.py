@@ -76,6 +76,13 @@ def test_resume_from_last_continues_at_the_right_step(fitted):
     assert max(steps) >= 3 and len(steps) == len(set(steps))  # no step logged twice
 
 
+def test_validate_and_predict_from_a_checkpoint(fitted):
+    tmp, config = fitted
+    ckpt = str(tmp / "runs/t/version_0/checkpoints/last.ckpt")
+    main(["validate", "--config", config, "--ckpt_path", ckpt])
+    main(["predict", "--config", config, "--ckpt_path", ckpt])
+
+
 def test_exported_adapter_reproduces_validation_outputs(fitted, backbone_dir, shard_dirs):
     tmp, config = fitted
     from litevsr.module import LiteVSRModule

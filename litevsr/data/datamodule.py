@@ -73,7 +73,7 @@ class VideoShardDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         hp = self.hparams
-        self.train_urls = shard_urls(hp.train_shards) if stage == "fit" else []
+        self.train_urls = shard_urls(hp.train_shards) if stage == "fit" else []  # predict/validate need val only
         self.val_urls = shard_urls(hp.val_shards) if hp.val_shards else []
         for spec, size in ((hp.train_shards, hp.crop_size), (hp.val_shards, hp.val_crop_size or hp.crop_size)):
             manifest = read_manifest(spec) if spec else None
@@ -127,3 +127,6 @@ class VideoShardDataModule(L.LightningDataModule):
         )
         rank_zero_info(f"litevsr: validating on {len(self.val_urls)} shard(s) from {self.hparams.val_shards}")
         return self._loader(dataset, self.hparams.val_batch_size or self.hparams.batch_size)
+
+    def predict_dataloader(self):
+        return self.val_dataloader()
