@@ -65,12 +65,6 @@ class VideoBackbone(nn.Module):
         if h % m or w % m:
             raise LiteVSRError(f"{self.name} needs height and width that are multiples of {m}, got {h}x{w}")
 
-    def latent_tokens(self, latents: torch.Tensor) -> tuple[int, int, int]:
-        """The (F, H, W) token grid that the transformer sees for these latents."""
-        f, h, w = latents.shape[2:]
-        pt, ph, pw = self.patch_size
-        return f // pt, h // ph, w // pw
-
     # --- the frozen computations ---------------------------------------------------------------
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
