@@ -1,4 +1,4 @@
-"""Pretrain the embedded tiny Wan generator on a CPU, in two stages, then save it in diffusers format.
+"""Pretrain the embedded tiny Wan generator (CPU or GPU), in two stages, then save it in diffusers format.
 
     python -m litevsr.pretrain --config recipes/pretrain_tiny.yaml
 
@@ -10,6 +10,7 @@ Both use the real diffusers classes, so the saved folder loads through `WanBackb
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import time
@@ -112,27 +113,40 @@ class FlowPretraining(L.LightningModule):
 
 
 class CosineDecay(L.Callback):
-    """Decay every learning rate to 5% along a cosine over the stage (after a short warm-up)."""
+    """Decay every learning rate to 5% along a cosine over the stage (after a short warm-up).
 
-    def __init__(self, steps: int, warmup: int = 100):
-        self.steps, self.warmup, self.base = steps, warmup, None
+    With a time limit, progress is whichever of steps or time is further along, so a stage cut short by
+    its time limit still ends at the low learning rate."""
+
+    def __init__(self, steps: int, warmup: int = 100, time_limit_s: float | None = None):
+        self.steps, self.warmup, self.time_limit_s, self.base, self.start = steps, warmup, time_limit_s, None, None
+
+    def progress(self, step: int) -> float:
+        elapsed = 0.0 if self.time_limit_s is None else (time.time() - self.start) / self.time_limit_s
+        return min(1.0, max(step / self.steps, elapsed))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         optimizer = trainer.optimizers[0]
         self.base = self.base or [g["lr"] for g in optimizer.param_groups]
+        self.start = self.start or time.time()
         step = trainer.global_step
-        factor = min(1.0, (step + 1) / self.warmup) * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(1.0, step / self.steps))))
+        factor = min(1.0, (step + 1) / self.warmup) * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * self.progress(step))))
         for group, base in zip(optimizer.param_groups, self.base):
             group["lr"] = base * factor
 
 
-def _fit(module, loader, steps: int, name: str, log_dir: str) -> float:
-    trainer = L.Trainer(accelerator="cpu", max_steps=steps, callbacks=[CosineDecay(steps)], logger=L.pytorch.loggers.TensorBoardLogger(log_dir, name=name),
+def _fit(module, loader, steps: int, name: str, log_dir: str, accelerator: str,
+         time_limit_s: float | None) -> tuple[float, int]:
+    """Train one stage; returns (seconds, steps done). A time limit ends the stage early (see CosineDecay)."""
+    trainer = L.Trainer(accelerator=accelerator, devices=1, max_steps=steps,
+                        max_time=None if time_limit_s is None else datetime.timedelta(seconds=time_limit_s),
+                        callbacks=[CosineDecay(steps, time_limit_s=time_limit_s)],
+                        logger=L.pytorch.loggers.TensorBoardLogger(log_dir, name=name),
                         enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=20,
                         gradient_clip_val=1.0)
     start = time.time()
     trainer.fit(module, loader)
-    return time.time() - start
+    return time.time() - start, trainer.global_step
 
 
 @torch.no_grad()
@@ -177,8 +191,11 @@ def pretrain(
     out: str = str(TINY_PATH),
     data_root: str = "data/pretrain",
     log_dir: str = "runs/pretrain",
+    accelerator: str = "cpu",
+    stage_time_limit_s: float | None = None,
     vae_steps: int = 3000,
     vae_batch: int = 8,
+    vae_crop: int = 64,
     vae_clip_steps: int = 200,
     vae_lr: float = 1e-3,
     kl_weight: float = 1e-6,
@@ -189,27 +206,40 @@ def pretrain(
     samples_png: str = "docs/images/tiny_generator_samples.png",
     results_json: str = "benchmarks/results/tiny_generator.json",
 ) -> dict:
-    """Pretrain the tiny generator and save it to `out` (diffusers layout)."""
+    """Pretrain the tiny generator and save it to `out` (diffusers layout).
+
+    Args:
+        accelerator: Lightning accelerator for both stages ("cpu", "gpu", "auto").
+        stage_time_limit_s: Optional wall-clock limit of each of the two main stages (VAE frames, transformer).
+        vae_crop: Side of the square single-frame crops the VAE trains on.
+    """
     L.seed_everything(seed)
+    torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it
     animation, vae_shards = build_pretrain_shards(data_root)
     transformer, vae = build_wan(TINY_CONFIG, seed)
-    cost = {"threads": torch.get_num_threads()}
+    cost = {"threads": torch.get_num_threads(), "accelerator": accelerator,
+            "device": torch.cuda.get_device_name(0) if accelerator != "cpu" and torch.cuda.is_available() else "cpu"}
+    steps = {}
 
     # Stage 1: the autoencoder, single frames first, then short clips for the causal temporal path.
     # It is kept in the log folder, so a re-run after an interruption starts at stage 2.
     vae_stage = os.path.join(log_dir, "vae_stage")
     if os.path.isfile(os.path.join(vae_stage, "config.json")):
         vae = AutoencoderKLWan.from_pretrained(vae_stage)
-        cost.update(json.load(open(os.path.join(vae_stage, "cost.json"))))
+        saved = json.load(open(os.path.join(vae_stage, "cost.json")))
+        cost.update(saved["cost"])
+        steps.update(saved["steps"])
     else:
-        frames = DataLoader(ClipCrops(vae_shards, 1, 64, vae_steps * vae_batch), batch_size=vae_batch)
-        cost["vae_frames_s"] = _fit(VAETraining(vae, vae_lr, kl_weight), frames, vae_steps, "vae", log_dir)
+        frames = DataLoader(ClipCrops(vae_shards, 1, vae_crop, vae_steps * vae_batch), batch_size=vae_batch)
+        cost["vae_frames_s"], steps["vae_frames"] = _fit(VAETraining(vae, vae_lr, kl_weight), frames, vae_steps,
+                                                         "vae", log_dir, accelerator, stage_time_limit_s)
         clips = DataLoader(ClipCrops(vae_shards, 5, 64, vae_clip_steps * 2), batch_size=2)
-        cost["vae_clips_s"] = _fit(VAETraining(vae, vae_lr / 3, kl_weight), clips, vae_clip_steps, "vae_clips", log_dir)
+        cost["vae_clips_s"], steps["vae_clips"] = _fit(VAETraining(vae, vae_lr / 3, kl_weight), clips, vae_clip_steps,
+                                                       "vae_clips", log_dir, accelerator, None)
         vae.save_pretrained(vae_stage)
         with open(os.path.join(vae_stage, "cost.json"), "w") as f:
-            json.dump({k: cost[k] for k in ("vae_frames_s", "vae_clips_s")}, f)
-    vae.eval()
+            json.dump({"cost": {k: cost[k] for k in ("vae_frames_s", "vae_clips_s")}, "steps": steps}, f)
+    vae.cpu().eval()
 
     # Latent statistics, as Wan stores them, measured on the prior's training clips.
     latents = encode_clips(vae, animation, crops_per_clip=1, size=128, frames=17)
@@ -221,18 +251,19 @@ def pretrain(
     prompt = torch.randn(1, 8, TINY_CONFIG["transformer"]["text_dim"], generator=torch.Generator().manual_seed(seed))
     crop = 64 // TINY_CONFIG["vae"]["scale_factor_spatial"]
     loader = DataLoader(LatentCrops(latents, 9, crop, transformer_steps * transformer_batch), batch_size=transformer_batch)
-    cost["transformer_s"] = _fit(FlowPretraining(transformer, prompt, transformer_lr), loader,
-                                 transformer_steps, "transformer", log_dir)
-    transformer.eval()
+    cost["transformer_s"], steps["transformer"] = _fit(FlowPretraining(transformer, prompt, transformer_lr), loader,
+                                                       transformer_steps, "transformer", log_dir, accelerator,
+                                                       stage_time_limit_s)
+    transformer.cpu().eval()
 
     save_wan(transformer, vae, out, prompt)
     backbone = WanBackbone(out)
     sample_grid(backbone, samples_png)
-    results = {"cost_seconds": cost, "steps": {"vae_frames": vae_steps, "vae_clips": vae_clip_steps,
-                                                "transformer": transformer_steps},
+    results = {"cost_seconds": cost, "steps": steps,
+               "batch": {"vae_frames": vae_batch, "vae_crop": vae_crop, "transformer": transformer_batch},
                "held_out": held_out_vae_psnr(backbone), "samples_png": samples_png, "out": out,
                "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
-    os.makedirs(os.path.dirname(results_json), exist_ok=True)
+    os.makedirs(os.path.dirname(results_json) or ".", exist_ok=True)
     with open(results_json, "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results, indent=2))
