@@ -43,6 +43,7 @@ class LiteVSRModule(L.LightningModule):
         val_references: bool = True,
         gradient_checkpointing: bool = False,
         num_logged_samples: int = 4,
+        init_adapter: str | None = None,
     ):
         """Train an adapter on a frozen backbone with rectified flow matching.
 
@@ -64,12 +65,19 @@ class LiteVSRModule(L.LightningModule):
             val_references: Also log the frozen generator without adapter and the VAE reconstruction.
             gradient_checkpointing: Recompute backbone and adapter activations in backward to save memory.
             num_logged_samples: Validation samples shown as LQ | SR | GT images in TensorBoard.
+            init_adapter: Start from an exported adapter's weights: a path, or the name of a shipped adapter
+                ("animation": x4 on the tiny generator's own footage). Its configuration must match `adapter`.
         """
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "adapter", "optimizer", "lr_scheduler"])
         self.model = LiteVSR(backbone, adapter)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.strict_loading = False  # checkpoints hold the adapter only
+        if init_adapter is not None:
+            from litevsr.adapters.base import load_adapter_weights
+            from litevsr.backbones.wan import SHIPPED_ADAPTERS
+
+            load_adapter_weights(adapter, str(SHIPPED_ADAPTERS.get(init_adapter, init_adapter)))
         if gradient_checkpointing:
             backbone.transformer.enable_gradient_checkpointing()
             adapter.gradient_checkpointing = True

