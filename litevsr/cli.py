@@ -81,33 +81,92 @@ def _one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def upscale_command(args: list[str]) -> None:
-    """litevsr upscale IN OUT [--adapter A] [--backbone B] [--scale S] [--steps N]"""
-    import argparse
+def _sampling_arguments(parser) -> None:
+    parser.add_argument("--adapter", default=None,
+                        help="adapter.safetensors, or several separated by commas (default: the shipped 'demo' adapter)")
+    parser.add_argument("--backbone", default=None, help="backbone folder or hub id (default: the adapters' own)")
+    parser.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the adapter's)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the adapter's, usually 1)")
+    parser.add_argument("--window", type=int, default=17, help="frames per temporal window (1 + 4k; default 17)")
+    parser.add_argument("--overlap", type=int, default=4, help="frames shared by neighbouring windows (default 4)")
+    parser.add_argument("--tile", type=int, default=None, help="spatial tile in output pixels (default: whole frames)")
+    parser.add_argument("--tile-overlap", type=int, default=64, help="overlap of spatial tiles in output pixels")
+    parser.add_argument("--seed", type=int, default=0)
 
+
+def load_models(adapter_arg: str | None, backbone_arg: str | None):
+    """One backbone, several adapters on it: [(name, LiteVSR, adapter config)]. The backbone loads once."""
     from litevsr.adapters.base import load_adapter, read_adapter_config
-    from litevsr.backbones.wan import DEMO_ADAPTER, WanBackbone
-    from litevsr.inference import upscale_file
+    from litevsr.backbones.wan import SHIPPED_ADAPTERS, WanBackbone
     from litevsr.model import LiteVSR
 
-    parser = argparse.ArgumentParser(prog="litevsr upscale", description="Upscale a video file with a trained adapter.")
-    parser.add_argument("input", help="any video FFmpeg decodes")
-    parser.add_argument("output", help="the upscaled .mp4 (H.264)")
-    parser.add_argument("--adapter", default=str(DEMO_ADAPTER), help="adapter.safetensors (default: the shipped demo adapter)")
-    parser.add_argument("--backbone", default=None, help="backbone folder or hub id (default: the one the adapter was trained on)")
-    parser.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the adapter's)")
-    parser.add_argument("--steps", type=int, default=1, help="sampling steps (default 1)")
-    parser.add_argument("--chunk-frames", type=int, default=17, help="frames upscaled together")
-    parser.add_argument("--seed", type=int, default=0)
+    paths = [str(SHIPPED_ADAPTERS.get(p, p)) for p in (adapter_arg or "demo").split(",") if p]
+    configs = [read_adapter_config(p) for p in paths]
+    names = {c["backbone"] for c in configs}
+    if backbone_arg is None and len(names) > 1:
+        raise LiteVSRError(f"the adapters were trained on different backbones {sorted(names)}; pass --backbone")
+    backbone = WanBackbone(backbone_arg or configs[0]["backbone"])
+    return [(os.path.splitext(os.path.basename(p))[0], LiteVSR(backbone, load_adapter(p, backbone)), c)
+            for p, c in zip(paths, configs)]
+
+
+def _sampling(opts, config: dict):
+    from litevsr.inference import Sampling
+
+    return Sampling.of_adapter(config, steps=opts.steps, seed=opts.seed, tile=opts.tile, tile_overlap=opts.tile_overlap)
+
+
+def upscale_command(args: list[str]) -> None:
+    """litevsr upscale INPUT OUTPUT [--adapter a.safetensors[,b.safetensors]] [--steps N] [--max-frames N] ..."""
+    import argparse
+
+    from litevsr.inference import upscale_file
+
+    parser = argparse.ArgumentParser(prog="litevsr upscale", description="Upscale a video file or a folder of frames.")
+    parser.add_argument("input", help="any video FFmpeg decodes, or a folder of image frames")
+    parser.add_argument("output", help="an .mp4 file (H.264, audio copied) or a folder for PNG frames")
+    _sampling_arguments(parser)
+    parser.add_argument("--max-frames", type=int, default=None, help="upscale only the first N frames")
+    parser.add_argument("--fps", type=float, default=None, help="frame rate (default: the input's; 25 for folders)")
+    parser.add_argument("--crf", type=int, default=18, help="H.264 quality: lower is better (default 18)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     opts = parser.parse_args(args)
-    if not os.path.isfile(opts.input):
-        raise LiteVSRError(f"input video not found: {opts.input}")
-    config = read_adapter_config(opts.adapter)
-    backbone = WanBackbone(opts.backbone or config["backbone"])
-    model = LiteVSR(backbone, load_adapter(opts.adapter, backbone))
-    result = upscale_file(model, opts.input, opts.output, scale=opts.scale or config.get("scale") or 4,
-                          steps=opts.steps, chunk_frames=opts.chunk_frames, seed=opts.seed)
-    print(f"wrote {result['output']}: {result['frames']} frames at {result['width']}x{result['height']}")
+    models = load_models(opts.adapter, opts.backbone)
+    for name, model, config in models:
+        output = opts.output
+        if len(models) > 1:  # one output per adapter: out.mp4 -> out.<adapter>.mp4
+            stem, ext = os.path.splitext(opts.output)
+            output = f"{stem}.{name}{ext}"
+        result = upscale_file(model, opts.input, output, scale=opts.scale or config.get("scale") or 4,
+                              sampling=_sampling(opts, config), window=opts.window, overlap=opts.overlap,
+                              crf=opts.crf, fps=opts.fps, max_frames=opts.max_frames, overwrite=opts.overwrite)
+        print(f"wrote {result['output']}: {result['frames']} frames at {result['width']}x{result['height']}, "
+              f"{result['fps']:g} fps")
+
+
+def test_command(args: list[str]) -> None:
+    """litevsr test --gt GT --lq LQ [--adapter a.safetensors[,b...]] [--lpips] [--dists] [--out DIR]"""
+    import argparse
+
+    from litevsr.evaluate import evaluate, summary_table
+
+    parser = argparse.ArgumentParser(prog="litevsr test", description="Evaluate adapters and bicubic on paired clips "
+                                     "(GT/<clip>/<frame>.png + LQ/<clip>/<frame>.png, or video files paired by name).")
+    parser.add_argument("--gt", required=True, help="GT folder (or one GT video)")
+    parser.add_argument("--lq", required=True, help="LQ folder (or one LQ video)")
+    _sampling_arguments(parser)
+    parser.add_argument("--out", default="results/eval", help="where per_clip.csv and summary.md go")
+    parser.add_argument("--lpips", action="store_true", help="also LPIPS (needs AlexNet weights in the torch hub cache)")
+    parser.add_argument("--dists", action="store_true", help="also DISTS (needs VGG16 weights in the torch hub cache)")
+    parser.add_argument("--max-frames", type=int, default=None, help="score only the first N frames of each clip")
+    opts = parser.parse_args(args)
+    models = load_models(opts.adapter, opts.backbone)
+    scale = opts.scale or models[0][2].get("scale") or 4
+    perceptual = tuple(name for name in ("lpips", "dists") if getattr(opts, name))
+    rows = evaluate([(name, model, _sampling(opts, config)) for name, model, config in models], opts.gt, opts.lq,
+                    scale, opts.out, perceptual, opts.max_frames, opts.window, opts.overlap)
+    print(summary_table(rows))
+    print(f"\nper-clip results: {os.path.join(opts.out, 'per_clip.csv')}; table: {os.path.join(opts.out, 'summary.md')}")
 
 
 def main(args: list[str] | None = None) -> None:
@@ -115,6 +174,8 @@ def main(args: list[str] | None = None) -> None:
     try:
         if args[:1] == ["upscale"]:
             return upscale_command(args[1:])
+        if args[:1] == ["test"]:  # evaluation on paired folders replaces LightningCLI's test
+            return test_command(args[1:])
         LiteVSRCLI(
             LiteVSRModule,
             VideoShardDataModule,

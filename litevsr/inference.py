@@ -1,8 +1,18 @@
-"""Upscale real video files: decode, chunk in time, pad to the backbone's geometry, sample, encode. Streaming."""
+"""Upscale real videos in bounded memory.
+
+Frames stream in from any file FFmpeg decodes (or a folder of images) and are cut into overlapping temporal
+windows. Each window is sampled to latents; neighbouring windows are blended over their overlap in latent space
+before decoding, so there are no seams in time. Spatially, the transformer runs on overlapping latent tiles and
+the VAE tiles its convolutions (`tile`). Frames stream out to an H.264 mp4 or PNG files, written under a
+temporary name and renamed at the end, so a failure never leaves a partial output.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
 
@@ -10,6 +20,7 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
 from litevsr import LiteVSRError
@@ -17,16 +28,8 @@ from litevsr.data.pipeline import frames_to_video, video_to_frames
 from litevsr.data.video import iter_frames, video_info
 from litevsr.model import LiteVSR
 
-
-def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    chunk = []
-    for frame in frames:
-        chunk.append(frame)
-        if len(chunk) == size:
-            yield np.stack(chunk)
-            chunk = []
-    if chunk:
-        yield np.stack(chunk)
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "alac", "opus"}
 
 
 def _pad_video(video: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
@@ -37,48 +40,234 @@ def _pad_video(video: torch.Tensor, frames: int, height: int, width: int) -> tor
     return F.pad(video, pads, mode=mode)
 
 
+@dataclass
+class Sampling:
+    """How a clip is sampled: the settings an adapter was trained for travel with it (see save_adapter)."""
+
+    steps: int = 1
+    sigma_start: float = 1.0
+    shift: float = 1.0
+    seed: int = 0
+    tile: int | None = None  # HQ pixels; None = whole frames
+    tile_overlap: int = 64  # HQ pixels
+
+    @classmethod
+    def of_adapter(cls, config: dict, **overrides) -> "Sampling":
+        known = {k: v for k, v in (config.get("sampling") or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _latent_tiles(model: LiteVSR, sampling: Sampling) -> dict:
+    stride = model.backbone.vae_stride[1]
+    if sampling.tile is None:
+        return {}
+    return {"tile": sampling.tile // stride, "tile_overlap": sampling.tile_overlap // stride}
+
+
 @torch.no_grad()
-def upscale_clip(model: LiteVSR, lq: torch.Tensor, scale: int, **sample_kwargs) -> torch.Tensor:
-    """Any (B, 3, T, h, w) LQ video -> exactly (B, 3, T, h*scale, w*scale): pad, upscale, crop."""
+def clip_latents(model: LiteVSR, lq: torch.Tensor, scale: int, sampling: Sampling, index: int = 0) -> torch.Tensor:
+    """Sampled HQ latents of an LQ clip (B, 3, T, h, w), padded to the backbone's geometry."""
     if not torch.isfinite(lq).all():
         raise LiteVSRError("the input video contains NaN or infinite values")
     backbone = model.backbone
     t, h, w = lq.shape[2:]
     step, multiple = backbone.frame_step, backbone.spatial_multiple
-    target_t = t + (-(t - 1)) % step
     unit = multiple // np.gcd(multiple, scale)  # LQ size such that LQ * scale is a multiple of `multiple`
-    padded = _pad_video(lq, target_t, -(-h // unit) * unit, -(-w // unit) * unit)
-    return model.upscale(padded, scale, **sample_kwargs)[:, :, :t, : h * scale, : w * scale]
+    padded = _pad_video(lq, t + (-(t - 1)) % step, -(-h // unit) * unit, -(-w // unit) * unit)
+    cond = model.condition(padded, (padded.shape[-2] * scale, padded.shape[-1] * scale))
+    generator = torch.Generator().manual_seed(sampling.seed + index)
+    noise = torch.randn(cond.shape, generator=generator)
+    return model.sample(cond, sampling.steps, sampling.shift, sampling.sigma_start, noise=noise,
+                        **_latent_tiles(model, sampling))
 
 
-def upscale_file(model: LiteVSR, src: str, dst: str, scale: int = 4, steps: int = 1, chunk_frames: int = 17,
-                 seed: int = 0, crf: int = 18) -> dict:
-    """Upscale `src` into an H.264 mp4 at `dst`. Written to a temporary file first: no partial output."""
+def decode_clip(model: LiteVSR, latents: torch.Tensor, size: tuple[int, int, int], scale: int) -> torch.Tensor:
+    """Decode latents and crop to exactly (T, h*scale, w*scale) for an LQ clip of `size` = (T, h, w)."""
+    t, h, w = size
+    return model.backbone.decode(latents)[:, :, :t, : h * scale, : w * scale]
+
+
+def upscale_clip(model: LiteVSR, lq: torch.Tensor, scale: int, sampling: Sampling | None = None) -> torch.Tensor:
+    """Any (B, 3, T, h, w) LQ video in [-1, 1] -> exactly (B, 3, T, h*scale, w*scale), in one window."""
+    sampling = sampling or Sampling()
+    with vae_tiling(model, sampling):
+        return decode_clip(model, clip_latents(model, lq, scale, sampling), lq.shape[2:], scale)
+
+
+class vae_tiling:
+    """Context: tile the VAE's convolutions like the transformer when sampling.tile is set."""
+
+    def __init__(self, model: LiteVSR, sampling: Sampling):
+        self.vae, self.sampling = model.backbone.vae, sampling
+
+    def __enter__(self):
+        if self.sampling.tile is not None:
+            tile, stride = self.sampling.tile, self.sampling.tile - self.sampling.tile_overlap
+            self.vae.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
+                                   tile_sample_stride_height=stride, tile_sample_stride_width=stride)
+
+    def __exit__(self, *exc):
+        self.vae.disable_tiling()
+
+
+def _windows(frames: Iterator[np.ndarray], window: int, overlap: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(start frame, frames) of windows of `window` frames, each sharing `overlap` frames with the previous."""
+    buffer, start = [], 0
+    for frame in frames:
+        buffer.append(frame)
+        if len(buffer) == window:
+            yield start, np.stack(buffer)
+            buffer, start = buffer[window - overlap:], start + window - overlap
+    if len(buffer) > overlap or (start == 0 and buffer):
+        yield start, np.stack(buffer)
+
+
+def upscale_frames(model: LiteVSR, frames: Iterator[np.ndarray], scale: int, sampling: Sampling,
+                   window: int = 17, overlap: int = 4, total: int | None = None) -> Iterator[np.ndarray]:
+    """Stream SR frames (H, W, 3) uint8 for a stream of LQ frames. Memory holds two windows, whatever the length.
+
+    Window k+1 starts `window - overlap` frames after window k. Their latents over the shared frames are blended
+    with a linear ramp; frames up to the middle of the overlap are decoded from window k, the rest from k+1."""
+    backbone = model.backbone
+    if (window - 1) % backbone.frame_step or not 0 <= overlap < window:
+        raise LiteVSRError(f"window must be 1 + a multiple of {backbone.frame_step} frames and overlap in "
+                           f"[0, window), got window {window} and overlap {overlap}")
+    if (window - overlap) % backbone.vae_stride[0]:
+        raise LiteVSRError(f"window - overlap must be a multiple of the VAE's temporal stride {backbone.vae_stride[0]}")
+    device = next(backbone.parameters()).device
+    pending = None  # (start, LQ size (T, h, w), latents) of the window waiting for its successor
+    emitted = 0
+    count = None if total is None else max(1, -(-(total - overlap) // (window - overlap)))
+    with vae_tiling(model, sampling):
+        for index, (start, chunk) in enumerate(tqdm(_windows(frames, window, overlap), total=count,
+                                                    unit="window", desc=f"upscaling x{scale}")):
+            lq = frames_to_video(chunk)[None].to(device)
+            latents = clip_latents(model, lq, scale, sampling, index)
+            if pending is not None:
+                p_start, p_size, p_latents = pending
+                shared = p_latents.shape[2] - (start - p_start) // backbone.vae_stride[0]
+                if shared > 0:
+                    ramp = (torch.arange(1, shared + 1, device=device) / (shared + 1)).view(1, 1, -1, 1, 1)
+                    blended = p_latents[:, :, -shared:] * (1 - ramp) + latents[:, :, :shared] * ramp
+                    p_latents[:, :, -shared:], latents[:, :, :shared] = blended, blended
+                cut = start + overlap // 2
+                yield from video_to_frames(decode_clip(model, p_latents, p_size, scale)[0])[emitted - p_start:cut - p_start]
+                emitted = cut
+            pending = (start, tuple(lq.shape[2:]), latents)
+        if pending is None:
+            raise LiteVSRError("the input contains no frames")
+        p_start, p_size, p_latents = pending
+        yield from video_to_frames(decode_clip(model, p_latents, p_size, scale)[0])[emitted - p_start:]
+
+
+# --- sources and sinks -------------------------------------------------------------------------------------------
+def open_source(src: str, fps: float | None = None, max_frames: int | None = None) -> tuple[dict, Iterator[np.ndarray]]:
+    """(info, frame iterator) for a video file or a folder of images. Frames are upright RGB uint8."""
+    if os.path.isdir(src):
+        files = sorted(f for f in glob.glob(os.path.join(src, "*")) if f.lower().endswith(FRAME_EXTENSIONS))
+        if not files:
+            raise LiteVSRError(f"no image frames ({', '.join(FRAME_EXTENSIONS)}) in folder {src}")
+        width, height = Image.open(files[0]).size
+        info = {"fps": fps or 25.0, "frames": len(files), "width": width, "height": height, "audio": None}
+        frames = (_read_image(f, (width, height)) for f in files)
+    elif os.path.isfile(src):
+        info = video_info(src)
+        info["fps"] = fps or info["fps"]
+        frames = iter_frames(src)
+    else:
+        raise LiteVSRError(f"input not found: {src}")
+    if max_frames is not None:
+        info["frames"] = min(info["frames"] or max_frames, max_frames)
+        frames = (frame for frame, _ in zip(frames, range(max_frames)))
+    return info, frames
+
+
+def _read_image(path: str, size: tuple[int, int]) -> np.ndarray:
+    try:
+        image = Image.open(path).convert("RGB")
+    except OSError as err:
+        raise LiteVSRError(f"cannot read frame {path}: {err}") from err
+    if image.size != size:
+        raise LiteVSRError(f"frame {path} is {image.size[0]}x{image.size[1]}, the first frame is {size[0]}x{size[1]}")
+    return np.array(image)
+
+
+def _write_mp4(frames: Iterator[np.ndarray], path: str, width: int, height: int, fps: float, crf: int) -> int:
+    written = 0
+    with av.open(path, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height = width, height
+        # 4:2:0 needs even sizes; odd sizes keep full chroma so that the output is exactly scale x the input
+        stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        stream.options = {"crf": str(crf)}
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            written += 1
+        out.mux(stream.encode())
+    return written
+
+
+def _add_audio(video_path: str, src: str, out_path: str) -> None:
+    """Remux `video_path` with the first audio stream of `src` (copied, or re-encoded to AAC if mp4 can't hold it)."""
+    with av.open(video_path) as video, av.open(src) as source, av.open(out_path, mode="w", format="mp4") as out:
+        audio_in = source.streams.audio[0]
+        video_out = out.add_stream_from_template(video.streams.video[0])
+        copy = audio_in.codec_context.name in MP4_AUDIO_CODECS
+        audio_out = out.add_stream_from_template(audio_in) if copy else out.add_stream("aac", rate=audio_in.rate)
+        for packet in video.demux(video.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = video_out
+                out.mux(packet)
+        if copy:
+            for packet in source.demux(audio_in):
+                if packet.dts is not None:
+                    packet.stream = audio_out
+                    out.mux(packet)
+        else:
+            for frame in source.decode(audio_in):
+                frame.pts = None
+                out.mux(audio_out.encode(frame))
+            out.mux(audio_out.encode())
+
+
+def _write_pngs(frames: Iterator[np.ndarray], folder: str) -> int:
+    os.makedirs(folder)
+    written = 0
+    for written, frame in enumerate(frames, start=1):
+        Image.fromarray(frame).save(os.path.join(folder, f"{written:06d}.png"))
+    return written
+
+
+def upscale_file(model: LiteVSR, src: str, dst: str, scale: int = 4, sampling: Sampling | None = None,
+                 window: int = 17, overlap: int = 4, crf: int = 18, fps: float | None = None,
+                 max_frames: int | None = None, overwrite: bool = False) -> dict:
+    """Upscale a video file or frame folder into an mp4 (H.264, audio copied) or, if `dst` has no .mp4
+    suffix, a folder of PNG frames. Nothing is written at `dst` unless the whole video succeeds."""
+    sampling = sampling or Sampling()
     if os.path.abspath(src) == os.path.abspath(dst):
         raise LiteVSRError("the output path must differ from the input path")
-    info = video_info(src)
-    total = -(-info["frames"] // chunk_frames) if info["frames"] else None
-    tmp = f"{dst}.tmp{os.getpid()}.mp4"
-    written = 0
+    if os.path.exists(dst) and not overwrite:
+        raise LiteVSRError(f"output {dst} already exists (pass overwrite to replace it)")
+    info, frames = open_source(src, fps, max_frames)
+    sr = upscale_frames(model, frames, scale, sampling, window, overlap, total=info["frames"] or None)
+    width, height = info["width"] * scale, info["height"] * scale
+    to_mp4 = dst.lower().endswith(".mp4")
+    tmp = f"{dst}.tmp{os.getpid()}" + (".mp4" if to_mp4 else "")
     try:
-        with av.open(tmp, mode="w") as out:
-            stream = out.add_stream("libx264", rate=Fraction(info["fps"]).limit_denominator(1001))
-            stream.width, stream.height = (info["width"] * scale) // 2 * 2, (info["height"] * scale) // 2 * 2
-            stream.pix_fmt, stream.options = "yuv420p", {"crf": str(crf)}
-            for index, chunk in enumerate(tqdm(_chunks(iter_frames(src), chunk_frames), total=total, unit="chunk",
-                                               desc=f"upscaling x{scale}")):
-                generator = torch.Generator().manual_seed(seed + index)
-                sr = upscale_clip(model, frames_to_video(chunk)[None].to(model.backbone.device), scale,
-                                  steps=steps, generator=generator)
-                for frame in video_to_frames(sr[0]):
-                    frame = np.ascontiguousarray(frame[: stream.height, : stream.width])
-                    out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-                    written += 1
-            out.mux(stream.encode())
-        if not written:
-            raise LiteVSRError(f"{src} contains no decodable frames")
+        if to_mp4:
+            written = _write_mp4(sr, tmp, width, height, info["fps"], crf)
+            if info.get("audio"):
+                _add_audio(tmp, src, tmp + ".audio.mp4")
+                os.replace(tmp + ".audio.mp4", tmp)
+        else:
+            written = _write_pngs(sr, tmp)
+        if os.path.exists(dst):  # overwrite was asked for
+            shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
         os.replace(tmp, dst)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return {"frames": written, "width": stream.width, "height": stream.height, "output": dst}
+        for leftover in (tmp, tmp + ".audio.mp4"):
+            if os.path.isdir(leftover):
+                shutil.rmtree(leftover)
+            elif os.path.exists(leftover):
+                os.remove(leftover)
+    return {"frames": written, "width": width, "height": height, "fps": info["fps"], "output": dst}

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import torch
+
+from litevsr import LiteVSRError
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 BT601_Y = (65.481, 128.553, 24.966)  # RGB weights for [0, 1] input -> Y in [16, 235]
@@ -34,3 +39,59 @@ def frame_metrics(sr: torch.Tensor, gt: torch.Tensor, crop_border: int = 0) -> d
         "ssim_y": structural_similarity_index_measure(sr_y, gt_y, data_range=255.0, reduction="none").float(),
         "psnr_rgb": peak_signal_noise_ratio(_crop(sr_u8, crop_border), _crop(gt_u8, crop_border), **per_frame).float(),
     }
+
+
+def _flow(src_gray: np.ndarray, dst_gray: np.ndarray) -> np.ndarray:
+    """Dense flow (H, W, 2) such that src(p) ~ dst(p + flow(p)), Farneback (OpenCV)."""
+    import cv2
+
+    return cv2.calcOpticalFlowFarneback(src_gray, dst_gray, None, 0.5, 4, 15, 3, 5, 1.2, 0)
+
+
+def _warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = flow.shape[:2]
+    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), axis=-1).astype(np.float32) + flow
+    return cv2.remap(image, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def warping_error(sr_prev: np.ndarray, gt_prev: np.ndarray, sr: np.ndarray, gt: np.ndarray) -> float:
+    """Temporal warping error of two consecutive SR frames (uint8 RGB): mean squared difference in [0, 1] between
+    frame t and frame t-1 warped onto it, with the flow estimated on GT and occluded pixels (where forward and
+    backward flow disagree) left out."""
+    import cv2
+
+    gray, gray_prev = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in (gt, gt_prev))
+    backward, forward = _flow(gray, gray_prev), _flow(gray_prev, gray)
+    round_trip = backward + _warp(forward, backward)
+    visible = (round_trip ** 2).sum(-1) < 0.01 * ((backward ** 2).sum(-1) + (_warp(forward, backward) ** 2).sum(-1)) + 0.5
+    warped = _warp(sr_prev.astype(np.float32) / 255, backward)
+    diff = ((sr.astype(np.float32) / 255 - warped) ** 2).sum(-1) / 3
+    return float(diff[visible].mean()) if visible.any() else 0.0
+
+
+# LPIPS/DISTS take their backbone from torchvision's hub cache; these files must be there (no download here).
+PERCEPTUAL_BACKBONES = {"lpips": "alexnet-owt-7be5be79.pth", "dists": "vgg16-397923af.pth"}
+
+
+def perceptual_metric(name: str):
+    """LPIPS (AlexNet) or DISTS (VGG16) from torchmetrics, as fn(sr, gt) on (1, 3, 1, H, W) videos in [-1, 1]."""
+    if name not in PERCEPTUAL_BACKBONES:
+        raise LiteVSRError(f"unknown perceptual metric {name!r}; choose from {sorted(PERCEPTUAL_BACKBONES)}")
+    weights = os.path.join(torch.hub.get_dir(), "checkpoints", PERCEPTUAL_BACKBONES[name])
+    if not os.path.isfile(weights):
+        raise LiteVSRError(f"{name.upper()} needs its backbone weights at {weights} (not downloaded automatically "
+                           "here); copy the file there or leave the metric out")
+    from torchmetrics.image import DeepImageStructureAndTextureSimilarity, LearnedPerceptualImagePatchSimilarity
+
+    metric = LearnedPerceptualImagePatchSimilarity("alex") if name == "lpips" else DeepImageStructureAndTextureSimilarity()
+    metric.eval()
+
+    to_input = (lambda x: x) if name == "lpips" else (lambda x: (x + 1) / 2)  # LPIPS takes [-1, 1], DISTS [0, 1]
+
+    @torch.no_grad()
+    def score(sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        return metric(to_input(sr[:, :, 0].clamp(-1, 1)), to_input(gt[:, :, 0].clamp(-1, 1)))
+
+    return score

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from litevsr import flow
+from litevsr import LiteVSRError, flow
 from litevsr.adapters.base import Adapter
 from litevsr.backbones.base import VideoBackbone
 from litevsr.data.degradations import resize_video
@@ -39,18 +39,28 @@ class LiteVSR(nn.Module):
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, steps: int = 1, shift: float = 1.0, sigma_start: float = 1.0,
-               generator: torch.Generator | None = None, use_adapter: bool = True) -> torch.Tensor:
-        """Euler sampling from noise (or a noised LQ latent when sigma_start < 1) to clean latents."""
-        noise = torch.randn(cond.shape, generator=generator, device=cond.device if generator is None else generator.device)
+               generator: torch.Generator | None = None, use_adapter: bool = True, noise: torch.Tensor | None = None,
+               tile: int | None = None, tile_overlap: int = 8) -> torch.Tensor:
+        """Euler sampling from noise (or a noised LQ latent when sigma_start < 1) to clean latents.
+
+        With `tile` (latent pixels), every step runs on overlapping spatial tiles whose velocities are blended
+        with linear ramps over `tile_overlap`, so memory follows the tile size, not the frame size."""
+        if noise is None:
+            noise = torch.randn(cond.shape, generator=generator,
+                                device=cond.device if generator is None else generator.device)
         x = flow.start_latents(cond, noise.to(cond.device), sigma_start)
         previous = None
 
+        def tile_velocity(x, sigma, cond, previous):
+            if use_adapter and self.adapter is not None:
+                return self.velocity(x, sigma, cond, self.refinement_state(x, sigma, previous))
+            return self.backbone(x, sigma)
+
         def velocity_fn(x, sigma):
             nonlocal previous
-            if use_adapter and self.adapter is not None:
-                previous = self.velocity(x, sigma, cond, self.refinement_state(x, sigma, previous))
-            else:
-                previous = self.backbone(x, sigma)
+            previous = tiled(lambda window: tile_velocity(x[window], sigma, cond[window],
+                                                          None if previous is None else previous[window]),
+                             x.shape[-2:], self.backbone.patch_size[1:], tile, tile_overlap)
             return previous
 
         return flow.euler_sample(velocity_fn, x, flow.sigma_schedule(steps, shift, sigma_start))
@@ -60,3 +70,47 @@ class LiteVSR(nn.Module):
         """LQ video (B, 3, T, h, w) in [-1, 1] -> (B, 3, T, h*scale, w*scale). The HQ size must suit the backbone."""
         size = (lq.shape[-2] * scale, lq.shape[-1] * scale)
         return self.backbone.decode(self.sample(self.condition(lq, size), **sample_kwargs))
+
+
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    if tile >= size:
+        return [0]
+    starts = list(range(0, size - tile, tile - overlap))
+    return starts + [size - tile]
+
+
+def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.Tensor:
+    """1-D blending weights of a tile: rising over `overlap` at inner edges, flat at the frame's borders."""
+    i = torch.arange(length, dtype=torch.float32)
+    weight = torch.ones(length)
+    if ramp_start:
+        weight = torch.minimum(weight, (i + 1) / (overlap + 1))
+    if ramp_end:
+        weight = torch.minimum(weight, (length - i) / (overlap + 1))
+    return weight
+
+
+def tiled(fn, size: tuple[int, int], multiple: tuple[int, int], tile: int | None, overlap: int) -> torch.Tensor:
+    """Run fn(window) on overlapping (..., H, W) windows of a frame of `size` and blend the results.
+
+    `window` indexes (B, C, T, H, W) tensors. Tile and overlap are rounded down to `multiple` (the transformer's
+    patch), so every tile holds whole tokens. Without `tile`, or with a tile as large as the frame, fn runs once."""
+    if tile is None or tile >= max(size):
+        return fn((Ellipsis,))
+    if not 0 <= overlap < tile:
+        raise LiteVSRError(f"the tile overlap must be in [0, tile), got tile {tile} and overlap {overlap}")
+    out = weight = None
+    (h, w), (mh, mw) = size, multiple
+    th, tw = min(tile // mh * mh, h), min(tile // mw * mw, w)
+    for y0 in _tile_starts(h, th, overlap // mh * mh):
+        for x0 in _tile_starts(w, tw, overlap // mw * mw):
+            window = (Ellipsis, slice(y0, y0 + th), slice(x0, x0 + tw))
+            result = fn(window)
+            if out is None:
+                out = result.new_zeros(*result.shape[:-2], h, w)
+                weight = result.new_zeros(h, w)
+            ramp = _ramp(th, overlap, y0 > 0, y0 + th < h)[:, None] * _ramp(tw, overlap, x0 > 0, x0 + tw < w)[None]
+            ramp = ramp.to(result)
+            out[window] += result * ramp
+            weight[y0:y0 + th, x0:x0 + tw] += ramp
+    return out / weight

@@ -24,17 +24,25 @@ def _name(source) -> str:
 
 
 def video_info(source) -> dict:
-    """Frame rate, frame count (as the container reports it, may be 0) and size of the first video stream."""
+    """Frame rate, frame count (as the container reports it, may be 0), upright size of the first video stream,
+    and the codec of the first audio stream (None without audio)."""
     with _open(source) as container:
         if not container.streams.video:
             raise LiteVSRError(f"{_name(source)} has no video stream")
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 25)
-        return {"fps": fps, "frames": stream.frames, "width": stream.width, "height": stream.height}
+        width, height = stream.width, stream.height
+        try:  # rotation lives in the frames' display matrix: look at the first one
+            if next(container.decode(stream)).rotation % 180:
+                width, height = height, width
+        except (StopIteration, av.error.FFmpegError):
+            pass
+        audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        return {"fps": fps, "frames": stream.frames, "width": width, "height": height, "audio": audio}
 
 
 def iter_frames(source) -> Iterator[np.ndarray]:
-    """Decode frames one by one as RGB uint8 (H, W, 3)."""
+    """Decode frames one by one as RGB uint8 (H, W, 3), turned upright as players show them (rotation metadata)."""
     with _open(source) as container:
         if not container.streams.video:
             raise LiteVSRError(f"{_name(source)} has no video stream")
@@ -42,7 +50,8 @@ def iter_frames(source) -> Iterator[np.ndarray]:
         stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                # the display matrix angle is counter-clockwise, as np.rot90 turns
+                yield np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), k=round(frame.rotation / 90) % 4))
         except av.error.FFmpegError as err:
             raise LiteVSRError(f"corrupt video {_name(source)}: {err}") from err
 
