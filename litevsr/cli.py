@@ -14,7 +14,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from litevsr import LiteVSRError
 from litevsr.callbacks import AdapterExport, ValidationSummary
-from litevsr.data.datamodule import VideoShardDataModule
+import lightning as L
 from litevsr.module import LiteVSRModule
 
 
@@ -178,7 +178,7 @@ def main(args: list[str] | None = None) -> None:
             return test_command(args[1:])
         LiteVSRCLI(
             LiteVSRModule,
-            VideoShardDataModule,
+            L.LightningDataModule,  # any datamodule by class_path: shards for fit, VideoFiles for predict
             subclass_mode_data=True,
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},

@@ -11,11 +11,12 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 
-from litevsr import flow
+from litevsr import LiteVSRError, flow
 from litevsr.adapters.base import Adapter
 from litevsr.backbones.base import VideoBackbone
 from litevsr.data.degradations import resize_video
 from litevsr.metrics import frame_metrics
+from litevsr.inference import Sampling, upscale_file
 from litevsr.model import LiteVSR
 
 ADAPTER_PREFIX = "model.adapter."
@@ -29,7 +30,7 @@ class LiteVSRModule(L.LightningModule):
     def __init__(
         self,
         backbone: VideoBackbone,
-        adapter: Adapter,
+        adapter: Adapter | None = None,
         optimizer: OptimizerCallable = _default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
         sigma_mean: float = 0.0,
@@ -49,7 +50,8 @@ class LiteVSRModule(L.LightningModule):
 
         Args:
             backbone: The frozen video DiT + VAE.
-            adapter: The trainable adapter; its parameters are the only ones optimised.
+            adapter: The trainable adapter; its parameters are the only ones optimised. Leave it out to rebuild
+                the one in `init_adapter`.
             optimizer: Optimizer class and arguments, applied to the adapter's parameters.
             lr_scheduler: Optional LR scheduler (stepped every optimizer step).
             sigma_mean: Mean of the logit-normal sigma distribution in training.
@@ -70,14 +72,21 @@ class LiteVSRModule(L.LightningModule):
         """
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "adapter", "optimizer", "lr_scheduler"])
+        if init_adapter is not None:
+            from litevsr.adapters.base import load_adapter, load_adapter_weights
+            from litevsr.backbones.wan import SHIPPED_ADAPTERS
+
+            path = str(SHIPPED_ADAPTERS.get(init_adapter, init_adapter))
+            if adapter is None:
+                adapter = load_adapter(path, backbone)
+            else:
+                adapter.bind(backbone)
+                load_adapter_weights(adapter, path)
+        elif adapter is None:
+            raise LiteVSRError("give the model an adapter (model.adapter) or an adapter file (model.init_adapter)")
         self.model = LiteVSR(backbone, adapter)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.strict_loading = False  # checkpoints hold the adapter only
-        if init_adapter is not None:
-            from litevsr.adapters.base import load_adapter_weights
-            from litevsr.backbones.wan import SHIPPED_ADAPTERS
-
-            load_adapter_weights(adapter, str(SHIPPED_ADAPTERS.get(init_adapter, init_adapter)))
         if gradient_checkpointing:
             backbone.transformer.enable_gradient_checkpointing()
             adapter.gradient_checkpointing = True
@@ -164,8 +173,17 @@ class LiteVSRModule(L.LightningModule):
             grid = (rows.permute(0, 2, 3, 1).flatten(0, 1) * 255).round().byte().cpu().numpy()
             Image.fromarray(grid).save(os.path.join(self.logger.log_dir, "val_samples.png"))
 
+    def sampling(self) -> Sampling:
+        """The sampler settings of validation, which prediction and exported adapters use too."""
+        hp = self.hparams
+        return Sampling(steps=hp.val_steps, sigma_start=hp.val_sigma_start, shift=hp.val_shift, seed=hp.val_seed)
+
     def predict_step(self, batch, batch_idx):
-        """SR clips at the HQ size of a validation-style batch, sampled as in validation."""
+        """A file item (litevsr.data.files.VideoFiles) is upscaled into its output file, as `litevsr upscale`
+        does; a validation-style batch gives SR clips at its HQ size."""
+        if "input" in batch:
+            return upscale_file(self.model, batch["input"], batch["output"], batch["scale"], self.sampling(),
+                                overwrite=batch["overwrite"])
         cond = self.model.condition(batch["lq"], batch["hq"].shape[-2:])
         return self.backbone.decode(self._sample(cond, batch_idx))
 

@@ -171,3 +171,15 @@ def test_several_adapters_share_one_backbone(tmp_path, backbone_dir, capsys):
     src.write_bytes(encode_video(next(random_clips(1, 2, 8, seed=7))[1]))
     main(["upscale", str(src), str(tmp_path / "out.mp4"), "--adapter", ",".join(paths)])
     assert {"out.style0.mp4", "out.style1.mp4"} <= set(os.listdir(tmp_path))
+
+
+def test_lightning_predict_upscales_files_like_the_convenience_command(model, tmp_path, backbone_dir):
+    src = tmp_path / "in.mkv"
+    src.write_bytes(encode_video(next(random_clips(1, 3, 8, seed=5))[1]))
+    adapter = tmp_path / "a.safetensors"
+    save_adapter(model.adapter, str(adapter), backbone_dir, scale=4, sampling={"steps": 1, "sigma_start": 0.5})
+    main(["predict", "--config", "recipes/upscale.yaml", "--model.backbone.init_args.pretrained", backbone_dir,
+          "--model.init_adapter", str(adapter), "--model.val_sigma_start", "0.5",
+          "--data.inputs", f"[{src}]", "--data.output_dir", str(tmp_path / "out"), "--trainer.accelerator", "cpu"])
+    main(["upscale", str(src), str(tmp_path / "direct.mp4"), "--adapter", str(adapter)])
+    assert np.array_equal(read_video(str(tmp_path / "out" / "in.mp4")), read_video(str(tmp_path / "direct.mp4")))

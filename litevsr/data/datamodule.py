@@ -1,26 +1,76 @@
-"""Shards -> batches {"hq": (B,3,T,H,W), "lq": (B,3,T,H/s,W/s), "key": [...]} in [-1, 1]."""
+"""Shards -> batches {"hq": (B,3,T,H,W), "lq": (B,3,T,H/s,W/s), "key": [...]} in [-1, 1].
+
+Training: an endless stream (shards resampled with replacement per rank and worker, samples shuffled in a
+buffer), cut into epochs of `samples_per_epoch` by `with_epoch`. Validation: finite and deterministic; each
+shard goes to one rank (`split_by_node`) and one worker (`split_by_worker`), so an epoch reads every shard
+exactly once (ranks may then see different numbers of samples). Decoding, cropping and degrading run in the
+loader workers. Corrupt samples are skipped, counted and reported (see `SkippedSamples`).
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import warnings
 import zlib
 
 import lightning as L
 import torch
 import webdataset as wds
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from litevsr import LiteVSRError
-from litevsr.data.pipeline import ClipTooSmallError, SimpleDegradation, crop_clip, frames_to_video
-from litevsr.data.shards import decode_sample, read_manifest, shard_urls
+from litevsr.data.pipeline import ClipTooSmallError, Degradation, SimpleDegradation, crop_clip, frames_to_video
+from litevsr.data.shards import SampleFormatError, decode_sample, read_manifest, shard_urls, stored_lq_variants
 
 
-def skip_corrupt(exn: Exception) -> bool:
-    """WebDataset handler: skip unreadable samples with a warning; data that can never fit still fails."""
-    if isinstance(exn, ClipTooSmallError):
-        raise exn
-    rank_zero_warn(f"litevsr: skipping an unreadable sample: {exn}")
-    return True
+class SkippedSamples:
+    """WebDataset handler: skip an unreadable sample, count it, and warn with the running counts.
+
+    A truncated shard counts once: the samples after the cut cannot be told apart, and are lost.
+
+    Each loader worker holds its own copy (its own `count`); `total` is shared by all workers of the
+    process that made it (a multiprocessing.Value). Data that can never fit (ClipTooSmallError) and shards
+    that lack what the configuration asks for (SampleFormatError) still raise.
+    """
+
+    def __init__(self, total=None):
+        self.count = 0
+        self.total = total
+        self._last = ""
+
+    def __call__(self, exn: Exception) -> bool:
+        if isinstance(exn, (ClipTooSmallError, SampleFormatError)):
+            raise exn
+        stream = exn.args[-2] if len(exn.args) >= 3 and exn.args[-2] is not None else None
+        if stream is not None and str(stream) in self._last:
+            return True  # webdataset reports a truncated shard twice (tar reader, then shard expander): count it once
+        self._last = str(exn)
+        self.count += 1
+        if self.total is not None:
+            with self.total.get_lock():
+                self.total.value += 1
+        info = torch.utils.data.get_worker_info()
+        where = f"loader worker {info.id}" if info else "the main process"
+        rank, world = wds.utils.pytorch_worker_info()[:2]
+        where += f" of rank {rank}" if world > 1 else ""
+        reason = (str(exn).strip().splitlines() or [type(exn).__name__])[0]
+        warnings.warn(f"litevsr: skipping an unreadable sample ({self.count} skipped so far in {where}): "
+                      f"{type(exn).__name__}: {reason}", UserWarning, stacklevel=2)
+        return True
+
+
+def aligned_window(t: int, h: int, w: int, frames: int, size: int, scale: int, key: str,
+                   generator: torch.Generator | None) -> tuple[int, int, int]:
+    """(t0, y0, x0) of a frames x size x size crop with y0, x0 multiples of `scale` (so the LQ crop is exact):
+    random with a generator, centred without."""
+    if t < frames or h < size or w < size:
+        raise ClipTooSmallError(f"clip {key} is {t}x{h}x{w} (TxHxW), smaller than the crop {frames}x{size}x{size}")
+    if generator is None:
+        return (t - frames) // 2, (h - size) // 2 // scale * scale, (w - size) // 2 // scale * scale
+    t0, y0, x0 = (int(torch.randint(n + 1, (), generator=generator)) for n in (t - frames, (h - size) // scale,
+                                                                                  (w - size) // scale))
+    return t0, y0 * scale, x0 * scale
 
 
 class VideoShardDataModule(L.LightningDataModule):
@@ -37,9 +87,10 @@ class VideoShardDataModule(L.LightningDataModule):
         num_workers: int = 0,
         samples_per_epoch: int = 1000,
         shuffle_buffer: int = 64,
-        degradation: SimpleDegradation | None = None,
+        degradation: Degradation | None = None,
         seed: int = 0,
         build_demo_if_missing: bool = False,
+        use_stored_lq: bool = False,
     ):
         """Clips from WebDataset shards, cropped and degraded on the fly.
 
@@ -58,12 +109,32 @@ class VideoShardDataModule(L.LightningDataModule):
             degradation: How LQ is made from HQ. Default: SimpleDegradation().
             seed: Seed of the validation degradations (combined with each sample's key).
             build_demo_if_missing: Build the demo shards (openly licensed, offline) if the folders are empty.
+            use_stored_lq: Use the LQ clips stored in the shards (make_shards.py --lq-variants K --scale S, with S
+                equal to `scale`) instead of `degradation`: training picks one of the K at random, validation a
+                fixed one per key. Crops are aligned to the scale so HQ and LQ crops match exactly.
         """
         super().__init__()
         if crop_size % scale:
             raise LiteVSRError(f"crop_size {crop_size} is not a multiple of scale {scale}")
         self.save_hyperparameters(ignore=["degradation"])
         self.degradation = degradation or SimpleDegradation()
+        self._skipped = None  # multiprocessing.Value, made with the first loader
+
+    @property
+    def skipped_samples(self) -> int:
+        """Corrupt samples skipped so far by this process's loaders and their workers (all epochs)."""
+        return self._skipped.value if self._skipped is not None else 0
+
+    def teardown(self, stage: str) -> None:
+        if self.skipped_samples:
+            rank = wds.utils.pytorch_worker_info()[0]
+            warnings.warn(f"litevsr: {self.skipped_samples} unreadable sample(s) were skipped so far (rank {rank}, "
+                          "all loader workers)", UserWarning)
+
+    def _handler(self) -> SkippedSamples:
+        if self._skipped is None:
+            self._skipped = multiprocessing.Value("q", 0)
+        return SkippedSamples(self._skipped)
 
     def prepare_data(self) -> None:
         if self.hparams.build_demo_if_missing:
@@ -77,6 +148,14 @@ class VideoShardDataModule(L.LightningDataModule):
         self.val_urls = shard_urls(hp.val_shards) if hp.val_shards else []
         for spec, size in ((hp.train_shards, hp.crop_size), (hp.val_shards, hp.val_crop_size or hp.crop_size)):
             manifest = read_manifest(spec) if spec else None
+            if manifest and "splits" in manifest:
+                raise LiteVSRError(f"{spec} holds the splits {sorted(manifest['splits'])}: point at one of them")
+            if manifest and not manifest.get("clips", 1):
+                raise LiteVSRError(f"the shards in {spec} hold no clips (see its manifest.json)")
+            if manifest and hp.use_stored_lq and (manifest.get("lq_variants", 0) < 1 or manifest.get("scale") != hp.scale):
+                raise LiteVSRError(
+                    f"use_stored_lq needs shards made with make_shards.py --lq-variants K --scale {hp.scale}; {spec} has "
+                    f"{manifest.get('lq_variants', 0)} LQ variant(s) at scale {manifest.get('scale')}")
             if manifest and (manifest["min_frames"] < hp.clip_frames
                              or min(manifest["min_height"], manifest["min_width"]) < size):
                 raise LiteVSRError(
@@ -84,11 +163,42 @@ class VideoShardDataModule(L.LightningDataModule):
                     f"{manifest['min_width']} (TxHxW), shorter or smaller than the crop {hp.clip_frames}x{size}x{size}")
 
     def _pair(self, sample: dict, size: int, generator: torch.Generator, random_crop: bool) -> dict:
+        if "lq_frames" in sample:
+            return self._stored_pair(sample, size, generator if random_crop else None)
         hq = frames_to_video(crop_clip(sample["frames"], self.hparams.clip_frames, size, sample["key"],
                                        generator if random_crop else None))
         if random_crop and torch.rand((), generator=generator) < 0.5:
             hq = hq.flip(-1)
         return {"hq": hq, "lq": self.degradation(hq, self.hparams.scale, generator), "key": sample["key"]}
+
+    def _stored_pair(self, sample: dict, size: int, generator: torch.Generator | None) -> dict:
+        hq_u8, lq_u8, s, key = sample["frames"], sample["lq_frames"], self.hparams.scale, sample["key"]
+        t, h, w = hq_u8.shape[:3]
+        if lq_u8.shape[:3] != (t, h // s, w // s) or h % s or w % s:
+            raise LiteVSRError(f"sample {key}: stored LQ is {lq_u8.shape[:3]}, expected {(t, h // s, w // s)} for "
+                               f"HQ {(t, h, w)} at scale {s}")
+        t0, y0, x0 = aligned_window(t, h, w, self.hparams.clip_frames, size, s, key, generator)
+        t1 = t0 + self.hparams.clip_frames
+        hq = frames_to_video(hq_u8[t0:t1, y0:y0 + size, x0:x0 + size])
+        lq = frames_to_video(lq_u8[t0:t1, y0 // s:(y0 + size) // s, x0 // s:(x0 + size) // s])
+        if generator is not None and torch.rand((), generator=generator) < 0.5:
+            hq, lq = hq.flip(-1), lq.flip(-1)
+        return {"hq": hq, "lq": lq, "key": key}
+
+    def _decode_train(self, sample: dict) -> dict:
+        if not self.hparams.use_stored_lq:
+            return decode_sample(sample)
+        variants = stored_lq_variants(sample)
+        if not variants:
+            raise SampleFormatError(f"sample {sample['__key__']} holds no stored LQ (lq0.mkv ...) but use_stored_lq "
+                                    "is set: build the shards with make_shards.py --lq-variants K")
+        return decode_sample(sample, int(torch.randint(variants, ())))  # the worker RNG is seeded per worker
+
+    def _decode_val(self, sample: dict) -> dict:
+        if not self.hparams.use_stored_lq:
+            return decode_sample(sample)
+        variants = stored_lq_variants(sample)
+        return decode_sample(sample, zlib.crc32(sample["__key__"].encode()) % variants if variants else 0)
 
     def _train_pair(self, sample: dict) -> dict:
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))  # worker RNG is seeded per worker
@@ -106,12 +216,13 @@ class VideoShardDataModule(L.LightningDataModule):
         hp = self.hparams
         world = self.trainer.world_size if self.trainer else 1
         per_worker = max(1, hp.samples_per_epoch // (world * max(1, hp.num_workers)))
+        skip = self._handler()
         dataset = (
             wds.WebDataset(self.train_urls, resampled=True, shardshuffle=False, nodesplitter=wds.split_by_node,
-                           workersplitter=wds.split_by_worker, handler=skip_corrupt, empty_check=False)
+                           workersplitter=wds.split_by_worker, handler=skip, empty_check=False)
             .shuffle(hp.shuffle_buffer)
-            .map(decode_sample, handler=skip_corrupt)
-            .map(self._train_pair, handler=skip_corrupt)
+            .map(self._decode_train, handler=skip)
+            .map(self._train_pair, handler=skip)
             .with_epoch(per_worker)
         )
         return self._loader(dataset, hp.batch_size)
@@ -119,11 +230,12 @@ class VideoShardDataModule(L.LightningDataModule):
     def val_dataloader(self):
         if not self.val_urls:
             return []
+        skip = self._handler()
         dataset = (
             wds.WebDataset(self.val_urls, shardshuffle=False, nodesplitter=wds.split_by_node,
-                           workersplitter=wds.split_by_worker, handler=skip_corrupt, empty_check=False)
-            .map(decode_sample, handler=skip_corrupt)
-            .map(self._val_pair, handler=skip_corrupt)
+                           workersplitter=wds.split_by_worker, handler=skip, empty_check=False)
+            .map(self._decode_val, handler=skip)
+            .map(self._val_pair, handler=skip)
         )
         rank_zero_info(f"litevsr: validating on {len(self.val_urls)} shard(s) from {self.hparams.val_shards}")
         return self._loader(dataset, self.hparams.val_batch_size or self.hparams.batch_size)

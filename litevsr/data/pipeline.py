@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from litevsr import LiteVSRError
-from litevsr.data.degradations import simple_degradation
+from litevsr.data import degradations as D
+from litevsr.data.degradations import CODECS, RESIZE_MODES, simple_degradation
 
 
 class ClipTooSmallError(LiteVSRError):
@@ -35,7 +38,17 @@ def crop_clip(frames_u8: np.ndarray, frames: int, size: int, key: str, generator
     return frames_u8[t0:t0 + frames, y0:y0 + size, x0:x0 + size]
 
 
-class SimpleDegradation:
+class Degradation:
+    """How LQ is made from HQ: `degradation(hq (3, T, H, W) in [-1, 1], scale, generator) -> lq (3, T, H/s, W/s)`.
+
+    Subclasses are deterministic given the generator, so validation pairs are fixed per sample key.
+    """
+
+    def __call__(self, hq: torch.Tensor, scale: int, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SimpleDegradation(Degradation):
     def __init__(self, blur_sigma: tuple[float, float] = (0.2, 1.5), noise_sigma: tuple[float, float] = (0.0, 5.0)):
         """Gaussian blur, bicubic downscale, Gaussian noise, 8-bit rounding; one draw per clip.
 
@@ -48,3 +61,367 @@ class SimpleDegradation:
     def __call__(self, hq: torch.Tensor, scale: int, generator: torch.Generator) -> torch.Tensor:
         """hq (3, T, H, W) in [-1, 1] -> lq (3, T, H/scale, W/scale)."""
         return simple_degradation(hq[None], scale, generator, self.blur_sigma, self.noise_sigma)[0]
+
+
+# ------------------------------------------------------------------------------------ second-order, per clip
+
+KERNEL_KINDS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
+
+# Real-ESRGAN's second-order model with RealBasicVSR's video extensions (DESIGN.md section 5).
+# Ranges are (low, high); sizes of the old-film artefacts are in LQ pixels; noise is in 8-bit levels.
+DEFAULTS: dict = dict(
+    kernel_size=(7, 21), kernel_probs=dict(zip(KERNEL_KINDS, (0.45, 0.25, 0.12, 0.03, 0.12, 0.03))),
+    generalized_beta=(0.5, 4.0), plateau_beta=(1.0, 2.0), resize_modes=["area", "bilinear", "bicubic"],
+    gaussian_noise_prob=0.5, gray_noise_prob=0.4,
+    # stage 1
+    blur_prob=1.0, blur_sigma=(0.2, 3.0), sinc_prob=0.1, resize_probs=(0.2, 0.7, 0.1), resize_range=(0.15, 1.5),
+    noise_sigma=(1.0, 30.0), poisson_scale=(0.05, 3.0), jpeg_quality=(30.0, 95.0),
+    # stage 2
+    second_blur_prob=0.8, second_blur_sigma=(0.2, 1.5), second_sinc_prob=0.1, second_resize_probs=(0.3, 0.4, 0.3),
+    second_resize_range=(0.3, 1.2), second_noise_sigma=(1.0, 25.0), second_poisson_scale=(0.05, 2.5),
+    second_jpeg_quality=(30.0, 95.0), final_sinc_prob=0.8,
+    # video: per-frame random-walk steps, then a real codec
+    drift_sigma=0.02, drift_angle=0.314, drift_noise=0.1, drift_poisson=0.005, drift_quality=3.0,
+    codec_prob=1.0, codecs=["libx264", "h264", "mpeg4"], codec_bitrate=(1e4, 1e5),
+    # extras, all off by default
+    posterize_prob=0.0, posterize_levels=(16, 64), grain_prob=0.0, grain_strength=(2.0, 10.0), grain_size=(0.5, 1.5),
+    flicker_prob=0.0, flicker_strength=0.05, scratch_prob=0.0, scratch_count=3, dust_prob=0.0, dust_count=8,
+)
+
+PRESETS: dict[str, dict] = {
+    # Real-ESRGAN second order + RealBasicVSR drift and codec: generic degraded web video.
+    "realesrgan": {},
+    # Anime/cartoons: line art must survive, so blur is mostly small isotropic kernels; little noise (cels are
+    # clean); colour quantisation/banding in flat gradients; ringing from old upscalers (sinc); a heavier codec.
+    "anime": dict(
+        kernel_size=(7, 15), kernel_probs={"iso": 0.6, "aniso": 0.15, "generalized_iso": 0.15, "plateau_iso": 0.1},
+        blur_sigma=(0.2, 1.5), sinc_prob=0.2, resize_probs=(0.1, 0.8, 0.1), resize_range=(0.4, 1.2),
+        gaussian_noise_prob=0.8, gray_noise_prob=0.6, noise_sigma=(0.5, 6.0), poisson_scale=(0.05, 0.5),
+        jpeg_quality=(40.0, 95.0), second_blur_prob=0.5, second_blur_sigma=(0.2, 1.0), second_sinc_prob=0.2,
+        second_resize_range=(0.6, 1.1), second_noise_sigma=(0.5, 4.0), second_poisson_scale=(0.05, 0.4),
+        second_jpeg_quality=(50.0, 95.0), posterize_prob=0.4, posterize_levels=(12, 48),
+        codec_prob=1.0, codec_bitrate=(6e3, 6e4)),
+    # Scanned old film: soft optics and printing (wider, rounder kernels), film grain (luminance), exposure
+    # flicker between frames, vertical scratches and dust, then a moderate codec from the digitisation.
+    "old_film": dict(
+        kernel_probs={"iso": 0.5, "aniso": 0.2, "generalized_iso": 0.15, "plateau_iso": 0.15},
+        blur_sigma=(0.8, 3.0), sinc_prob=0.05, gaussian_noise_prob=0.7, gray_noise_prob=0.8, noise_sigma=(1.0, 10.0),
+        second_blur_prob=0.9, second_blur_sigma=(0.5, 1.5), second_sinc_prob=0.05, second_noise_sigma=(1.0, 8.0),
+        jpeg_quality=(50.0, 95.0), second_jpeg_quality=(50.0, 95.0),
+        grain_prob=0.9, grain_strength=(4.0, 16.0), grain_size=(0.3, 1.0), flicker_prob=0.8, flicker_strength=0.08,
+        scratch_prob=0.6, scratch_count=3, dust_prob=0.8, dust_count=8, codec_prob=0.6, codec_bitrate=(2e4, 1e5)),
+    # A phone clip shared at a low bitrate: mild lens blur, colour sensor noise (mostly shot noise), light JPEG,
+    # and a strong low-bitrate H.264 encode that dominates the artefacts.
+    "phone_lowbitrate": dict(
+        kernel_probs={"iso": 0.5, "aniso": 0.3, "generalized_iso": 0.1, "generalized_aniso": 0.1},
+        blur_sigma=(0.2, 1.2), sinc_prob=0.0, resize_probs=(0.1, 0.8, 0.1), resize_range=(0.3, 1.1),
+        gaussian_noise_prob=0.3, gray_noise_prob=0.1, noise_sigma=(2.0, 12.0), poisson_scale=(0.5, 3.0),
+        jpeg_quality=(70.0, 95.0), second_blur_prob=0.5, second_blur_sigma=(0.2, 0.8), second_sinc_prob=0.0,
+        second_poisson_scale=(0.2, 1.5), second_jpeg_quality=(70.0, 95.0),
+        codec_prob=1.0, codecs=["libx264"], codec_bitrate=(5e3, 3e4)),
+}
+
+_RANGES = ("kernel_size", "generalized_beta", "plateau_beta", "blur_sigma", "resize_range", "noise_sigma",
+           "poisson_scale", "jpeg_quality", "second_blur_sigma", "second_resize_range", "second_noise_sigma",
+           "second_poisson_scale", "second_jpeg_quality", "codec_bitrate", "posterize_levels", "grain_strength",
+           "grain_size")
+_PROBS = ("gaussian_noise_prob", "gray_noise_prob", "blur_prob", "sinc_prob", "second_blur_prob", "second_sinc_prob",
+          "final_sinc_prob", "codec_prob", "posterize_prob", "grain_prob", "flicker_prob", "scratch_prob", "dust_prob")
+_STEPS = ("drift_sigma", "drift_angle", "drift_noise", "drift_poisson", "drift_quality", "flicker_strength",
+          "scratch_count", "dust_count")
+
+
+def _check_options(o: dict) -> None:
+    def fail(message: str):
+        raise LiteVSRError(f"RealWorldDegradation: {message}")
+
+    for name in _RANGES:
+        if len(o[name]) != 2 or not 0 <= o[name][0] <= o[name][1]:
+            fail(f"{name} must be a range (low, high) with 0 <= low <= high, got {list(o[name])}")
+    for name in _PROBS:
+        if not 0 <= o[name] <= 1:
+            fail(f"{name} must be a probability in [0, 1], got {o[name]}")
+    for name in _STEPS:
+        if o[name] < 0:
+            fail(f"{name} must be >= 0, got {o[name]}")
+    for name in ("resize_probs", "second_resize_probs"):
+        if len(o[name]) != 3 or min(o[name]) < 0 or sum(o[name]) <= 0:
+            fail(f"{name} must be three non-negative weights (up, down, keep), got {list(o[name])}")
+    if not any(k % 2 for k in range(o["kernel_size"][0], o["kernel_size"][1] + 1)):
+        fail(f"kernel_size {list(o['kernel_size'])} holds no odd size")
+    unknown = set(o["kernel_probs"]) - set(KERNEL_KINDS)
+    if unknown or not o["kernel_probs"] or min(o["kernel_probs"].values()) < 0 or sum(o["kernel_probs"].values()) <= 0:
+        fail(f"kernel_probs needs non-negative weights over {', '.join(KERNEL_KINDS)}, got {o['kernel_probs']}")
+    if not o["resize_modes"] or set(o["resize_modes"]) - set(RESIZE_MODES):
+        fail(f"resize_modes must be among {', '.join(RESIZE_MODES)}, got {o['resize_modes']}")
+    if not o["codecs"] or set(o["codecs"]) - set(CODECS):
+        fail(f"codecs must be among {', '.join(CODECS)}, got {o['codecs']}")
+    if o["jpeg_quality"][1] > 100 or o["second_jpeg_quality"][1] > 100:
+        fail("JPEG qualities must lie in [0, 100]")
+    if o["posterize_levels"][0] < 2:
+        fail(f"posterize_levels must be >= 2, got {list(o['posterize_levels'])}")
+    if o["resize_range"][0] <= 0 or o["second_resize_range"][0] <= 0:
+        fail("resize ranges must be > 0")
+
+
+class RealWorldDegradation(Degradation):
+    def __init__(
+        self,
+        preset: str = "realesrgan",
+        kernel_size: tuple[int, int] | None = None,
+        kernel_probs: dict[str, float] | None = None,
+        generalized_beta: tuple[float, float] | None = None,
+        plateau_beta: tuple[float, float] | None = None,
+        resize_modes: list[str] | None = None,
+        gaussian_noise_prob: float | None = None,
+        gray_noise_prob: float | None = None,
+        blur_prob: float | None = None,
+        blur_sigma: tuple[float, float] | None = None,
+        sinc_prob: float | None = None,
+        resize_probs: tuple[float, float, float] | None = None,
+        resize_range: tuple[float, float] | None = None,
+        noise_sigma: tuple[float, float] | None = None,
+        poisson_scale: tuple[float, float] | None = None,
+        jpeg_quality: tuple[float, float] | None = None,
+        second_blur_prob: float | None = None,
+        second_blur_sigma: tuple[float, float] | None = None,
+        second_sinc_prob: float | None = None,
+        second_resize_probs: tuple[float, float, float] | None = None,
+        second_resize_range: tuple[float, float] | None = None,
+        second_noise_sigma: tuple[float, float] | None = None,
+        second_poisson_scale: tuple[float, float] | None = None,
+        second_jpeg_quality: tuple[float, float] | None = None,
+        final_sinc_prob: float | None = None,
+        drift_sigma: float | None = None,
+        drift_angle: float | None = None,
+        drift_noise: float | None = None,
+        drift_poisson: float | None = None,
+        drift_quality: float | None = None,
+        codec_prob: float | None = None,
+        codecs: list[str] | None = None,
+        codec_bitrate: tuple[float, float] | None = None,
+        posterize_prob: float | None = None,
+        posterize_levels: tuple[int, int] | None = None,
+        grain_prob: float | None = None,
+        grain_strength: tuple[float, float] | None = None,
+        grain_size: tuple[float, float] | None = None,
+        flicker_prob: float | None = None,
+        flicker_strength: float | None = None,
+        scratch_prob: float | None = None,
+        scratch_count: int | None = None,
+        dust_prob: float | None = None,
+        dust_count: int | None = None,
+    ):
+        """Real-ESRGAN second-order degradation with RealBasicVSR video extensions, one draw per clip.
+
+        Order: [old-film source artefacts] -> stage 1 (blur, resize, noise, JPEG) -> stage 2 (blur p, resize,
+        noise, [posterize], then 50/50 [resize to target + sinc] -> JPEG or JPEG -> [resize + sinc]) -> video codec
+        -> clamp and 8-bit rounding. Blur, noise and JPEG parameters are drawn once per clip and drift frame to frame
+        by a bounded random walk. Every option left at None takes its value from `preset`.
+
+        Args:
+            preset: Starting values: realesrgan (generic web video), anime, old_film or phone_lowbitrate.
+            kernel_size: Range of odd blur-kernel sizes (default 7-21).
+            kernel_probs: Weights of the kernel kinds iso, aniso, generalized_iso/aniso, plateau_iso/aniso.
+            generalized_beta: Shape range of generalized Gaussian kernels (1 = Gaussian; half the draws below 1).
+            plateau_beta: Shape range of plateau kernels.
+            resize_modes: Interpolations drawn from: area, bilinear, bicubic, nearest.
+            gaussian_noise_prob: Probability of Gaussian rather than Poisson noise, per stage.
+            gray_noise_prob: Probability that the noise is shared by the channels, per stage.
+            blur_prob: Probability of the stage-1 blur.
+            blur_sigma: Stage-1 kernel sigma range (pixels).
+            sinc_prob: Probability that the stage-1 kernel is a sinc (ringing) instead.
+            resize_probs: Stage-1 weights of up, down, keep.
+            resize_range: Stage-1 scale range, relative to the HQ size.
+            noise_sigma: Stage-1 Gaussian noise sigma range (8-bit levels).
+            poisson_scale: Stage-1 Poisson noise scale range.
+            jpeg_quality: Stage-1 JPEG quality range.
+            second_blur_prob: Probability of the stage-2 blur.
+            second_blur_sigma: Stage-2 kernel sigma range (pixels).
+            second_sinc_prob: Probability that the stage-2 kernel is a sinc.
+            second_resize_probs: Stage-2 weights of up, down, keep.
+            second_resize_range: Stage-2 scale range, relative to the LQ (target) size.
+            second_noise_sigma: Stage-2 Gaussian noise sigma range (8-bit levels).
+            second_poisson_scale: Stage-2 Poisson noise scale range.
+            second_jpeg_quality: Stage-2 JPEG quality range.
+            final_sinc_prob: Probability of the sinc filter that follows the final resize.
+            drift_sigma: Largest per-frame change of the blur sigmas.
+            drift_angle: Largest per-frame change of the blur kernel angle (radians).
+            drift_noise: Largest per-frame change of the Gaussian noise sigma (8-bit levels).
+            drift_poisson: Largest per-frame change of the Poisson noise scale.
+            drift_quality: Largest per-frame change of the JPEG quality.
+            codec_prob: Probability of a video-codec round trip (PyAV, in memory) at the end.
+            codecs: Encoders drawn from: libx264, h264 (libx264 in PyAV), mpeg4.
+            codec_bitrate: Bitrate range in bits/s at 25 fps, for the LQ frame size.
+            posterize_prob: Probability of colour quantisation (banding), applied after the stage-2 noise.
+            posterize_levels: Range of the number of levels per channel.
+            grain_prob: Probability of film grain on the source.
+            grain_strength: Grain standard deviation range (8-bit levels).
+            grain_size: Grain clump size range (LQ pixels).
+            flicker_prob: Probability of per-frame exposure flicker on the source.
+            flicker_strength: Largest relative brightness change of a frame.
+            scratch_prob: Probability of vertical film scratches on the source.
+            scratch_count: Most scratches per frame.
+            dust_prob: Probability of dust and dirt blobs on the source.
+            dust_count: Most dust blobs per frame.
+        """
+        given = {k: v for k, v in locals().items() if k in DEFAULTS and v is not None}
+        if preset not in PRESETS:
+            raise LiteVSRError(f"unknown degradation preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        self.preset = preset
+        self.options = {**DEFAULTS, **PRESETS[preset], **given}
+        _check_options(self.options)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(preset={self.preset!r})"
+
+    # -------------------------------------------------------------------------------------------- sampling
+
+    def sample_params(self, frames: int, generator: torch.Generator) -> dict:
+        """Draw one clip's degradation: a nested dict of choices and per-frame (T,) parameter tracks."""
+        o, r = self.options, _Random(generator)
+        return {
+            "source": {
+                "flicker": (1 + o["flicker_strength"] * (2 * torch.rand(frames, generator=generator) - 1)
+                            if r.event(o["flicker_prob"]) else None),
+                "grain": ({"strength": r.uniform(*o["grain_strength"]), "size": r.uniform(*o["grain_size"])}
+                          if r.event(o["grain_prob"]) else None),
+                "scratches": o["scratch_count"] if r.event(o["scratch_prob"]) else 0,
+                "dust": o["dust_count"] if r.event(o["dust_prob"]) else 0,
+            },
+            "stage1": self._sample_stage(r, frames, ""),
+            "stage2": {
+                **self._sample_stage(r, frames, "second_"),
+                "posterize": int(round(r.uniform(*o["posterize_levels"]))) if r.event(o["posterize_prob"]) else None,
+                "jpeg_first": r.event(0.5),
+                "final_mode": r.choice(o["resize_modes"]),
+                "final_sinc": self._sample_sinc(r) if r.event(o["final_sinc_prob"]) else None,
+            },
+            "codec": ({"codec": r.choice(o["codecs"]), "bitrate": r.uniform(*o["codec_bitrate"])}
+                      if r.event(o["codec_prob"]) else None),
+        }
+
+    def _sample_stage(self, r: _Random, t: int, prefix: str) -> dict:
+        o = {k: self.options.get(prefix + k, self.options[k]) for k in DEFAULTS if not k.startswith("second_")}
+        blur = None
+        if r.event(o["blur_prob"]):
+            blur = self._sample_sinc(r) if r.event(o["sinc_prob"]) else self._sample_kernel(r, t, o["blur_sigma"])
+        direction = r.choice(["up", "down", "keep"], o["resize_probs"])
+        lo, hi = o["resize_range"]
+        factor = {"up": r.uniform(1, max(1, hi)), "down": r.uniform(min(1, lo), 1), "keep": 1.0}[direction]
+        if r.event(o["gaussian_noise_prob"]):
+            noise = {"kind": "gaussian", "level": r.walk(t, *o["noise_sigma"], o["drift_noise"])}
+        else:
+            noise = {"kind": "poisson", "level": r.walk(t, *o["poisson_scale"], o["drift_poisson"])}
+        noise["gray"] = r.event(o["gray_noise_prob"])
+        return {"blur": blur, "resize": {"factor": factor, "mode": r.choice(o["resize_modes"])}, "noise": noise,
+                "jpeg": r.walk(t, *o["jpeg_quality"], o["drift_quality"])}
+
+    def _kernel_size(self, r: _Random) -> int:
+        return r.choice([k for k in range(self.options["kernel_size"][0], self.options["kernel_size"][1] + 1) if k % 2])
+
+    def _sample_kernel(self, r: _Random, t: int, sigma: tuple[float, float]) -> dict:
+        o = self.options
+        kind = r.choice(list(o["kernel_probs"]), list(o["kernel_probs"].values()))
+        step = o["drift_sigma"]
+        sigma_x = r.walk(t, *sigma, step)
+        if kind.endswith("aniso"):
+            sigma_y, theta = r.walk(t, *sigma, step), r.walk(t, -math.pi, math.pi, o["drift_angle"])
+        else:
+            sigma_y, theta = sigma_x, torch.zeros(t)
+        beta = 1.0
+        if kind.startswith("generalized"):  # as many draws with heavier tails (beta < 1) as with flatter tops
+            lo, hi = o["generalized_beta"]
+            beta = r.uniform(*((lo, 1.0) if r.event(0.5) else (1.0, hi))) if lo < 1 < hi else r.uniform(lo, hi)
+        elif kind.startswith("plateau"):
+            beta = r.uniform(*o["plateau_beta"])
+        return {"kind": kind, "size": self._kernel_size(r), "sigma_x": sigma_x, "sigma_y": sigma_y, "theta": theta,
+                "beta": beta}
+
+    def _sample_sinc(self, r: _Random) -> dict:
+        size = self._kernel_size(r)
+        omega = r.uniform(math.pi / 3, math.pi) if size < 13 else r.uniform(math.pi / 5, math.pi)
+        return {"kind": "sinc", "size": size, "omega": omega}
+
+    # -------------------------------------------------------------------------------------------- applying
+
+    def __call__(self, hq: torch.Tensor, scale: int, generator: torch.Generator) -> torch.Tensor:
+        """hq (3, T, H, W) in [-1, 1] -> lq (3, T, H // scale, W // scale), 8-bit rounded."""
+        return self.apply(hq, scale, self.sample_params(hq.shape[1], generator), generator)
+
+    def apply(self, hq: torch.Tensor, scale: int, params: dict, generator: torch.Generator) -> torch.Tensor:
+        """Degrade `hq` with drawn `params` (see sample_params); `generator` draws the noise itself."""
+        h, w = hq.shape[-2:]
+        target = (max(1, h // scale), max(1, w // scale))
+        x = self._source(hq[None].float(), params["source"], scale, generator)
+        s1, s2 = params["stage1"], params["stage2"]
+        x = self._blur(x, s1["blur"])
+        x = self._resize(x, (h, w), s1["resize"])
+        x = self._noise(x, s1["noise"], generator)
+        x = D.jpeg(x, s1["jpeg"])
+        x = self._blur(x, s2["blur"])
+        x = self._resize(x, target, s2["resize"])
+        x = self._noise(x, s2["noise"], generator)
+        if s2["posterize"]:
+            x = D.posterize(x, s2["posterize"])
+        if s2["jpeg_first"]:
+            x = self._blur(D.resize_video(D.jpeg(x, s2["jpeg"]), target, s2["final_mode"]), s2["final_sinc"])
+        else:
+            x = D.jpeg(self._blur(D.resize_video(x, target, s2["final_mode"]), s2["final_sinc"]), s2["jpeg"])
+        if params["codec"]:
+            x = D.video_codec(x, params["codec"]["codec"], params["codec"]["bitrate"])
+        return D.quantize(x)[0].to(hq.dtype)
+
+    @staticmethod
+    def _source(x: torch.Tensor, p: dict, scale: int, generator: torch.Generator) -> torch.Tensor:
+        if p["flicker"] is not None:
+            x = D.flicker(x, p["flicker"])
+        if p["grain"]:
+            x = D.film_grain(x, p["grain"]["strength"], generator, grain_size=p["grain"]["size"] * scale)
+        x = D.scratches(x, p["scratches"], generator, max_width=max(1, scale))
+        return D.dust(x, p["dust"], generator, radius=(0.7 * scale, 2.5 * scale))
+
+    @staticmethod
+    def _blur(x: torch.Tensor, p: dict | None) -> torch.Tensor:
+        if p is None:
+            return x
+        if p["kind"] == "sinc":
+            return D.blur(x, D.sinc_kernel(p["size"], p["omega"]))
+        if p["kind"] == "iso":  # the same kernel, separably
+            return D.separable_blur(x, D.gaussian_kernel_1d(p["size"], p["sigma_x"]))
+        return D.blur(x, D.blur_kernel(p["kind"], p["size"], p["sigma_x"], p["sigma_y"], p["theta"], p["beta"]))
+
+    @staticmethod
+    def _resize(x: torch.Tensor, reference: tuple[int, int], p: dict) -> torch.Tensor:
+        size = tuple(max(1, int(n * p["factor"])) for n in reference)
+        return x if size == tuple(x.shape[-2:]) else D.resize_video(x, size, p["mode"])
+
+    @staticmethod
+    def _noise(x: torch.Tensor, p: dict, generator: torch.Generator) -> torch.Tensor:
+        if p["kind"] == "gaussian":
+            return D.gaussian_noise(x, p["level"], generator, gray=p["gray"])
+        return D.poisson_noise(x, p["level"], generator, gray=p["gray"])
+
+
+class _Random:
+    """Draws from one torch.Generator: the only source of randomness of a pipeline."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def uniform(self, lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=self.generator))
+
+    def event(self, p: float) -> bool:
+        return float(torch.rand((), generator=self.generator)) < p
+
+    def choice(self, options: list, weights: list[float] | None = None):
+        weights = torch.ones(len(options)) if weights is None else torch.as_tensor(weights, dtype=torch.float)
+        return options[int(torch.multinomial(weights, 1, generator=self.generator))]
+
+    def walk(self, t: int, lo: float, hi: float, step: float) -> torch.Tensor:
+        """A (t,) track: a uniform start in [lo, hi], then steps in [-step, step], kept inside [lo, hi]."""
+        track = [self.uniform(lo, hi)]
+        for delta in ((2 * torch.rand(t - 1, generator=self.generator) - 1) * step).tolist():
+            track.append(min(max(track[-1] + delta, lo), hi))
+        return torch.tensor(track, dtype=torch.float64)

@@ -1,10 +1,16 @@
-"""WebDataset shards of clips: each sample is a lossless HQ clip ("hq.mkv", ffv1) plus JSON metadata."""
+"""WebDataset shards of clips.
+
+A sample holds a lossless HQ clip ("hq.mkv", FFV1 RGB) and JSON metadata ("json"); shards made with
+`make_shards.py --lq-variants K` add pre-degraded LQ clips "lq0.mkv" ... "lq{K-1}.mkv" (also lossless), and
+`--latents` adds "hq_latents.safetensors". No member is ever a pickle.
+"""
 
 from __future__ import annotations
 
 import glob
 import json
 import os
+import re
 from typing import Iterable
 
 import numpy as np
@@ -14,6 +20,20 @@ from litevsr import LiteVSRError
 from litevsr.data.video import encode_video, read_video
 
 MANIFEST = "manifest.json"
+LQ_MEMBER = re.compile(r"^lq(\d+)\.mkv$")
+LATENTS_MEMBER = "hq_latents.safetensors"
+
+
+class SampleFormatError(LiteVSRError):
+    """Shards lack what the configuration asks for (e.g. stored LQ): a setup problem, never skipped."""
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """Write JSON to a temporary name, then rename: readers see the old file or the new one, never half."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
 
 
 def write_shards(clips: Iterable[tuple[str, np.ndarray, dict]], out_dir: str, clips_per_shard: int = 64,
@@ -35,10 +55,7 @@ def write_shards(clips: Iterable[tuple[str, np.ndarray, dict]], out_dir: str, cl
             stats["sources"].setdefault(source, {"clips": 0, "license": meta.get("license", "unknown")})
             stats["sources"][source]["clips"] += 1
         stats["shards"] = sink.shard if stats["clips"] else 0
-    tmp = os.path.join(out_dir, MANIFEST + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(stats, f, indent=2)
-    os.replace(tmp, os.path.join(out_dir, MANIFEST))
+    write_json_atomic(os.path.join(out_dir, MANIFEST), stats)
     return stats
 
 
@@ -46,6 +63,9 @@ def shard_urls(spec: str) -> list[str]:
     """A folder of .tar files, a glob, or a brace pattern ("clips-{000000..000009}.tar")."""
     if os.path.isdir(spec):
         urls = sorted(glob.glob(os.path.join(spec, "*.tar")))
+        splits = [d for d in ("train", "val") if os.path.isdir(os.path.join(spec, d))]
+        if not urls and splits:
+            raise LiteVSRError(f"no .tar shards in {spec}; it holds the splits {splits}: point at one of them")
     elif "{" in spec:
         urls = list(wds.shardlists.expand_urls(spec))
         urls = [u for u in urls if os.path.exists(u) or "://" in u]
@@ -64,9 +84,35 @@ def read_manifest(spec: str) -> dict | None:
     return None
 
 
-def decode_sample(sample: dict) -> dict:
-    """A raw tar sample -> {"key", "frames" (T, H, W, 3) uint8, "meta"}. Runs in the loader workers."""
+def stored_lq_variants(sample: dict) -> int:
+    """How many pre-degraded LQ clips (lq0.mkv, lq1.mkv, ...) a raw sample holds."""
+    return sum(1 for name in sample if LQ_MEMBER.match(name))
+
+
+def latents_member(latents, metadata: dict | None = None) -> bytes:
+    """A (C, T', H', W') latent tensor as safetensors bytes (key "hq_latents")."""
+    from safetensors.torch import save
+
+    return save({"hq_latents": latents.contiguous()}, metadata={k: str(v) for k, v in (metadata or {}).items()})
+
+
+def decode_latents(data: bytes):
+    from safetensors.torch import load
+
+    return load(data)["hq_latents"]
+
+
+def decode_sample(sample: dict, lq_variant: int | None = None) -> dict:
+    """A raw tar sample -> {"key", "frames" (T, H, W, 3) uint8, "meta"}, plus "lq_frames" when `lq_variant` is
+    given (the stored lq{lq_variant}.mkv). Runs in the loader workers."""
     key = sample["__key__"]
     if "hq.mkv" not in sample:
         raise LiteVSRError(f"sample {key} has no hq.mkv member")
-    return {"key": key, "frames": read_video(sample["hq.mkv"]), "meta": json.loads(sample.get("json", b"{}"))}
+    out = {"key": key, "frames": read_video(sample["hq.mkv"]), "meta": json.loads(sample.get("json", b"{}"))}
+    if lq_variant is not None:
+        member = f"lq{lq_variant}.mkv"
+        if member not in sample:
+            raise SampleFormatError(f"sample {key} has no {member}: build the shards with make_shards.py "
+                                    f"--lq-variants K, or set use_stored_lq: false")
+        out["lq_frames"] = read_video(sample[member])
+    return out
