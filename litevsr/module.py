@@ -123,6 +123,8 @@ class LiteVSRModule(L.LightningModule):
             return self.backbone.encode(hq), self.model.condition(lq, hq.shape[-2:])
 
     def training_step(self, batch, batch_idx):
+        if self.global_step == 0 and batch_idx == 0:
+            self._log_degraded_examples(batch)
         x0, cond = self._encode_batch(batch)
         hp = self.hparams
         sigma = flow.sample_sigmas(x0.shape[0], hp.sigma_mean, hp.sigma_std, hp.sigma_shift, device=x0.device)
@@ -160,6 +162,17 @@ class LiteVSRModule(L.LightningModule):
         if batch_idx == 0:
             self._log_samples(lq, outputs[""], hq)
         return outputs[""]
+
+    def _log_degraded_examples(self, batch) -> None:
+        """The first training pairs, LQ (nearest-upsampled) | HQ, so the degradations can be checked by eye."""
+        experiment = getattr(self.logger, "experiment", None)
+        if not hasattr(experiment, "add_images"):
+            return
+        hq, lq = batch["hq"][: self.hparams.num_logged_samples], batch["lq"][: self.hparams.num_logged_samples]
+        mid = hq.shape[2] // 2
+        lq_big = resize_video(lq[:, :, mid:mid + 1], hq.shape[-2:], mode="nearest")[:, :, 0]
+        rows = (torch.cat([lq_big, hq[:, :, mid]], dim=-1).float().clamp(-1, 1) + 1) / 2
+        experiment.add_images("train/degraded_lq_hq", rows, self.global_step)
 
     def _log_samples(self, lq, sr, hq):
         """LQ | SR | GT (middle frames) to TensorBoard and, as a PNG, into the run folder."""

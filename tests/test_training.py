@@ -9,6 +9,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from litevsr.adapters import load_adapter
+from litevsr.adapters.base import read_adapter_config
 from litevsr.backbones import WanBackbone
 from litevsr.cli import main
 from litevsr.data.datamodule import VideoShardDataModule
@@ -53,8 +54,10 @@ def test_fit_logs_to_tensorboard_and_exports(fitted):
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "val/psnr_y", "val/ssim_y", "val/psnr_y_bicubic", "val/ssim_y_bicubic",
             "val/psnr_y_no_adapter", "val/psnr_y_vae"} <= tags
-    assert "val/lq_sr_gt" in events.Tags()["images"]
+    assert {"val/lq_sr_gt", "train/degraded_lq_hq"} <= set(events.Tags()["images"])
     assert (run / "val_samples.png").is_file()
+    sampling = read_adapter_config(str(run / "adapter.safetensors"))["sampling"]
+    assert set(sampling) == {"steps", "sigma_start", "shift"}
 
 
 def test_checkpoint_holds_only_the_adapter(fitted):

@@ -1,0 +1,87 @@
+"""Inference on the shipped tiny generator + demo adapter: speed per step count, memory against video length,
+and the cost of spatial tiling. Each memory point runs in its own process (peak RSS belongs to it alone).
+
+    python benchmarks/inference.py [--size 44x36]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from common import report
+
+
+def _model():
+    from litevsr.cli import load_models
+
+    (_, model, config), = load_models("demo", None)
+    return model, config
+
+
+def _frames(count: int, width: int, height: int):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    for i in range(count):  # a slowly panning texture, generated on the fly (nothing held in memory)
+        yield np.roll(base, i, axis=1)
+
+
+def speed(model, config, steps: int, width: int, height: int, frames: int = 17, tile: int | None = None) -> float:
+    from litevsr.inference import Sampling, upscale_frames
+
+    sampling = Sampling.of_adapter(config, steps=steps, tile=tile, tile_overlap=32)
+    if steps > 1:
+        sampling.sigma_start = max(sampling.sigma_start, 0.5)  # several steps start from a noisier state
+    start = time.perf_counter()
+    count = sum(1 for _ in upscale_frames(model, _frames(frames, width, height), 4, sampling))
+    return count / (time.perf_counter() - start)
+
+
+def peak_rss_mib(frames: int, width: int, height: int) -> float:
+    """Upscale `frames` frames in a fresh process and return its peak RSS."""
+    out = subprocess.run([sys.executable, __file__, "--rss", str(frames), "--size", f"{width}x{height}"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_MiB"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="44x36", help="LQ width x height (default: carphone / 4)")
+    parser.add_argument("--rss", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    width, height = map(int, args.size.split("x"))
+    model, config = _model()
+    if args.rss:
+        from litevsr.inference import Sampling, upscale_frames
+
+        for _ in upscale_frames(model, _frames(args.rss, width, height), 4, Sampling.of_adapter(config)):
+            pass
+        print(json.dumps({"peak_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        return
+
+    rows = []
+    speed(model, config, 1, width, height, frames=5)  # warm-up
+    for steps in (1, 2, 4, 8, 25, 50):
+        rows.append({"measure": f"{steps} step(s)", "value": speed(model, config, steps, width, height), "unit": "frames/s"})
+        print(rows[-1], flush=True)
+    rss = {n: peak_rss_mib(n, width, height) for n in (32, 128, 256)}
+    rows += [{"measure": f"peak RSS, {n} frames", "value": v, "unit": "MiB"} for n, v in rss.items()]
+    rows.append({"measure": "peak RSS ratio 256 / 32 frames", "value": rss[256] / rss[32], "unit": "x (target <= 1.2)"})
+    big = (width * 2, height * 2)  # a frame large enough to need several tiles of 128 output pixels
+    untiled, tiled = speed(model, config, 1, *big), speed(model, config, 1, *big, tile=128)
+    rows += [{"measure": f"untiled {big[0] * 4}x{big[1] * 4} output", "value": untiled, "unit": "frames/s"},
+             {"measure": "tiled (128 px tiles, 32 px overlap)", "value": tiled, "unit": "frames/s"},
+             {"measure": "tiling overhead (tiled time / untiled time)", "value": untiled / tiled, "unit": "x"}]
+    report("inference", rows, ["measure", "value", "unit"],
+           {"lq_size": [width, height], "scale": 4, "window": 17, "overlap": 4, "threads": torch.get_num_threads()})
+
+
+if __name__ == "__main__":
+    main()
