@@ -1,6 +1,12 @@
-"""Cut video files into clips and write WebDataset shards (lossless HQ clips + JSON metadata).
+"""Cut folders of videos into clips and write WebDataset shards (lossless HQ clips + JSON metadata).
 
-    python data_prep/make_shards.py VIDEOS_OR_FOLDERS... OUT_DIR --clip-frames 17 --license "CC-BY 4.0"
+    python data_prep/make_shards.py my_videos/ data/mine --clip-frames 17 --license "CC-BY 4.0" --workers 8
+
+Any format FFmpeg decodes; folders are searched recursively. Clips never span a scene cut, near-static clips
+are dropped, and each video's clips go to shards of about --shard-size-mb. Interrupted? Run the same command
+again: finished videos are skipped, unfinished ones redone, and no shard is ever duplicated. With
+--val-fraction, whole videos go to OUT/val (by a hash of their path), the rest to OUT/train.
+See data_prep/README.md for the details and litevsr/data/clipping.py for the scene-cut and motion tests.
 """
 
 from __future__ import annotations
@@ -9,59 +15,76 @@ import argparse
 import os
 import sys
 
-from tqdm import tqdm
-
 from litevsr import LiteVSRError
-from litevsr.data.shards import write_shards
-from litevsr.data.sources import video_clips
-from litevsr.data.video import video_info
-
-VIDEO_EXTENSIONS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".y4m"}
+from litevsr.data.prep import LATENT_DTYPES, PrepOptions, prepare_shards
 
 
-def find_videos(inputs: list[str]) -> list[str]:
-    found = []
-    for item in inputs:
-        if os.path.isdir(item):
-            for root, _, files in os.walk(item):
-                found += [os.path.join(root, f) for f in files if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
-        elif os.path.isfile(item):
-            found.append(item)
-        else:
-            raise LiteVSRError(f"input not found: {item}")
-    if not found:
-        raise LiteVSRError(f"no video files in {inputs}")
-    return sorted(found)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="make_shards", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="video files or folders (searched recursively)")
+    p.add_argument("out", help="output folder: shards, manifest.json, and .make_shards/ (resume state)")
+    clips = p.add_argument_group("clips")
+    clips.add_argument("--clip-frames", type=int, default=17, help="frames per clip (default 17)")
+    clips.add_argument("--stride", type=int, default=None, help="frames between clip starts (default: --clip-frames)")
+    clips.add_argument("--max-side", type=int, default=512, help="downscale so the longer side is at most this (default 512)")
+    clips.add_argument("--min-size", type=int, default=64,
+                       help="skip videos whose shorter side, after --max-side, is below this (default 64)")
+    clips.add_argument("--crop", type=int, default=None, metavar="SIZE",
+                       help="store a SIZE x SIZE crop of each clip instead of the whole frame")
+    clips.add_argument("--crop-mode", choices=["random", "center"], default="random",
+                       help="where the crop sits: random (seeded by the clip key) or center (default random)")
+    clips.add_argument("--cut-threshold", type=float, default=30.0,
+                       help="scene cut: mean abs difference of 64x64 gray thumbnails, 8-bit levels (default 30)")
+    clips.add_argument("--min-motion", type=float, default=0.5,
+                       help="drop clips whose mean frame-to-frame thumbnail difference is below this (default 0.5; 0 keeps all)")
+    out = p.add_argument_group("output")
+    out.add_argument("--shard-size-mb", type=float, default=256.0, help="target shard size (default 256)")
+    out.add_argument("--clips-per-shard", type=int, default=1000, help="at most this many clips per shard (default 1000)")
+    out.add_argument("--videos-per-task", type=int, default=1,
+                     help="videos per unit of work; each unit writes its own shards, so raise it for many short "
+                          "videos to get shards near the target size (default 1)")
+    out.add_argument("--prefix", default="clips", help="shard file prefix (default clips)")
+    out.add_argument("--license", default="unknown", help="licence recorded with every clip and source")
+    out.add_argument("--val-fraction", type=float, default=0.0,
+                     help="fraction of videos (chosen by a hash of their path) written to OUT/val; the rest to "
+                          "OUT/train (default 0: all in OUT)")
+    extra = p.add_argument_group("stored extras")
+    extra.add_argument("--lq-variants", type=int, default=0, metavar="K",
+                       help="store K pre-degraded LQ clips per clip (lq0.mkv ...), lossless, seeded by the clip key")
+    extra.add_argument("--scale", type=int, default=4, help="downscaling factor of the LQ variants (default 4)")
+    extra.add_argument("--degradation-preset", default=None, metavar="NAME",
+                       help="degrade with RealWorldDegradation(preset=NAME) (default: SimpleDegradation)")
+    extra.add_argument("--latents", default=None, metavar="tiny|FOLDER",
+                       help="store HQ latents of each whole stored clip from this Wan backbone (hq_latents.safetensors)")
+    extra.add_argument("--latents-dtype", choices=sorted(LATENT_DTYPES), default="float16")
+    extra.add_argument("--device", default="cpu", help="device for --latents encoding (default cpu)")
+    p.add_argument("--seed", type=int, default=0, help="seed combined with clip keys for crops and LQ variants")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes, one video task each (default 1)")
+    return p.parse_args(argv)
+
+
+def options_from(args: argparse.Namespace) -> PrepOptions:
+    fields = PrepOptions.__dataclass_fields__
+    return PrepOptions(**{k: v for k, v in vars(args).items() if k in fields})
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", help="video files or folders (searched recursively)")
-    parser.add_argument("out", help="output folder for the .tar shards and manifest.json")
-    parser.add_argument("--clip-frames", type=int, default=17, help="frames per clip (default 17)")
-    parser.add_argument("--stride", type=int, default=None, help="frames between clip starts (default: clip length)")
-    parser.add_argument("--max-side", type=int, default=512, help="downscale so the longer side is at most this")
-    parser.add_argument("--clips-per-shard", type=int, default=64)
-    parser.add_argument("--license", default="unknown", help="licence recorded with every clip")
-    parser.add_argument("--prefix", default="clips", help="shard file prefix")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     try:
-        if os.path.exists(os.path.join(args.out, "manifest.json")):
-            raise LiteVSRError(f"{args.out} already holds shards (manifest.json); choose another folder")
-        videos = find_videos(args.inputs)
-        progress = tqdm(videos, desc="videos", unit="video")
-
-        def clips():
-            for path in progress:
-                info = video_info(path)
-                meta = {"source": os.path.abspath(path), "license": args.license, "fps": info["fps"]}
-                yield from video_clips(path, args.clip_frames, args.stride or args.clip_frames, args.max_side, meta)
-
-        stats = write_shards(clips(), args.out, args.clips_per_shard, args.prefix)
-        print(f"wrote {stats['clips']} clips in {stats['shards']} shard(s) to {args.out} (manifest.json)")
+        manifest = prepare_shards(args.inputs, args.out, options_from(args), workers=args.workers, device=args.device)
     except LiteVSRError as err:
         print(f"make_shards: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("make_shards: interrupted; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)
+    splits = manifest.get("splits") or {"": manifest}
+    for m in splits.values():
+        folder = os.path.join(args.out, m.get("folder", ""))
+        print(f"wrote {m['clips']} clips in {m['shards']} shard(s) to {os.path.normpath(folder)} (manifest.json)")
+        if not m["clips"]:
+            print(f"make_shards: warning: no clips in {os.path.normpath(folder)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

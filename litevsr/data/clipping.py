@@ -33,32 +33,6 @@ CUT_RATIO = 2.0
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def decode_frames(source, max_side: int | None = None) -> Iterator[np.ndarray]:
-    """Like video.iter_frames (RGB uint8, upright), but FFmpeg's scaler shrinks each frame in the same pass so
-    its longer side is at most `max_side`: about 10x cheaper than decoding at full size and resizing in torch."""
-    import av
-
-    from litevsr.data.video import _name, _open
-
-    with _open(source) as container:
-        if not container.streams.video:
-            raise LiteVSRError(f"{_name(source)} has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        try:
-            for frame in container.decode(stream):
-                size = {}
-                if max_side and max(frame.width, frame.height) > max_side:
-                    ratio = max_side / max(frame.width, frame.height)
-                    size = {"width": max(1, round(frame.width * ratio)), "height": max(1, round(frame.height * ratio)),
-                            "interpolation": "BICUBIC"}
-                rgb = frame.to_ndarray(format="rgb24", **size)
-                turns = round(getattr(frame, "rotation", 0) / 90) % 4  # display matrix angle, counter-clockwise
-                yield np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
-        except av.error.FFmpegError as err:
-            raise LiteVSRError(f"corrupt video {_name(source)}: {err}") from err
-
-
 class VideoSkipped(LiteVSRError):
     """A whole video gives no clips by design (too small); recorded in the stats, not an error of the run."""
 

@@ -162,6 +162,8 @@ def _check_options(o: dict) -> None:
         fail(f"posterize_levels must be >= 2, got {list(o['posterize_levels'])}")
     if o["resize_range"][0] <= 0 or o["second_resize_range"][0] <= 0:
         fail("resize ranges must be > 0")
+    if o["blur_sigma"][0] <= 0 or o["second_blur_sigma"][0] <= 0:
+        fail("blur sigma ranges must be > 0")
 
 
 class RealWorldDegradation(Degradation):

@@ -34,9 +34,9 @@ import torch
 import webdataset as wds
 
 from litevsr import LiteVSRError
-from litevsr.data.clipping import ClipOptions, ClipStats, VideoSkipped, cut_clips, decode_frames
+from litevsr.data.clipping import ClipOptions, ClipStats, VideoSkipped, cut_clips
 from litevsr.data.shards import LATENTS_MEMBER, MANIFEST, latents_member, write_json_atomic
-from litevsr.data.video import encode_video, video_info
+from litevsr.data.video import encode_video, iter_frames, video_info
 
 VIDEO_EXTENSIONS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
                     ".y4m", ".mts", ".m2ts", ".3gp", ".ogv", ".vob", ".dv", ".gif", ".mxf", ".nut"}
@@ -273,7 +273,7 @@ def _process_video(path: str, name: str, options: PrepOptions, writer, device: s
         base.update(lq_variants=options.lq_variants, scale=options.scale, degradation=degradation_name(options))
     stats = ClipStats()
     sizes = []
-    clips = cut_clips(decode_frames(path, options.max_side), clip_options, key_prefix(name), stats)
+    clips = cut_clips(iter_frames(path, options.max_side), clip_options, key_prefix(name), stats)
     while True:
         try:
             clip = next(clips)
