@@ -202,3 +202,29 @@ def test_shipped_demo_adapter_samples_as_it_was_trained(tmp_path):
     sr = upscale_clip(shipped, lq, 4, Sampling.of_adapter(config))
     bicubic = resize_video(lq, gt.shape[-2:]).clamp(-1, 1)
     assert frame_metrics(sr, gt, 4)["psnr_y"].mean() > frame_metrics(bicubic, gt, 4)["psnr_y"].mean() - 0.5
+
+
+@pytest.mark.parametrize("codec,container,pix_fmt", [
+    ("libx264", "mp4", "yuv420p"), ("libvpx", "webm", "yuv420p"), ("libvpx-vp9", "webm", "yuv420p"),
+    ("mpeg4", "avi", "yuv420p"), ("cinepak", "avi", "rgb24"), ("msvideo1", "avi", "rgb555le"), ("mjpeg", "mov", "yuvj420p"),
+])
+def test_upscale_reads_many_codecs(model, tmp_path, codec, container, pix_fmt):
+    import av
+
+    path = tmp_path / f"in.{container}"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=24)
+        stream.width, stream.height, stream.pix_fmt = 20, 12, pix_fmt
+        for frame in _frames(3, 12, 20):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    result = upscale_file(model, str(path), str(tmp_path / "out.mp4"), scale=3, window=5, overlap=2)
+    decoded = read_video(str(tmp_path / "out.mp4"))
+    assert decoded.shape == (3, 36, 60, 3) and result["fps"] == pytest.approx(24)
+
+
+def test_odd_output_sizes_survive_the_mp4_encoder(model, tmp_path):
+    src = tmp_path / "odd.mkv"
+    src.write_bytes(encode_video(np.stack(_frames(2, 5, 7))))
+    upscale_file(model, str(src), str(tmp_path / "out.mp4"), scale=3, window=5, overlap=0)
+    assert read_video(str(tmp_path / "out.mp4")).shape == (2, 15, 21, 3)  # 4:4:4 where 4:2:0 needs even sizes
