@@ -81,3 +81,14 @@ def test_litevsr_test_reports_a_missing_partner(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["test", "--gt", str(tmp_path / "GT"), "--lq", str(tmp_path / "LQ")])
     assert "has no partner" in capsys.readouterr().err
+
+
+def test_find_pairs_matches_video_files_by_name(tmp_path):
+    from litevsr.data.video import encode_video
+    from litevsr.evaluate import find_pairs
+
+    for folder, ext in (("GT", ".mkv"), ("LQ", ".mp4")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"city{ext}").write_bytes(encode_video(next(random_clips(1, 2, 8, seed=1))[1]))
+    assert find_pairs(str(tmp_path / "GT"), str(tmp_path / "LQ")) == [
+        ("city", str(tmp_path / "GT" / "city.mkv"), str(tmp_path / "LQ" / "city.mp4"))]
