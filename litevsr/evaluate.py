@@ -117,7 +117,7 @@ def summary_table(rows: list[dict]) -> str:
         mine = [r for r in rows if r["method"] == method]
         frames = sum(r["frames"] for r in mine)
         means = [sum(r[c] * r["frames"] for r in mine) / frames for c in columns]
-        lines.append(f"| {method} | {len(mine)} | " + " | ".join(f"{m:.4f}" for m in means) + " |")
+        lines.append(f"| {method} | {len(mine)} | " + " | ".join(f"{m:.4g}" for m in means) + " |")
     return "\n".join(lines)
 
 

@@ -247,7 +247,7 @@ def upscale_file(model: LiteVSR, src: str, dst: str, scale: int = 4, sampling: S
     if os.path.abspath(src) == os.path.abspath(dst):
         raise LiteVSRError("the output path must differ from the input path")
     if os.path.exists(dst) and not overwrite:
-        raise LiteVSRError(f"output {dst} already exists (pass overwrite to replace it)")
+        raise LiteVSRError(f"output {dst} already exists; pass --overwrite (overwrite=True) to replace it")
     info, frames = open_source(src, fps, max_frames)
     sr = upscale_frames(model, frames, scale, sampling, window, overlap, total=info["frames"] or None)
     width, height = info["width"] * scale, info["height"] * scale
