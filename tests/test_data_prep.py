@@ -154,13 +154,11 @@ def test_lq_variants_are_stored_reproducible_and_decodable(tmp_path):
         assert np.array_equal(lq, expected)
 
 
-def test_degradation_preset_needs_the_real_world_class(monkeypatch):
-    options = PrepOptions(lq_variants=1, degradation_preset="realesrgan")
-    if hasattr(pipeline, "RealWorldDegradation"):
-        assert type(prep.build_degradation(options)).__name__ == "RealWorldDegradation"
-        monkeypatch.delattr(pipeline, "RealWorldDegradation")
-    with pytest.raises(LiteVSRError, match="needs litevsr.data.pipeline.RealWorldDegradation"):
-        prep.check_options(options)
+def test_degradation_preset_builds_the_real_world_pipeline():
+    assert type(prep.build_degradation(PrepOptions(lq_variants=1, degradation_preset="anime"))).__name__ == \
+        "RealWorldDegradation"
+    with pytest.raises(LiteVSRError, match="unknown degradation preset"):
+        prep.check_options(PrepOptions(lq_variants=1, degradation_preset="vhs"))
 
 
 def test_val_split_is_disjoint_by_source(tmp_path):

@@ -155,15 +155,11 @@ def check_options(options: PrepOptions) -> None:
 
 
 def build_degradation(options: PrepOptions):
-    from litevsr.data import pipeline
+    from litevsr.data.pipeline import RealWorldDegradation, SimpleDegradation
 
     if options.degradation_preset is None:
-        return pipeline.SimpleDegradation()
-    cls = getattr(pipeline, "RealWorldDegradation", None)
-    if cls is None:
-        raise LiteVSRError("--degradation-preset needs litevsr.data.pipeline.RealWorldDegradation, which this "
-                           "version of litevsr does not have; leave it out to use SimpleDegradation")
-    return cls(preset=options.degradation_preset)
+        return SimpleDegradation()
+    return RealWorldDegradation(preset=options.degradation_preset)
 
 
 def degradation_name(options: PrepOptions) -> str | None:
