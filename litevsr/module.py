@@ -163,25 +163,29 @@ class LiteVSRModule(L.LightningModule):
             self._log_samples(lq, outputs[""], hq)
         return outputs[""]
 
+    @staticmethod
+    def _side_by_side(*videos: torch.Tensor) -> torch.Tensor:
+        """Middle frames of (B, 3, T, H, W) videos in [-1, 1], side by side, as (B, 3, H, n*W) images in [0, 1]."""
+        mid = videos[-1].shape[2] // 2
+        return (torch.cat([v[:, :, mid] for v in videos], dim=-1).float().clamp(-1, 1) + 1) / 2
+
+    def _add_images(self, tag: str, rows: torch.Tensor) -> None:
+        experiment = getattr(self.logger, "experiment", None)
+        if hasattr(experiment, "add_images"):  # TensorBoard
+            experiment.add_images(tag, rows, self.global_step)
+
     def _log_degraded_examples(self, batch) -> None:
         """The first training pairs, LQ (nearest-upsampled) | HQ, so the degradations can be checked by eye."""
-        experiment = getattr(self.logger, "experiment", None)
-        if not hasattr(experiment, "add_images"):
-            return
-        hq, lq = batch["hq"][: self.hparams.num_logged_samples], batch["lq"][: self.hparams.num_logged_samples]
-        mid = hq.shape[2] // 2
-        lq_big = resize_video(lq[:, :, mid:mid + 1], hq.shape[-2:], mode="nearest")[:, :, 0]
-        rows = (torch.cat([lq_big, hq[:, :, mid]], dim=-1).float().clamp(-1, 1) + 1) / 2
-        experiment.add_images("train/degraded_lq_hq", rows, self.global_step)
+        n = self.hparams.num_logged_samples
+        hq = batch["hq"][:n]
+        self._add_images("train/degraded_lq_hq",
+                         self._side_by_side(resize_video(batch["lq"][:n], hq.shape[-2:], mode="nearest"), hq))
 
     def _log_samples(self, lq, sr, hq):
         """LQ | SR | GT (middle frames) to TensorBoard and, as a PNG, into the run folder."""
-        n, mid = min(self.hparams.num_logged_samples, hq.shape[0]), hq.shape[2] // 2
-        lq_big = resize_video(lq[:n], hq.shape[-2:], mode="nearest")
-        rows = (torch.cat([lq_big[:, :, mid], sr[:n, :, mid], hq[:n, :, mid]], dim=-1).float().clamp(-1, 1) + 1) / 2
-        experiment = getattr(self.logger, "experiment", None)
-        if hasattr(experiment, "add_images"):
-            experiment.add_images("val/lq_sr_gt", rows, self.global_step)
+        n = min(self.hparams.num_logged_samples, hq.shape[0])
+        rows = self._side_by_side(resize_video(lq[:n], hq.shape[-2:], mode="nearest"), sr[:n], hq[:n])
+        self._add_images("val/lq_sr_gt", rows)
         if self.logger is not None and self.logger.log_dir and not self.trainer.sanity_checking:
             grid = (rows.permute(0, 2, 3, 1).flatten(0, 1) * 255).round().byte().cpu().numpy()
             Image.fromarray(grid).save(os.path.join(self.logger.log_dir, "val_samples.png"))
