@@ -9,6 +9,8 @@ from typing import Callable
 
 import torch
 
+from litevsr import LiteVSRError
+
 
 def _expand(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return sigma.view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
@@ -47,9 +49,9 @@ def predict_x0(x: torch.Tensor, velocity: torch.Tensor, sigma: torch.Tensor) -> 
 def sigma_schedule(steps: int, shift: float = 1.0, sigma_start: float = 1.0) -> torch.Tensor:
     """`steps + 1` sigmas from `sigma_start` down to 0, uniform before the shift."""
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise LiteVSRError(f"steps must be >= 1, got {steps}")
     if not 0.0 < sigma_start <= 1.0:
-        raise ValueError(f"sigma_start must be in (0, 1], got {sigma_start}")
+        raise LiteVSRError(f"sigma_start must be in (0, 1], got {sigma_start}")
     start = unshift_sigma(torch.tensor(float(sigma_start), dtype=torch.float64), shift)
     return shift_sigma(torch.linspace(float(start), 0.0, steps + 1, dtype=torch.float64), shift).float()
 

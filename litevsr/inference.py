@@ -51,6 +51,15 @@ class Sampling:
     tile: int | None = None  # HQ pixels; None = whole frames
     tile_overlap: int = 64  # HQ pixels
 
+    def __post_init__(self):
+        if self.steps < 1:
+            raise LiteVSRError(f"steps must be >= 1, got {self.steps}")
+        if not 0 < self.sigma_start <= 1:
+            raise LiteVSRError(f"sigma_start must be in (0, 1], got {self.sigma_start}")
+        if self.tile is not None and not 0 <= self.tile_overlap < self.tile:
+            raise LiteVSRError(f"the tile overlap must be in [0, tile), got tile {self.tile} and overlap "
+                               f"{self.tile_overlap} (output pixels)")
+
     @classmethod
     def of_adapter(cls, config: dict, **overrides) -> "Sampling":
         known = {k: v for k, v in (config.get("sampling") or {}).items() if k in cls.__dataclass_fields__}

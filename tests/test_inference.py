@@ -228,3 +228,18 @@ def test_odd_output_sizes_survive_the_mp4_encoder(model, tmp_path):
     src.write_bytes(encode_video(np.stack(_frames(2, 5, 7))))
     upscale_file(model, str(src), str(tmp_path / "out.mp4"), scale=3, window=5, overlap=0)
     assert read_video(str(tmp_path / "out.mp4")).shape == (2, 15, 21, 3)  # 4:4:4 where 4:2:0 needs even sizes
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--steps", "0"], "steps must be >= 1, got 0"),
+    (["--tile", "64", "--tile-overlap", "64"],
+     "the tile overlap must be in [0, tile), got tile 64 and overlap 64 (output pixels)"),
+])
+def test_bad_sampling_options_are_one_line_errors(tmp_path, capsys, flags, message):
+    src = tmp_path / "in.mkv"
+    src.write_bytes(encode_video(next(random_clips(1, 2, 8, seed=7))[1]))
+    with pytest.raises(SystemExit) as exit_:
+        main(["upscale", str(src), str(tmp_path / "out.mp4"), *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and err == [f"litevsr: error: {message}"]
+    assert not (tmp_path / "out.mp4").exists()
