@@ -184,6 +184,11 @@ def main(args: list[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
-    except LiteVSRError as err:
-        print(f"litevsr: error: {_one_line(err)}", file=sys.stderr)
+    except ValueError as err:  # LiteVSRError, or jsonargparse wrapping one raised while building a class
+        cause = err
+        while cause is not None and not isinstance(cause, LiteVSRError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        print(f"litevsr: error: {_one_line(cause)}", file=sys.stderr)
         sys.exit(2)

@@ -243,3 +243,11 @@ def test_bad_sampling_options_are_one_line_errors(tmp_path, capsys, flags, messa
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and err == [f"litevsr: error: {message}"]
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_predict_with_a_missing_input_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "--config", "recipes/upscale.yaml", "--data.inputs", f"[{tmp_path / 'nope.mp4'}]",
+              "--trainer.default_root_dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and err[-1] == f"litevsr: error: input not found: {tmp_path / 'nope.mp4'}"
