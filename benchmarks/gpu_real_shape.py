@@ -59,6 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     from litevsr.adapters import StateAwareAdapter
     from litevsr.backbones.wan import KNOWN_CONFIGS, TINY_CONFIG
+    from litevsr.inference import Sampling, upscale_clip
     from litevsr.module import LiteVSRModule
 
     device = "cpu" if args.smoke else "cuda"
@@ -103,7 +104,8 @@ def main() -> None:
     model = module.model.eval()
     for steps in (1, 4):
         with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
-            seconds, peak = timed(lambda: model.upscale(lq, 4, steps=steps, sigma_start=0.5), args.repeats, device)
+            sampling = Sampling(steps=steps, sigma_start=0.5)
+            seconds, peak = timed(lambda: upscale_clip(model, lq, 4, sampling), args.repeats, device)
         add(f"upscale x4, {steps} step(s), whole clip", seconds, peak, frames_per_s=t / seconds)
 
     # Full fine-tuning of the same transformer (bf16 weights, AdamW, gradient checkpointing) for comparison.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
@@ -103,20 +104,18 @@ def upscale_clip(model: LiteVSR, lq: torch.Tensor, scale: int, sampling: Samplin
         return decode_clip(model, clip_latents(model, lq, scale, sampling), lq.shape[2:], scale)
 
 
-class vae_tiling:
-    """Context: tile the VAE's convolutions like the transformer when sampling.tile is set."""
-
-    def __init__(self, model: LiteVSR, sampling: Sampling):
-        self.vae, self.sampling = model.backbone.vae, sampling
-
-    def __enter__(self):
-        if self.sampling.tile is not None:
-            tile, stride = self.sampling.tile, self.sampling.tile - self.sampling.tile_overlap
-            self.vae.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
-                                   tile_sample_stride_height=stride, tile_sample_stride_width=stride)
-
-    def __exit__(self, *exc):
-        self.vae.disable_tiling()
+@contextmanager
+def vae_tiling(model: LiteVSR, sampling: Sampling):
+    """Tile the VAE's convolutions like the transformer while sampling.tile is set."""
+    vae = model.backbone.vae
+    if sampling.tile is not None:
+        stride = sampling.tile - sampling.tile_overlap
+        vae.enable_tiling(tile_sample_min_height=sampling.tile, tile_sample_min_width=sampling.tile,
+                          tile_sample_stride_height=stride, tile_sample_stride_width=stride)
+    try:
+        yield
+    finally:
+        vae.disable_tiling()
 
 
 def _windows(frames: Iterator[np.ndarray], window: int, overlap: int) -> Iterator[tuple[int, np.ndarray]]:

@@ -64,8 +64,9 @@ def warping_error(sr_prev: np.ndarray, gt_prev: np.ndarray, sr: np.ndarray, gt: 
 
     gray, gray_prev = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in (gt, gt_prev))
     backward, forward = _flow(gray, gray_prev), _flow(gray_prev, gray)
-    round_trip = backward + _warp(forward, backward)
-    visible = (round_trip ** 2).sum(-1) < 0.01 * ((backward ** 2).sum(-1) + (_warp(forward, backward) ** 2).sum(-1)) + 0.5
+    forward_there = _warp(forward, backward)  # the forward flow at where each pixel came from
+    round_trip = backward + forward_there
+    visible = (round_trip ** 2).sum(-1) < 0.01 * ((backward ** 2).sum(-1) + (forward_there ** 2).sum(-1)) + 0.5
     warped = _warp(sr_prev.astype(np.float32) / 255, backward)
     diff = ((sr.astype(np.float32) / 255 - warped) ** 2).sum(-1) / 3
     return float(diff[visible].mean()) if visible.any() else 0.0

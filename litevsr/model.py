@@ -1,4 +1,4 @@
-"""LiteVSR = frozen backbone + adapter: the velocity field, the sampler and `upscale`, free of Lightning."""
+"""LiteVSR = frozen backbone + adapter: the velocity field and the (optionally tiled) sampler, free of Lightning."""
 
 from __future__ import annotations
 
@@ -64,12 +64,6 @@ class LiteVSR(nn.Module):
             return previous
 
         return flow.euler_sample(velocity_fn, x, flow.sigma_schedule(steps, shift, sigma_start))
-
-    @torch.no_grad()
-    def upscale(self, lq: torch.Tensor, scale: int, **sample_kwargs) -> torch.Tensor:
-        """LQ video (B, 3, T, h, w) in [-1, 1] -> (B, 3, T, h*scale, w*scale). The HQ size must suit the backbone."""
-        size = (lq.shape[-2] * scale, lq.shape[-1] * scale)
-        return self.backbone.decode(self.sample(self.condition(lq, size), **sample_kwargs))
 
 
 def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:

@@ -28,7 +28,7 @@ import os
 import re
 import zlib
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import webdataset as wds
@@ -258,11 +258,9 @@ def _process_video(path: str, name: str, options: PrepOptions, writer, device: s
         info = video_info(path)
     except LiteVSRError as err:
         return {**entry, "skipped": str(err)}
-    clip_options = ClipOptions(
-        clip_frames=options.clip_frames, stride=options.stride or options.clip_frames, max_side=options.max_side,
-        multiple=storage_multiple(options), min_size=options.min_size, crop=options.crop,
-        crop_mode=options.crop_mode, cut_threshold=options.cut_threshold, min_motion=options.min_motion,
-        seed=options.seed)
+    shared = {f.name: getattr(options, f.name) for f in fields(ClipOptions) if hasattr(options, f.name)}
+    clip_options = ClipOptions(**{**shared, "stride": options.stride or options.clip_frames,
+                                  "multiple": storage_multiple(options)})
     base = {"source": path, "license": options.license, "fps": info["fps"], "split": split,
             "source_size": [info["height"], info["width"]]}
     if options.lq_variants:
