@@ -135,6 +135,17 @@ class CosineDecay(L.Callback):
             group["lr"] = base * factor
 
 
+def warm_start(model: torch.nn.Module, folder: str) -> list[str]:
+    """Copy every tensor of a saved model of the same class whose name and shape match; returns the names left fresh.
+
+    This lets a generator with a different latent width reuse an earlier one's trained body."""
+    source = type(model).from_pretrained(folder).state_dict()
+    own = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matched, strict=False)
+    return sorted(set(own) - set(matched))
+
+
 def _fit(module, loader, steps: int, name: str, log_dir: str, accelerator: str,
          time_limit_s: float | None) -> tuple[float, int]:
     """Train one stage; returns (seconds, steps done). A time limit ends the stage early (see CosineDecay)."""
@@ -203,6 +214,7 @@ def pretrain(
     transformer_batch: int = 8,
     transformer_lr: float = 5e-4,
     seed: int = 0,
+    warm_start_from: str | None = None,
     samples_png: str = "docs/images/tiny_generator_samples.png",
     results_json: str = "benchmarks/results/tiny_generator.json",
 ) -> dict:
@@ -212,11 +224,17 @@ def pretrain(
         accelerator: Lightning accelerator for both stages ("cpu", "gpu", "auto").
         stage_time_limit_s: Optional wall-clock limit of each of the two main stages (VAE frames, transformer).
         vae_crop: Side of the square single-frame crops the VAE trains on.
+        warm_start_from: A saved generator folder (diffusers layout) to start both models from, copying every
+            tensor whose shape matches; the rest (e.g. the layers facing a new latent width) start fresh.
     """
     L.seed_everything(seed)
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it
     animation, vae_shards = build_pretrain_shards(data_root)
     transformer, vae = build_wan(TINY_CONFIG, seed)
+    if warm_start_from is not None:
+        for name, model in (("transformer", transformer), ("vae", vae)):
+            fresh = warm_start(model, os.path.join(warm_start_from, name))
+            print(f"warm start of the {name} from {warm_start_from}: {len(fresh)} tensors start fresh")
     cost = {"threads": torch.get_num_threads(), "accelerator": accelerator,
             "device": torch.cuda.get_device_name(0) if accelerator != "cpu" and torch.cuda.is_available() else "cpu"}
     steps = {}
@@ -259,7 +277,7 @@ def pretrain(
     save_wan(transformer, vae, out, prompt)
     backbone = WanBackbone(out)
     sample_grid(backbone, samples_png)
-    results = {"cost_seconds": cost, "steps": steps,
+    results = {"cost_seconds": cost, "steps": steps, "warm_start_from": warm_start_from,
                "batch": {"vae_frames": vae_batch, "vae_crop": vae_crop, "transformer": transformer_batch},
                "held_out": held_out_vae_psnr(backbone), "samples_png": samples_png, "out": out,
                "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}

@@ -75,3 +75,16 @@ def test_wan_1_3b_on_meta_device():
     assert (bb.hidden_dim, bb.num_blocks, bb.latent_channels) == (1536, 30, 16)
     assert bb.vae_stride == (4, 8, 8) and bb.spatial_multiple == 16
     assert sum(p.numel() for p in bb.transformer.parameters()) == 1_418_996_800
+
+
+def test_shipped_generator_head_reaches_every_latent_direction():
+    """An adapter steers only the hidden states, so velocities live in the image of proj_out. The first tiny
+    generator (hidden 128 -> 4x4x16 = 256 outputs per token) could never correct half of each latent patch,
+    which capped one-step SR far below its VAE (benchmarks/output_head_ceiling.py). Like Wan2.1 (1536 -> 64),
+    the head must be full rank and the hidden width larger than a patch."""
+    from litevsr.backbones.wan import TINY_PATH
+
+    head = WanBackbone(str(TINY_PATH)).transformer.proj_out
+    outputs, hidden = head.weight.shape
+    assert hidden > outputs
+    assert torch.linalg.matrix_rank(head.weight.double()) == outputs

@@ -150,17 +150,18 @@ def _prompt_embeds(path: str | None, source: str, text_dim: int) -> torch.Tensor
 
 
 # The embedded generator's architecture: the real Wan classes at CPU size. Its VAE folds 2x2 pixels into channels
-# (Wan2.2's patch_size=2) and does not downsample further: 12 -> 16 channels at half resolution, no temporal
+# (Wan2.2's patch_size=2) and does not downsample further: 12 -> 6 channels at half resolution, no temporal
 # compression, so reconstructions stay far above bicubic x4 (DESIGN.md section 9). The transformer's 4x4 patches
-# keep the token grid at 1/8 of the pixels, as with the real Wan2.1.
+# keep the token grid at 1/8 of the pixels, as with the real Wan2.1, and a token's 96 latent values stay below its
+# hidden width of 128, so (as in Wan2.1: 64 values, width 1536) the output head can reach every latent direction.
 TINY_CONFIG = {
     "transformer": dict(
-        patch_size=(1, 4, 4), num_attention_heads=4, attention_head_dim=32, in_channels=16, out_channels=16,
+        patch_size=(1, 4, 4), num_attention_heads=4, attention_head_dim=32, in_channels=6, out_channels=6,
         text_dim=32, freq_dim=64, ffn_dim=512, num_layers=6, rope_max_seq_len=256,
     ),
-    "vae": dict(base_dim=16, z_dim=16, dim_mult=[1], num_res_blocks=1, temperal_downsample=[], in_channels=12,
+    "vae": dict(base_dim=16, z_dim=6, dim_mult=[1], num_res_blocks=1, temperal_downsample=[], in_channels=12,
                 out_channels=12, patch_size=2, scale_factor_temporal=1, scale_factor_spatial=2,
-                latents_mean=[0.0] * 16, latents_std=[1.0] * 16),
+                latents_mean=[0.0] * 6, latents_std=[1.0] * 6),
 }
 
 
