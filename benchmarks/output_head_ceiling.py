@@ -40,8 +40,10 @@ def ceiling(generator: str, sigmas: list[float], shards: str) -> list[dict]:
     from litevsr.data.datamodule import VideoShardDataModule
     from litevsr.data.degradations import resize_video
     from litevsr.metrics import frame_metrics
+    from litevsr.model import LiteVSR
 
     backbone = WanBackbone(generator)
+    bare = LiteVSR(backbone, None)
     head = backbone.transformer.proj_out
     weight, bias = head.weight.double(), head.bias.double()
     projector = (weight @ torch.linalg.pinv(weight)).float()  # orthogonal projector onto the head's column space
@@ -56,7 +58,7 @@ def ceiling(generator: str, sigmas: list[float], shards: str) -> list[dict]:
     for batch in data.val_dataloader():
         hq, lq = batch["hq"], batch["lq"]
         bicubic = resize_video(lq, hq.shape[-2:]).clamp(-1, 1)
-        x0, cond = backbone.encode(hq), backbone.encode(bicubic)
+        x0, cond = backbone.encode(hq), bare.condition(lq, hq.shape[-2:])  # the sampler's own conditioning
         add("bicubic", bicubic, hq)
         add("vae", backbone.decode(x0), hq)
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
