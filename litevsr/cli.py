@@ -87,8 +87,10 @@ def _sampling_arguments(parser) -> None:
     parser.add_argument("--backbone", default=None, help="backbone folder or hub id (default: the adapters' own)")
     parser.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the adapter's)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the adapter's, usually 1)")
-    parser.add_argument("--window", type=int, default=17, help="frames per temporal window (1 + 4k; default 17)")
-    parser.add_argument("--overlap", type=int, default=4, help="frames shared by neighbouring windows (default 4)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="frames per temporal window (default: from the backbone's frame rule, 17 for Wan)")
+    parser.add_argument("--overlap", type=int, default=None,
+                        help="frames neighbouring windows share and blend (default: the frame rule's step, 4 for Wan)")
     parser.add_argument("--tile", type=int, default=None, help="spatial tile in output pixels (default: whole frames)")
     parser.add_argument("--tile-overlap", type=int, default=64, help="overlap of spatial tiles in output pixels")
     parser.add_argument("--seed", type=int, default=0)
@@ -169,9 +171,29 @@ def test_command(args: list[str]) -> None:
     print(f"\nper-clip results: {os.path.join(opts.out, 'per_clip.csv')}; table: {os.path.join(opts.out, 'summary.md')}")
 
 
+def twin_command(args: list[str]) -> None:
+    """litevsr twin NAME OUT: a tiny random-weight backbone with NAME's structure, and an active adapter for it."""
+    import argparse
+
+    from litevsr.backbones.twins import write_twin
+    from litevsr.backbones.wan import KNOWN_CONFIGS
+
+    parser = argparse.ArgumentParser(prog="litevsr twin", description="Write a tiny random-weight twin of a known "
+                                     "backbone (same VAE compression, latent channels, patch, blocks and repository "
+                                     "layout) and a random adapter for it: smoke-test recipes and upscaling on a CPU.")
+    parser.add_argument("name", help=f"one of: {', '.join(sorted(KNOWN_CONFIGS))}")
+    parser.add_argument("output", help="a new (or empty) folder")
+    parser.add_argument("--seed", type=int, default=0)
+    opts = parser.parse_args(args)
+    paths = write_twin(opts.name, opts.output, seed=opts.seed)
+    print(f"wrote the twin of {opts.name} to {paths['backbone']} and its adapter to {paths['adapter']}")
+
+
 def main(args: list[str] | None = None) -> None:
     args = sys.argv[1:] if args is None else args
     try:
+        if args[:1] == ["twin"]:
+            return twin_command(args[1:])
         if args[:1] == ["upscale"]:
             return upscale_command(args[1:])
         if args[:1] == ["test"]:  # evaluation on paired folders replaces LightningCLI's test

@@ -88,8 +88,8 @@ class ClipScores:
 
 
 def evaluate(models: list[tuple[str, LiteVSR, Sampling]], gt: str, lq: str, scale: int, out_dir: str,
-             perceptual: tuple[str, ...] = (), max_frames: int | None = None, window: int = 17,
-             overlap: int = 4) -> list[dict]:
+             perceptual: tuple[str, ...] = (), max_frames: int | None = None, window: int | None = None,
+             overlap: int | None = None) -> list[dict]:
     """Score every method on every clip; write per_clip.csv and summary.md to `out_dir`; return the rows."""
     pairs = find_pairs(gt, lq)
     metrics = {name: perceptual_metric(name) for name in perceptual}

@@ -1,8 +1,8 @@
 """Upscale real videos in bounded memory.
 
 Frames stream in from any file FFmpeg decodes (or a folder of images) and are cut into overlapping temporal
-windows. Each window is sampled to latents; neighbouring windows are blended over their overlap in latent space
-before decoding, so there are no seams in time. Spatially, the transformer runs on overlapping latent tiles and
+windows. Each window is sampled and decoded; neighbouring windows are blended over their overlap, so there are no
+seams in time. Spatially, the transformer runs on overlapping latent tiles and
 the VAE tiles its convolutions (`tile`). Frames stream out to an H.264 mp4 or PNG files, written under a
 temporary name and renamed at the end, so a failure never leaves a partial output.
 """
@@ -130,42 +130,56 @@ def _windows(frames: Iterator[np.ndarray], window: int, overlap: int) -> Iterato
         yield start, np.stack(buffer)
 
 
-def upscale_frames(model: LiteVSR, frames: Iterator[np.ndarray], scale: int, sampling: Sampling,
-                   window: int = 17, overlap: int = 4, total: int | None = None) -> Iterator[np.ndarray]:
-    """Stream SR frames (H, W, 3) uint8 for a stream of LQ frames. Memory holds two windows, whatever the length.
+def temporal_windows(backbone, window: int | None = None, overlap: int | None = None) -> tuple[int, int]:
+    """(window, overlap) in frames: defaults from the backbone's frame rule (4 latent frames' worth per window,
+    one latent frame's worth shared), and a one-line error for values that break it."""
+    step = backbone.frame_step
+    window = 1 + 4 * step if window is None else window
+    overlap = step if overlap is None else overlap
+    if window < 1 or (window - 1) % step:
+        raise LiteVSRError(f"the window must be 1 + a multiple of {step} frames for {backbone.name}, got {window}")
+    if not 0 <= overlap < window:
+        raise LiteVSRError(f"the window overlap must be in [0, window), got window {window} and overlap {overlap}")
+    return window, overlap
 
-    Window k+1 starts `window - overlap` frames after window k. Their latents over the shared frames are blended
-    with a linear ramp; frames up to the middle of the overlap are decoded from window k, the rest from k+1."""
-    backbone = model.backbone
-    if (window - 1) % backbone.frame_step or not 0 <= overlap < window:
-        raise LiteVSRError(f"window must be 1 + a multiple of {backbone.frame_step} frames and overlap in "
-                           f"[0, window), got window {window} and overlap {overlap}")
-    if (window - overlap) % backbone.vae_stride[0]:
-        raise LiteVSRError(f"window - overlap must be a multiple of the VAE's temporal stride {backbone.vae_stride[0]}")
-    device = next(backbone.parameters()).device
-    pending = None  # (start, LQ size (T, h, w), latents) of the window waiting for its successor
-    emitted = 0
+
+def upscale_windows(model: LiteVSR, frames: Iterator[np.ndarray], scale: int, sampling: Sampling,
+                    window: int | None = None, overlap: int | None = None,
+                    total: int | None = None) -> Iterator[torch.Tensor]:
+    """Stream SR video chunks (3, n, H, W) in [-1, 1] for a stream of LQ frames; memory holds one window.
+
+    Window k (seed `sampling.seed + k`) is sampled and decoded on its own; over the `overlap` frames it shares
+    with window k+1 the two are blended in pixel space, window k+1 weighted (i + 1) / (overlap + 1) at shared
+    frame i. Blending decoded frames is right for any VAE layout: with a causal 1 + 4k VAE the two windows'
+    latents over the overlap do not hold the same frames."""
+    window, overlap = temporal_windows(model.backbone, window, overlap)
+    device = next(model.backbone.parameters()).device
+    tail = None  # the previous window's last `overlap` decoded frames, waiting for the blend
     count = None if total is None else max(1, -(-(total - overlap) // (window - overlap)))
     with vae_tiling(model, sampling):
-        for index, (start, chunk) in enumerate(tqdm(_windows(frames, window, overlap), total=count,
+        for index, (_, chunk) in enumerate(tqdm(_windows(frames, window, overlap), total=count,
                                                     unit="window", desc=f"upscaling x{scale}")):
             lq = frames_to_video(chunk)[None].to(device)
-            latents = clip_latents(model, lq, scale, sampling, index)
-            if pending is not None:
-                p_start, p_size, p_latents = pending
-                shared = p_latents.shape[2] - (start - p_start) // backbone.vae_stride[0]
-                if shared > 0:
-                    ramp = (torch.arange(1, shared + 1, device=device) / (shared + 1)).view(1, 1, -1, 1, 1)
-                    blended = p_latents[:, :, -shared:] * (1 - ramp) + latents[:, :, :shared] * ramp
-                    p_latents[:, :, -shared:], latents[:, :, :shared] = blended, blended
-                cut = start + overlap // 2
-                yield from video_to_frames(decode_clip(model, p_latents, p_size, scale)[0])[emitted - p_start:cut - p_start]
-                emitted = cut
-            pending = (start, tuple(lq.shape[2:]), latents)
-        if pending is None:
+            sr = decode_clip(model, clip_latents(model, lq, scale, sampling, index), lq.shape[2:], scale)[0]
+            if tail is not None:
+                ramp = (torch.arange(1, overlap + 1, device=sr.device) / (overlap + 1)).view(1, -1, 1, 1)
+                sr = torch.cat([tail * (1 - ramp) + sr[:, :overlap] * ramp, sr[:, overlap:]], dim=1)
+            keep = max(0, sr.shape[1] - overlap)
+            if keep > 0:
+                yield sr[:, :keep]
+            tail = sr[:, keep:]
+        if tail is None:
             raise LiteVSRError("the input contains no frames")
-        p_start, p_size, p_latents = pending
-        yield from video_to_frames(decode_clip(model, p_latents, p_size, scale)[0])[emitted - p_start:]
+        if tail.shape[1]:
+            yield tail
+
+
+def upscale_frames(model: LiteVSR, frames: Iterator[np.ndarray], scale: int, sampling: Sampling,
+                   window: int | None = None, overlap: int | None = None,
+                   total: int | None = None) -> Iterator[np.ndarray]:
+    """Stream SR frames (H, W, 3) uint8 for a stream of LQ frames (see `upscale_windows`)."""
+    for chunk in upscale_windows(model, frames, scale, sampling, window, overlap, total):
+        yield from video_to_frames(chunk)
 
 
 # --- sources and sinks -------------------------------------------------------------------------------------------
@@ -247,7 +261,7 @@ def _write_pngs(frames: Iterator[np.ndarray], folder: str) -> int:
 
 
 def upscale_file(model: LiteVSR, src: str, dst: str, scale: int = 4, sampling: Sampling | None = None,
-                 window: int = 17, overlap: int = 4, crf: int = 18, fps: float | None = None,
+                 window: int | None = None, overlap: int | None = None, crf: int = 18, fps: float | None = None,
                  max_frames: int | None = None, overwrite: bool = False) -> dict:
     """Upscale a video file or frame folder into an mp4 (H.264, audio copied) or, if `dst` has no .mp4
     suffix, a folder of PNG frames. Nothing is written at `dst` unless the whole video succeeds."""

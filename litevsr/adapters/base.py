@@ -83,7 +83,8 @@ def load_adapter_weights(adapter: Adapter, path: str) -> None:
     from safetensors.torch import load_file
 
     config = read_adapter_config(path)
-    if config["init_args"] != adapter.init_args:
+    # Arguments added after a file was written are absent from it and keep their defaults.
+    if any(adapter.init_args.get(k) != v for k, v in config["init_args"].items()):
         raise LiteVSRError(f"{path} holds an adapter built with {config['init_args']}, not {adapter.init_args}")
     try:
         adapter.load_state_dict(load_file(path, device=str(next(adapter.parameters()).device)))

@@ -105,6 +105,7 @@ class StateAwareAdapter(Adapter):
         inject_every: int = 3,
         inject_blocks: list[int] | None = None,
         state_input: str = "x_sigma",
+        output_init_std: float = 0.0,
     ):
         """The State-Aware Adapter.
 
@@ -119,6 +120,8 @@ class StateAwareAdapter(Adapter):
             inject_blocks: Explicit backbone block indices to inject into; overrides inject_every.
             state_input: What the refinement stream reads: "x_sigma" (no extra cost) or "x0_hat"
                 (x_sigma - sigma * v_hat; one extra no-grad backbone pass in training).
+            output_init_std: Std of the output projections at initialisation. 0 (training) starts from the bare
+                backbone exactly; > 0 gives an adapter that visibly acts from the start (twins, tests).
         """
         super().__init__()
         if state_input not in ("x_sigma", "x0_hat"):
@@ -130,6 +133,7 @@ class StateAwareAdapter(Adapter):
         self._spec = dict(width=width, structure_depth=structure_depth, refinement_depth=refinement_depth,
                           head_dim=head_dim, mlp_ratio=mlp_ratio, time_dim=time_dim)
         self._inject_every, self._inject_blocks = inject_every, inject_blocks
+        self._output_init_std = output_init_std
 
     def bind(self, backbone) -> None:
         spec = self._spec
@@ -153,7 +157,10 @@ class StateAwareAdapter(Adapter):
             self.out_norm = nn.LayerNorm(width)
             self.injectors = nn.ModuleDict({str(i): nn.Linear(width, backbone.hidden_dim) for i in self.targets})
         for proj in self.injectors.values():
-            nn.init.zeros_(proj.weight)
+            if self._output_init_std > 0:
+                nn.init.normal_(proj.weight, std=self._output_init_std)
+            else:
+                nn.init.zeros_(proj.weight)
             nn.init.zeros_(proj.bias)
         self.bound = True
 

@@ -33,6 +33,17 @@ KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-14B-Diffusers"] = {
                     "num_attention_heads": 40, "ffn_dim": 13824, "num_layers": 40},
     "vae": KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["vae"],
 }
+# Wan2.2's VAE folds 2x2 pixels into 12 channels, then downsamples 8x: 16x spatial, 4x temporal, 48 channels.
+# latents_mean/std are placeholders of the right length: a meta-device build needs shapes, not statistics.
+KNOWN_CONFIGS["Wan-AI/Wan2.2-TI2V-5B-Diffusers"] = {
+    "transformer": {**KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["transformer"],
+                    "num_attention_heads": 24, "ffn_dim": 14336, "num_layers": 30, "in_channels": 48,
+                    "out_channels": 48},
+    "vae": dict(base_dim=160, decoder_base_dim=256, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                temperal_downsample=[False, True, True], is_residual=True, in_channels=12, out_channels=12,
+                patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
+                latents_mean=[0.0] * 48, latents_std=[1.0] * 48),
+}
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -171,9 +182,11 @@ def build_wan(config: dict, seed: int = 0) -> tuple[WanTransformer3DModel, Autoe
     return WanTransformer3DModel(**config["transformer"]), AutoencoderKLWan(**config["vae"])
 
 
-def save_wan(transformer, vae, folder: str, prompt_embeds: torch.Tensor | None = None) -> None:
-    """Save in the diffusers layout that `WanBackbone(pretrained=folder)` loads."""
-    transformer.save_pretrained(os.path.join(folder, "transformer"))
+def save_wan(transformer, vae, folder: str, prompt_embeds: torch.Tensor | None = None,
+             max_shard_size: int | str = "10GB") -> None:
+    """Save in the diffusers layout that `WanBackbone(pretrained=folder)` loads; the transformer is split into
+    shards with an index where it exceeds `max_shard_size` (bytes), as large hub checkpoints are."""
+    transformer.save_pretrained(os.path.join(folder, "transformer"), max_shard_size=max_shard_size)
     vae.save_pretrained(os.path.join(folder, "vae"))
     if prompt_embeds is not None:
         from safetensors.torch import save_file
