@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from litevsr import LiteVSRError
 from litevsr.data.pipeline import frames_to_video, video_to_frames
-from litevsr.data.video import iter_frames, video_info
+from litevsr.data.video import X264_REPEATABLE, iter_frames, video_info
 from litevsr.model import LiteVSR
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -221,7 +221,7 @@ def _write_mp4(frames: Iterator[np.ndarray], path: str, width: int, height: int,
         stream.width, stream.height = width, height
         # 4:2:0 needs even sizes; odd sizes keep full chroma so that the output is exactly scale x the input
         stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-        stream.options = {"crf": str(crf)}
+        stream.options = {"crf": str(crf), **X264_REPEATABLE}
         for frame in frames:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
             written += 1

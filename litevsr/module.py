@@ -22,7 +22,7 @@ from litevsr.model import LiteVSR
 ADAPTER_PREFIX = "model.adapter."
 
 
-def _default_optimizer(params):
+def default_optimizer(params):
     return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
 
 
@@ -31,7 +31,7 @@ class LiteVSRModule(L.LightningModule):
         self,
         backbone: VideoBackbone,
         adapter: Adapter | None = None,
-        optimizer: OptimizerCallable = _default_optimizer,
+        optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         sigma_mean: float = 0.0,
         sigma_std: float = 1.0,
@@ -52,7 +52,8 @@ class LiteVSRModule(L.LightningModule):
             backbone: The frozen video DiT + VAE.
             adapter: The trainable adapter; its parameters are the only ones optimised. Leave it out to rebuild
                 the one in `init_adapter`.
-            optimizer: Optimizer class and arguments, applied to the adapter's parameters.
+            optimizer: Optimizer class and arguments, applied to the adapter's parameters. Default: AdamW with
+                lr 1e-4 and no weight decay.
             lr_scheduler: Optional LR scheduler (stepped every optimizer step).
             sigma_mean: Mean of the logit-normal sigma distribution in training.
             sigma_std: Std of the logit-normal sigma distribution in training.
@@ -85,7 +86,8 @@ class LiteVSRModule(L.LightningModule):
         elif adapter is None:
             raise LiteVSRError("give the model an adapter (model.adapter) or an adapter file (model.init_adapter)")
         self.model = LiteVSR(backbone, adapter)
-        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        # A function as the default would reach the CLI as its name, a string: resolve it here instead.
+        self.optimizer_factory, self.scheduler_factory = optimizer or default_optimizer, lr_scheduler
         self.strict_loading = False  # checkpoints hold the adapter only
         if gradient_checkpointing:
             backbone.transformer.enable_gradient_checkpointing()
@@ -99,15 +101,19 @@ class LiteVSRModule(L.LightningModule):
     def adapter(self) -> Adapter:
         return self.model.adapter
 
-    def parameter_counts(self) -> dict[str, int]:
+    def parameter_counts(self) -> dict[str, float]:
+        """Trainable and frozen parameters. `share` is trainable / the transformer's parameters (VAE excluded), as
+        the paper counts "trainable parameters within the diffusion backbone"."""
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        transformer = sum(p.numel() for p in self.backbone.transformer.parameters())
         frozen = sum(p.numel() for p in self.backbone.parameters())
-        return {"trainable": trainable, "frozen": frozen}
+        return {"trainable": trainable, "transformer": transformer, "frozen": frozen, "share": trainable / transformer}
 
     def on_fit_start(self) -> None:
         counts = self.parameter_counts()
-        rank_zero_info(f"litevsr: trainable (adapter) {counts['trainable']:,} | frozen (backbone) {counts['frozen']:,} "
-                       f"| ratio {100 * counts['trainable'] / counts['frozen']:.2f}%")
+        rank_zero_info(f"litevsr: trainable (adapter) {counts['trainable']:,} | frozen transformer "
+                       f"{counts['transformer']:,} (+ VAE: {counts['frozen']:,} frozen in all) "
+                       f"| trainable share of the transformer {100 * counts['share']:.2f}%")
 
     def configure_optimizers(self):
         assert not any(p.requires_grad for p in self.backbone.parameters()), "backbone must stay frozen"

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from litevsr.data.video import X264_REPEATABLE
+
 RESIZE_MODES = ("area", "bilinear", "bicubic", "nearest")
 CODECS = ("libx264", "h264", "mpeg4")  # PyAV encoder names; in PyAV's FFmpeg "h264" encodes with libx264
 
@@ -290,11 +292,10 @@ def _codec_roundtrip(frames: np.ndarray, codec: str, bitrate: int, fps: int) -> 
         stream.width, stream.height, stream.pix_fmt, stream.bit_rate = pw, ph, "yuv420p", int(bitrate)
         # A one-second rate buffer makes the encoder keep to the bitrate from the first frames (FFmpeg's mpeg4
         # ignores a bare bitrate on short, small clips). One thread: deterministic and friendly to data-loader
-        # workers. x264's macroblock-tree rate control gave run-to-run differences on small frames (about 1% of
-        # encodes at 64x64), so it is off.
+        # workers.
         options = {"threads": "1", "maxrate": str(int(bitrate)), "bufsize": str(int(bitrate))}
         if stream.codec_context.name == "libx264":
-            options["x264-params"] = "mbtree=0"
+            options.update(X264_REPEATABLE)
         stream.codec_context.options = options
         for i, frame in enumerate(frames):
             picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")

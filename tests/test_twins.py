@@ -1,0 +1,159 @@
+"""The whole user path on tiny twins of the real backbones: fit from shards, upscale with defaults, test, predict."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from litevsr import LiteVSRError, flow
+from litevsr.adapters import load_adapter, read_adapter_config
+from litevsr.backbones import WanBackbone
+from litevsr.backbones.twins import TRANSFORMER_SHARDS, twin_config
+from litevsr.backbones.wan import KNOWN_CONFIGS
+from litevsr.cli import main
+from litevsr.data.video import encode_video, read_video, video_info
+from litevsr.model import LiteVSR
+from videos import pan
+
+NAMES = sorted(KNOWN_CONFIGS)
+
+
+@pytest.fixture(scope="module", params=NAMES, ids=[n.split("/")[1] for n in NAMES])
+def twin(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("twin") / "model"
+    main(["twin", request.param, str(folder)])
+    return request.param, str(folder), str(folder / "adapter.safetensors")
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """30 frames (not 1 + 4k) at odd sizes: a lossless 13x11 mkv at 25 fps and an h264 14x10 mp4 at 24 fps."""
+    root = tmp_path_factory.mktemp("videos")
+    frames = pan(30, 16, seed=3)
+    (root / "odd.mkv").write_bytes(encode_video(np.ascontiguousarray(frames[:, :11, :13])))
+    (root / "h264.mp4").write_bytes(encode_video(np.ascontiguousarray(frames[:, :10, :14]), codec="libx264", fps=24))
+    return root
+
+
+def test_twin_has_the_structure_of_the_real_backbone(twin):
+    name, folder, _ = twin
+    real = WanBackbone(name, empty_weights=True)
+    tiny = WanBackbone(folder)
+    for field in ("vae_stride", "patch_size", "latent_channels", "frame_step", "spatial_multiple"):
+        assert getattr(tiny, field) == getattr(real, field), field
+    assert type(tiny.blocks[0]) is type(real.blocks[0])
+    assert tiny.vae.config.is_residual == real.vae.config.is_residual
+    assert tiny.vae.config.patch_size == real.vae.config.patch_size
+    # causal 1 + 4k layout: 9 frames -> 3 latent frames
+    latents = tiny.encode(torch.zeros(1, 3, 9, tiny.spatial_multiple, tiny.spatial_multiple))
+    assert latents.shape[1:3] == (real.latent_channels, 3)
+    assert tiny.decode(latents).shape[2] == 9
+    index = json.loads(open(os.path.join(folder, "model_index.json")).read())
+    assert index["transformer"] == ["diffusers", "WanTransformer3DModel"]
+    sharded = os.path.isfile(os.path.join(folder, "transformer", "diffusion_pytorch_model.safetensors.index.json"))
+    assert sharded == (TRANSFORMER_SHARDS[name] > 1)
+    assert sum(p.numel() for p in tiny.transformer.parameters()) < 1e6
+
+
+def test_twin_adapter_acts_and_tells_condition_from_state(twin):
+    _, folder, adapter_path = twin
+    backbone = WanBackbone(folder)
+    model = LiteVSR(backbone, load_adapter(adapter_path, backbone))
+    g = torch.Generator().manual_seed(0)
+    cond, x = (torch.randn(1, backbone.latent_channels, 2, 4, 4, generator=g) for _ in range(2))
+    sigma = torch.tensor([0.7])
+    v = model.velocity(x, sigma, cond, x)
+    assert (v - backbone(x, sigma)).abs().mean() > 1e-3
+    assert (v - model.velocity(x, sigma, x, cond)).abs().mean() > 1e-4  # swapped streams give another answer
+
+
+def test_twin_is_refused_for_unknown_names_and_used_folders(tmp_path, capsys):
+    with pytest.raises(LiteVSRError, match="no twin for 'Wan-AI/Wan9'"):
+        twin_config("Wan-AI/Wan9")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("keep")
+    with pytest.raises(SystemExit):
+        main(["twin", NAMES[0], str(tmp_path / "full")])
+    assert "is not empty" in capsys.readouterr().err
+    assert os.listdir(tmp_path / "full") == ["mine.txt"]
+
+
+def _fit_config(tmp_path, folder, shard_dirs, multiple):
+    train, val = shard_dirs
+    config = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "max_steps": 2, "val_check_interval": 2, "check_val_every_n_epoch": None,
+                    "limit_val_batches": 1, "log_every_n_steps": 1, "enable_progress_bar": False,
+                    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                               "init_args": {"save_dir": str(tmp_path / "runs"), "name": "twin"}}},
+        "model": {"backbone": {"class_path": "litevsr.backbones.WanBackbone", "init_args": {"pretrained": folder}},
+                  "adapter": {"class_path": "litevsr.adapters.StateAwareAdapter"}},
+        "data": {"class_path": "litevsr.data.datamodule.VideoShardDataModule",
+                 "init_args": {"train_shards": train, "val_shards": val, "clip_frames": 5, "crop_size": multiple,
+                               "batch_size": 1, "samples_per_epoch": 100}},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_fit_runs_from_shards_and_validates(twin, shard_dirs, tmp_path):
+    _, folder, _ = twin
+    multiple = WanBackbone(folder).spatial_multiple  # 16 or 32: the test shards are 32x32
+    main(["fit", "--config", _fit_config(tmp_path, folder, shard_dirs, multiple)])
+    run = tmp_path / "runs" / "twin" / "version_0"
+    scalars = set(EventAccumulator(str(run)).Reload().Tags()["scalars"])
+    assert {"train/loss", "val/psnr_y", "val/psnr_y_bicubic", "val/psnr_y_no_adapter"} <= scalars
+    assert read_adapter_config(str(run / "adapter.safetensors"))["backbone"] == folder
+
+
+@pytest.mark.parametrize("video,fps,size", [("odd.mkv", 25, (13, 11)), ("h264.mp4", 24, (14, 10))])
+def test_upscale_with_default_options_is_exact(twin, videos, tmp_path, video, fps, size):
+    _, _, adapter = twin
+    out = tmp_path / "out.mp4"
+    main(["upscale", str(videos / video), str(out), "--adapter", adapter])
+    info = video_info(str(out))
+    assert (info["width"], info["height"], info["frames"]) == (4 * size[0], 4 * size[1], 30)
+    assert info["fps"] == pytest.approx(fps)
+    assert read_video(str(out)).shape == (30, 4 * size[1], 4 * size[0], 3)
+
+
+def test_litevsr_test_and_predict_run(twin, videos, tmp_path, capsys):
+    _, folder, adapter = twin
+    lq = videos / "odd.mkv"
+    gt = tmp_path / "gt" / "odd.mkv"
+    gt.parent.mkdir()
+    gt.write_bytes(encode_video(np.repeat(np.repeat(read_video(str(lq)), 4, axis=1), 4, axis=2)))
+    main(["test", "--gt", str(gt.parent), "--lq", str(videos), "--adapter", adapter, "--out", str(tmp_path / "eval"),
+          "--max-frames", "9"])
+    rows = (tmp_path / "eval" / "per_clip.csv").read_text().splitlines()
+    assert rows[1].startswith("odd,bicubic,9,") and rows[2].startswith("odd,adapter,9,")
+
+    main(["predict", "--config", "recipes/upscale.yaml", "--model.backbone.init_args.pretrained", folder,
+          "--model.init_adapter", adapter, "--model.val_sigma_start", "1.0", "--data.inputs", f"[{lq}]",
+          "--data.output_dir", str(tmp_path / "pred"), "--trainer.accelerator", "cpu",
+          "--trainer.default_root_dir", str(tmp_path)])
+    main(["upscale", str(lq), str(tmp_path / "direct.mp4"), "--adapter", adapter])
+    predicted = read_video(str(tmp_path / "pred" / "odd.mp4"))
+    assert predicted.shape == (30, 44, 52, 3)
+    assert np.array_equal(predicted, read_video(str(tmp_path / "direct.mp4")))
+
+
+def test_one_step_sampling_feeds_condition_and_state_to_their_streams(twin):
+    """sample() must equal the one-step formula with the LQ latent in the structural stream and x in the other."""
+    _, folder, adapter_path = twin
+    backbone = WanBackbone(folder)
+    model = LiteVSR(backbone, load_adapter(adapter_path, backbone))
+    g = torch.Generator().manual_seed(1)
+    cond, noise = (torch.randn(1, backbone.latent_channels, 2, 4, 4, generator=g) for _ in range(2))
+    sampled = model.sample(cond, steps=1, sigma_start=0.5, noise=noise)
+    x = flow.start_latents(cond, noise, 0.5)
+    sigma = torch.tensor([0.5])
+    expected = x - 0.5 * backbone(x, sigma, model.adapter(cond, x, sigma))
+    swapped = x - 0.5 * backbone(x, sigma, model.adapter(x, cond, sigma))
+    torch.testing.assert_close(sampled, expected, atol=1e-5, rtol=0)
+    assert (sampled - swapped).abs().max() > 1e-4
