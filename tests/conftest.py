@@ -26,6 +26,14 @@ def backbone_dir(tmp_path_factory):
     return str(folder)
 
 
+@pytest.fixture(scope="session")
+def causal_twin(tmp_path_factory):
+    """A twin of Wan2.1-T2V-1.3B (causal VAE: 4x in time, 8x in space) and its active adapter."""
+    from litevsr.backbones.twins import write_twin
+
+    return write_twin("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", str(tmp_path_factory.mktemp("twin") / "wan21"))
+
+
 @pytest.fixture
 def backbone(backbone_dir):
     from litevsr.backbones import WanBackbone

@@ -95,3 +95,24 @@ def test_export_and_load_round_trip(backbone, tmp_path):
     assert loaded.state_input == "x0_hat" and loaded.init_args == model.adapter.init_args
     x0, eps, cond, sigma = batch()
     assert all(torch.equal(a, b) for a, b in zip(model.adapter(cond, x0, sigma).values(), loaded(cond, x0, sigma).values()))
+
+
+def test_adapter_tokens_are_in_the_backbones_patch_order(causal_twin):
+    """With the backbone's own patch weights, the adapter's embedder must give the tokens block 0 receives."""
+    from litevsr.adapters.state_aware import PatchEmbedder
+
+    backbone = WanBackbone(causal_twin["backbone"])
+    seen = {}
+
+    def record(module, args):
+        seen["tokens"] = args[0]
+
+    backbone.blocks[0].register_forward_pre_hook(record)
+    latents = torch.randn(1, backbone.latent_channels, 3, 6, 10)  # F, H, W all different
+    backbone(latents, torch.tensor([0.5]))
+    patch = backbone.transformer.patch_embedding
+    embedder = PatchEmbedder(backbone.latent_channels, patch.out_channels, backbone.patch_size)
+    embedder.proj.load_state_dict(patch.state_dict())
+    torch.nn.init.zeros_(embedder.position.weight)
+    torch.nn.init.zeros_(embedder.position.bias)
+    torch.testing.assert_close(embedder(latents), seen["tokens"])

@@ -16,7 +16,21 @@ from litevsr.model import LiteVSR
 
 @pytest.fixture
 def model(backbone):
-    return LiteVSR(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=2))
+    """An adapter that acts (random output projections), so a swapped input or a dropped window shows."""
+    torch.manual_seed(0)
+    return LiteVSR(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=2, output_init_std=0.05))
+
+
+@pytest.fixture(params=["stride 1", "causal stride 4"])
+def any_model(request, model, causal_twin):
+    """The test backbone (no temporal compression) and a twin of Wan2.1's causal 1 + 4k VAE."""
+    if request.param == "stride 1":
+        return model
+    from litevsr.adapters import load_adapter
+    from litevsr.backbones import WanBackbone
+
+    backbone = WanBackbone(causal_twin["backbone"])
+    return LiteVSR(backbone, load_adapter(causal_twin["adapter"], backbone))
 
 
 @pytest.mark.parametrize("frames,h,w", [(1, 7, 9), (2, 6, 10), (6, 5, 3)])
@@ -67,32 +81,52 @@ def test_streaming_keeps_every_frame_and_exact_size(model, frames):
     assert len(out) == frames and all(f.shape == (20, 28, 3) for f in out)
 
 
-def test_chunks_without_overlap_equal_separate_clips(model):
-    """With overlap 0 every window is an independent clip: streaming must only concatenate them."""
-    frames = _frames(10, 8, 8, seed=1)
-    streamed = np.stack(list(upscale_frames(model, iter(frames), 4, Sampling(seed=3), window=5, overlap=0)))
-    separate = [upscale_clip(model, frames_to_video(np.stack(frames[i:i + 5]))[None], 4, Sampling(seed=3 + k))
-                for k, i in enumerate(range(0, 10, 5))]
-    assert np.array_equal(streamed, np.concatenate([video_to_frames(v[0]) for v in separate]))
+def test_windows_are_independent_away_from_overlaps_and_blended_inside(any_model):
+    """17 frames in windows of 9 sharing 4: windows start at 0, 5 and 10 (the last one 7 frames long)."""
+    from litevsr.inference import upscale_windows
+
+    frames = _frames(17, 6, 6, seed=2)
+    streamed = torch.cat(list(upscale_windows(any_model, iter(frames), 4, Sampling(seed=3), window=9, overlap=4)), 1)
+    alone = [upscale_clip(any_model, frames_to_video(np.stack(frames[s:s + 9]))[None], 4, Sampling(seed=3 + k))[0]
+             for k, s in enumerate((0, 5, 10))]
+    assert streamed.shape == (3, 17, 24, 24)
+    ramp = (torch.arange(1, 5) / 5).view(1, 4, 1, 1)
+    expected = torch.cat([alone[0][:, :5],
+                          alone[0][:, 5:9] * (1 - ramp) + alone[1][:, :4] * ramp,
+                          alone[1][:, 4:5],
+                          alone[1][:, 5:9] * (1 - ramp) + alone[2][:, :4] * ramp,
+                          alone[2][:, 4:]], dim=1)
+    assert torch.equal(streamed[:, [0, 1, 2, 3, 4, 9, 14, 15, 16]], expected[:, [0, 1, 2, 3, 4, 9, 14, 15, 16]])
+    torch.testing.assert_close(streamed, expected, atol=1e-5, rtol=0)
+    assert (alone[0][:, 5:9] - alone[1][:, :4]).abs().mean() > 1e-3  # the blend is not a no-op
 
 
-def test_overlapping_windows_blend_in_latent_space(model):
-    """Overlap changes only the frames near the seam; the rest equal the independent windows' output."""
-    frames = _frames(9, 8, 8, seed=2)
-    blended = np.stack(list(upscale_frames(model, iter(frames), 4, Sampling(), window=5, overlap=1)))
-    first = video_to_frames(upscale_clip(model, frames_to_video(np.stack(frames[:5]))[None], 4, Sampling())[0])
-    assert blended.shape[0] == 9
-    assert np.array_equal(blended[:4], first[:4])  # before the shared frame nothing is blended
+def test_default_windows_follow_the_frame_rule(any_model):
+    from litevsr.inference import temporal_windows
+
+    assert temporal_windows(any_model.backbone) == (17, 4)
+    with pytest.raises(LiteVSRError, match="the window must be 1 \\+ a multiple of 4 frames"):
+        temporal_windows(any_model.backbone, 16)
+    with pytest.raises(LiteVSRError, match="overlap must be in \\[0, window\\)"):
+        temporal_windows(any_model.backbone, 9, 9)
 
 
-def test_tiled_output_matches_untiled_within_tolerance(model):
-    """Tiles see only part of the frame, so attention differs slightly: stated tolerance 30 dB PSNR."""
+def test_a_pointwise_function_through_tiles_equals_the_whole_frame():
+    from litevsr.model import tiled
+
+    x = torch.randn(1, 2, 3, 40, 36)
+    out = tiled(lambda window: torch.sin(x[window]) * 2 + 1, (40, 36), (2, 2), tile=16, overlap=6)
+    torch.testing.assert_close(out, torch.sin(x) * 2 + 1, atol=1e-5, rtol=0)
+
+
+def test_tiled_upscaling_runs_on_tiles_and_keeps_the_size(model, monkeypatch):
+    calls = []
+    velocity = model.velocity
+    monkeypatch.setattr(model, "velocity", lambda x, *a: calls.append(x.shape[-2:]) or velocity(x, *a))
     lq = torch.rand(1, 3, 1, 24, 24) * 2 - 1
-    whole = upscale_clip(model, lq, 4, Sampling())
     tiled = upscale_clip(model, lq, 4, Sampling(tile=64, tile_overlap=32))
-    mse = ((whole - tiled) ** 2).mean()
-    assert whole.shape == tiled.shape and 10 * torch.log10(4 / mse) > 30
-    assert not torch.equal(whole, tiled)  # it really ran on tiles
+    assert tiled.shape == (1, 3, 1, 96, 96)
+    assert len(calls) == 4 and all(tuple(shape) == (16, 16) for shape in calls)  # 2x2 tiles of 64 px, latent 16
 
 
 def test_png_folder_in_and_out(model, tmp_path):
@@ -234,6 +268,8 @@ def test_odd_output_sizes_survive_the_mp4_encoder(model, tmp_path):
     (["--steps", "0"], "steps must be >= 1, got 0"),
     (["--tile", "64", "--tile-overlap", "64"],
      "the tile overlap must be in [0, tile), got tile 64 and overlap 64 (output pixels)"),
+    (["--window", "16"], "the window must be 1 + a multiple of 4 frames for tiny, got 16"),
+    (["--window", "9", "--overlap", "9"], "the window overlap must be in [0, window), got window 9 and overlap 9"),
 ])
 def test_bad_sampling_options_are_one_line_errors(tmp_path, capsys, flags, message):
     src = tmp_path / "in.mkv"

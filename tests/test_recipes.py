@@ -1,5 +1,6 @@
 import pytest
 
+from litevsr.backbones.wan import KNOWN_CONFIGS
 from litevsr.cli import TRAINER_DEFAULTS, LiteVSRCLI
 from litevsr.data.datamodule import VideoShardDataModule
 from litevsr.module import LiteVSRModule
@@ -16,7 +17,7 @@ def test_anime_recipe_instantiates_wan_1_3b_on_meta():
     module, backbone = cli.model, cli.model.backbone
     assert backbone.device.type == "meta" and backbone.hidden_dim == 1536 and backbone.num_blocks == 30
     counts = module.parameter_counts()
-    assert counts["trainable"] / sum(p.numel() for p in backbone.transformer.parameters()) <= 0.1125
+    assert counts["share"] <= 0.1125
     assert module.adapter.targets == list(range(0, 30, 3))
     assert backbone.transformer.gradient_checkpointing and module.adapter.gradient_checkpointing
     assert cli.trainer.precision == "bf16-mixed"
@@ -30,3 +31,15 @@ def test_demo_recipe_uses_the_shipped_generator(recipe):
     assert cli.model.backbone.name == "tiny"
     assert cli.model.parameter_counts()["trainable"] > 0
     assert cli.datamodule.hparams.build_demo_if_missing
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_CONFIGS))
+def test_default_adapter_stays_within_the_papers_share_at_real_size(name):
+    """Trainable share = adapter / transformer parameters (VAE excluded), as in the paper's Table 1."""
+    from litevsr.adapters import StateAwareAdapter
+    from litevsr.backbones import WanBackbone
+
+    backbone = WanBackbone(name, empty_weights=True)
+    counts = LiteVSRModule(backbone, StateAwareAdapter()).parameter_counts()
+    assert counts["transformer"] == sum(p.numel() for p in backbone.transformer.parameters())
+    assert 0.05 < counts["share"] <= 0.1125

@@ -3,6 +3,7 @@
 import glob
 import os
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -27,7 +28,7 @@ def write_config(tmp_path, backbone_dir, shard_dirs, **data):
                                "init_args": {"save_dir": str(tmp_path / "runs"), "name": "t"}}},
         "model": {"backbone": {"class_path": "litevsr.backbones.WanBackbone", "init_args": {"pretrained": backbone_dir}},
                   "adapter": {"class_path": "litevsr.adapters.StateAwareAdapter",
-                              "init_args": {"width": 32, "time_dim": 32, "inject_every": 2}},
+                              "init_args": {"width": 32, "time_dim": 32, "inject_every": 2, "output_init_std": 0.05}},
                   "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}}},
         "data": {"class_path": "litevsr.data.datamodule.VideoShardDataModule",
                  "init_args": {"train_shards": train, "val_shards": val, "clip_frames": 5, "crop_size": 16,
@@ -79,11 +80,53 @@ def test_resume_from_last_continues_at_the_right_step(fitted):
     assert max(steps) >= 3 and len(steps) == len(set(steps))  # no step logged twice
 
 
-def test_validate_and_predict_from_a_checkpoint(fitted):
+def _module_from(ckpt, backbone_dir):
+    from litevsr.module import LiteVSRModule
+    from litevsr.adapters import StateAwareAdapter
+
+    module = LiteVSRModule(WanBackbone(backbone_dir), StateAwareAdapter(width=32, time_dim=32, inject_every=2))
+    module.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"], strict=False)
+    return module
+
+
+def test_validate_from_a_checkpoint_scores_its_weights(fitted, backbone_dir, shard_dirs):
     tmp, config = fitted
     ckpt = str(tmp / "runs/t/version_0/checkpoints/last.ckpt")
     main(["validate", "--config", config, "--ckpt_path", ckpt])
-    main(["predict", "--config", config, "--ckpt_path", ckpt])
+    run = sorted(glob.glob(str(tmp / "runs/t/version_*")), key=os.path.getmtime)[-1]
+    logged = EventAccumulator(run).Reload().Scalars("val/psnr_y")[-1].value
+    data = VideoShardDataModule(shard_dirs[0], shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2)
+    data.setup("validate")
+    batch = next(iter(data.val_dataloader()))
+    sr = _module_from(ckpt, backbone_dir).validation_step(batch, 0)
+    from litevsr.metrics import frame_metrics
+
+    assert logged == pytest.approx(frame_metrics(sr, batch["hq"], crop_border=4)["psnr_y"].mean().item(), abs=1e-4)
+
+
+def test_predict_from_a_checkpoint_upscales_with_its_weights(fitted, tmp_path):
+    from conftest import random_clips
+    from litevsr.data.video import encode_video, read_video
+
+    tmp, config = fitted
+    src = tmp_path / "in.mkv"
+    src.write_bytes(encode_video(next(random_clips(1, 5, 8, seed=9))[1]))
+    ckpt = str(tmp / "runs/t/version_0/checkpoints/last.ckpt")
+    files = ["--data", "litevsr.data.files.VideoFiles", "--data.inputs", f"[{src}]", "--data.output_format", "png"]
+    main(["predict", "--config", config, "--ckpt_path", ckpt, *files, "--data.output_dir", str(tmp_path / "trained")])
+    main(["predict", "--config", config, *files, "--data.output_dir", str(tmp_path / "untrained")])
+    exported = str(tmp / "runs/t/version_0/adapter.safetensors")  # written with the checkpoint's weights
+    main(["upscale", str(src), str(tmp_path / "direct"), "--adapter", exported])
+    trained = read_frames(tmp_path / "trained" / "in")
+    assert trained.shape == (5, 32, 32, 3)
+    assert np.array_equal(trained, read_frames(tmp_path / "direct"))
+    assert not np.array_equal(trained, read_frames(tmp_path / "untrained" / "in"))
+
+
+def read_frames(folder):
+    from PIL import Image
+
+    return np.stack([np.array(Image.open(f)) for f in sorted(glob.glob(str(folder / "*.png")))])
 
 
 def test_exported_adapter_reproduces_validation_outputs(fitted, backbone_dir, shard_dirs):
