@@ -7,6 +7,6 @@ start=$(date +%s)
 python3 -c "from litevsr.data.demo import build_animation_shards as b; b('data/pretrain/animation')" || exit 1
 echo "shards after $(( $(date +%s) - start )) s"
 timeout 200 python3 -m litevsr fit --config recipes/animation_x4.yaml 2>&1 | grep -v -i warn | tail -n 30
-cp runs/animation_x4/version_0/adapter.safetensors "$OUT/animation-adapter.safetensors"
+cp -r runs/animation_x4/version_0/adapter "$OUT/animation-adapter"
 tar czf "$OUT/animation_x4_run.tgz" runs/animation_x4
 echo "total $(( $(date +%s) - start )) s"

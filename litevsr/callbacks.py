@@ -26,11 +26,12 @@ def _run_dir(trainer: L.Trainer) -> str:
 
 
 class AdapterExport(L.Callback):
-    def __init__(self, filename: str = "adapter.safetensors"):
-        """Export the trained adapter (weights + config) into the run folder when fit ends.
+    def __init__(self, filename: str = "adapter"):
+        """Export the trained adapter (a diffusers folder: config.json + safetensors) into the run folder when
+        fit ends.
 
         Args:
-            filename: File name inside the run folder.
+            filename: Folder name inside the run folder.
         """
         self.filename = filename
         self.path: str | None = None

@@ -6,6 +6,7 @@ import contextlib
 import glob
 import io
 import os
+import pickle
 import re
 import sys
 
@@ -45,7 +46,11 @@ class LiteVSRCLI(LightningCLI):
         sys.stderr.write(captured.getvalue())
 
     def before_instantiate_classes(self) -> None:
-        """`fit --ckpt_path last` resumes the newest run of this recipe, logging into the same folder."""
+        """Checkpoints load as weights only; `fit --ckpt_path last` resumes the newest run of this recipe, logging
+        into the same folder."""
+        options = self.config.get(self.subcommand) if self.subcommand else None
+        if options is not None and options.get("weights_only") is None:
+            options.weights_only = True  # a .ckpt is data: never unpickle objects from it
         if self.subcommand != "fit" or self.config.fit.get("ckpt_path") != "last":
             return
         logger = self.config.fit.trainer.logger
@@ -83,7 +88,7 @@ def _one_line(err: BaseException) -> str:
 
 def _sampling_arguments(parser) -> None:
     parser.add_argument("--adapter", default=None,
-                        help="adapter.safetensors, or several separated by commas (default: the shipped 'demo' adapter)")
+                        help="an exported adapter folder, or several separated by commas (default: the shipped 'demo' adapter)")
     parser.add_argument("--backbone", default=None, help="backbone folder or hub id (default: the adapters' own)")
     parser.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the adapter's)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the adapter's, usually 1)")
@@ -104,12 +109,14 @@ def load_models(adapter_arg: str | None, backbone_arg: str | None):
 
     paths = [str(SHIPPED_ADAPTERS.get(p, p)) for p in (adapter_arg or "demo").split(",") if p]
     configs = [read_adapter_config(p) for p in paths]
-    names = {c["backbone"] for c in configs}
-    if backbone_arg is None and len(names) > 1:
-        raise LiteVSRError(f"the adapters were trained on different backbones {sorted(names)}; pass --backbone")
+    backbones = {c["backbone"] for c in configs}
+    if backbone_arg is None and len(backbones) > 1:
+        raise LiteVSRError(f"the adapters were trained on different backbones {sorted(backbones)}; pass --backbone")
+    names = [os.path.basename(os.path.normpath(p)) for p in paths]  # they name the outputs: out.<name>.mp4
+    if len(set(names)) < len(names):
+        raise LiteVSRError(f"the adapter folders {paths} share names; give each a distinct folder name")
     backbone = WanBackbone(backbone_arg or configs[0]["backbone"])
-    return [(os.path.splitext(os.path.basename(p))[0], LiteVSR(backbone, load_adapter(p, backbone)), c)
-            for p, c in zip(paths, configs)]
+    return [(name, LiteVSR(backbone, load_adapter(p, backbone)), c) for name, p, c in zip(names, paths, configs)]
 
 
 def _sampling(opts, config: dict):
@@ -171,6 +178,27 @@ def test_command(args: list[str]) -> None:
     print(f"\nper-clip results: {os.path.join(opts.out, 'per_clip.csv')}; table: {os.path.join(opts.out, 'summary.md')}")
 
 
+def convert_adapter_command(args: list[str]) -> None:
+    """litevsr convert-adapter OLD.safetensors NEW_FOLDER [--backbone B]"""
+    import argparse
+
+    from litevsr.adapters.base import convert_old_adapter, read_old_adapter_metadata
+    from litevsr.backbones.wan import WanBackbone
+
+    parser = argparse.ArgumentParser(prog="litevsr convert-adapter", description="Convert an adapter file in "
+                                     "litevsr's old single-file format into an adapter folder (config.json + "
+                                     "safetensors). Only adapter classes litevsr knows are accepted.")
+    parser.add_argument("old", help="the old .safetensors adapter file")
+    parser.add_argument("output", help="the new adapter folder")
+    parser.add_argument("--backbone", default=None, help="backbone folder or hub id (default: the one it records)")
+    opts = parser.parse_args(args)
+    if os.path.exists(opts.output):
+        raise LiteVSRError(f"{opts.output} already exists; give the converted adapter a new folder")
+    old = read_old_adapter_metadata(opts.old)
+    convert_old_adapter(opts.old, opts.output, WanBackbone(opts.backbone or old["backbone"]))
+    print(f"wrote {opts.output}")
+
+
 def twin_command(args: list[str]) -> None:
     """litevsr twin NAME OUT: a tiny random-weight backbone with NAME's structure, and an active adapter for it."""
     import argparse
@@ -194,6 +222,8 @@ def main(args: list[str] | None = None) -> None:
     try:
         if args[:1] == ["twin"]:
             return twin_command(args[1:])
+        if args[:1] == ["convert-adapter"]:
+            return convert_adapter_command(args[1:])
         if args[:1] == ["upscale"]:
             return upscale_command(args[1:])
         if args[:1] == ["test"]:  # evaluation on paired folders replaces LightningCLI's test
@@ -206,6 +236,10 @@ def main(args: list[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
+    except pickle.UnpicklingError as err:  # torch.load(weights_only=True) met an object in a checkpoint
+        print(f"litevsr: error: refused to load a checkpoint that holds Python objects, not just tensors: "
+              f"{_one_line(err)}", file=sys.stderr)
+        sys.exit(2)
     except ValueError as err:  # LiteVSRError, or jsonargparse wrapping one raised while building a class
         cause = err
         while cause is not None and not isinstance(cause, LiteVSRError):

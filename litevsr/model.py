@@ -16,7 +16,7 @@ class LiteVSR(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.adapter = adapter
-        if adapter is not None and not adapter.bound:
+        if adapter is not None:
             adapter.bind(backbone)
 
     def condition(self, lq: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

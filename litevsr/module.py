@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 
 from litevsr import LiteVSRError, flow
-from litevsr.adapters.base import Adapter
+from litevsr.adapters.base import Adapter, load_adapter, load_adapter_weights
 from litevsr.backbones.base import VideoBackbone
 from litevsr.data.degradations import resize_video
 from litevsr.metrics import frame_metrics
@@ -74,7 +74,6 @@ class LiteVSRModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "adapter", "optimizer", "lr_scheduler"])
         if init_adapter is not None:
-            from litevsr.adapters.base import load_adapter, load_adapter_weights
             from litevsr.backbones.wan import SHIPPED_ADAPTERS
 
             path = str(SHIPPED_ADAPTERS.get(init_adapter, init_adapter))
@@ -116,7 +115,8 @@ class LiteVSRModule(L.LightningModule):
                        f"| trainable share of the transformer {100 * counts['share']:.2f}%")
 
     def configure_optimizers(self):
-        assert not any(p.requires_grad for p in self.backbone.parameters()), "backbone must stay frozen"
+        if any(p.requires_grad for p in self.backbone.parameters()):
+            raise LiteVSRError("the backbone must stay frozen, but some of its parameters require gradients")
         optimizer = self.optimizer_factory(self.adapter.parameters())
         if self.scheduler_factory is None:
             return optimizer
@@ -213,3 +213,13 @@ class LiteVSRModule(L.LightningModule):
     # --- checkpoints hold the adapter only ---------------------------------------------------------
     def on_save_checkpoint(self, checkpoint):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(ADAPTER_PREFIX)}
+
+    def on_load_checkpoint(self, checkpoint):
+        """Loading is non-strict (the backbone is not in the file), so check the adapter's keys here."""
+        expected = {ADAPTER_PREFIX + k for k in self.adapter.state_dict()}
+        found = set(checkpoint.get("state_dict", {}))
+        missing, unexpected = sorted(expected - found), sorted(found - expected)
+        if missing or unexpected:
+            problem = f"misses {len(missing)} adapter tensors (e.g. {missing[0]})" if missing else \
+                f"holds {len(unexpected)} unexpected tensors (e.g. {unexpected[0]})"
+            raise LiteVSRError(f"the checkpoint does not fit this adapter: it {problem}")

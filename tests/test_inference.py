@@ -60,14 +60,14 @@ def test_corrupt_input_fails_in_one_line_and_leaves_nothing(model, tmp_path, cap
     good = encode_video(next(random_clips(1, 9, 16, seed=8))[1], codec="libx264")
     src = tmp_path / "truncated.mp4"
     src.write_bytes(good[: len(good) // 3])
-    adapter = tmp_path / "a.safetensors"
+    adapter = tmp_path / "a"
     save_adapter(model.adapter, str(adapter), backbone_dir, scale=4)
     with pytest.raises(SystemExit) as exit_:
         main(["upscale", str(src), str(tmp_path / "out.mp4"), "--adapter", str(adapter)])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("litevsr: error:") and str(src) in err[-1]
-    assert set(os.listdir(tmp_path)) == {"truncated.mp4", "a.safetensors"}  # no partial output
+    assert set(os.listdir(tmp_path)) == {"truncated.mp4", "a"}  # no partial output
 
 
 def _frames(count, h, w, seed=0):
@@ -196,7 +196,7 @@ def test_several_adapters_share_one_backbone(tmp_path, backbone_dir, capsys):
     for i in range(2):
         torch.manual_seed(i)
         model = LiteVSR(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=2))
-        paths.append(str(tmp_path / f"style{i}.safetensors"))
+        paths.append(str(tmp_path / f"style{i}"))
         save_adapter(model.adapter, paths[-1], backbone_dir, scale=4)
     models = load_models(",".join(paths), None)
     assert [name for name, _, _ in models] == ["style0", "style1"]
@@ -210,7 +210,7 @@ def test_several_adapters_share_one_backbone(tmp_path, backbone_dir, capsys):
 def test_lightning_predict_upscales_files_like_the_convenience_command(model, tmp_path, backbone_dir):
     src = tmp_path / "in.mkv"
     src.write_bytes(encode_video(next(random_clips(1, 3, 8, seed=5))[1]))
-    adapter = tmp_path / "a.safetensors"
+    adapter = tmp_path / "a"
     save_adapter(model.adapter, str(adapter), backbone_dir, scale=4, sampling={"steps": 1, "sigma_start": 0.5})
     main(["predict", "--config", "recipes/upscale.yaml", "--model.backbone.init_args.pretrained", backbone_dir,
           "--model.init_adapter", str(adapter), "--model.val_sigma_start", "0.5",

@@ -64,7 +64,7 @@ def test_litevsr_test_scores_paired_folders(tmp_path, backbone, backbone_dir, ca
         hq = next(random_clips(1, 3, 16, seed=seed))[1]
         _write_clip(tmp_path / "GT" / name, hq)
         _write_clip(tmp_path / "LQ" / name, [np.asarray(Image.fromarray(f).resize((4, 4), Image.BICUBIC)) for f in hq])
-    adapter = tmp_path / "anime.safetensors"
+    adapter = tmp_path / "anime"
     save_adapter(LiteVSR(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=2)).adapter, str(adapter),
                  backbone_dir, scale=4)
     main(["test", "--gt", str(tmp_path / "GT"), "--lq", str(tmp_path / "LQ"), "--adapter", str(adapter),

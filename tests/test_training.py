@@ -9,6 +9,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from litevsr import LiteVSRError
 from litevsr.adapters import load_adapter
 from litevsr.adapters.base import read_adapter_config
 from litevsr.backbones import WanBackbone
@@ -50,14 +51,14 @@ def fitted(tmp_path_factory, backbone_dir, shard_dirs):
 def test_fit_logs_to_tensorboard_and_exports(fitted):
     tmp, _ = fitted
     run = tmp / "runs" / "t" / "version_0"
-    assert (run / "adapter.safetensors").is_file() and (run / "config.yaml").is_file()
+    assert (run / "adapter" / "config.json").is_file() and (run / "config.yaml").is_file()
     events = EventAccumulator(str(run)).Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "val/psnr_y", "val/ssim_y", "val/psnr_y_bicubic", "val/ssim_y_bicubic",
             "val/psnr_y_no_adapter", "val/psnr_y_vae"} <= tags
     assert {"val/lq_sr_gt", "train/degraded_lq_hq"} <= set(events.Tags()["images"])
     assert (run / "val_samples.png").is_file()
-    sampling = read_adapter_config(str(run / "adapter.safetensors"))["sampling"]
+    sampling = read_adapter_config(str(run / "adapter"))["sampling"]
     assert set(sampling) == {"steps", "sigma_start", "shift"}
 
 
@@ -115,7 +116,7 @@ def test_predict_from_a_checkpoint_upscales_with_its_weights(fitted, tmp_path):
     files = ["--data", "litevsr.data.files.VideoFiles", "--data.inputs", f"[{src}]", "--data.output_format", "png"]
     main(["predict", "--config", config, "--ckpt_path", ckpt, *files, "--data.output_dir", str(tmp_path / "trained")])
     main(["predict", "--config", config, *files, "--data.output_dir", str(tmp_path / "untrained")])
-    exported = str(tmp / "runs/t/version_0/adapter.safetensors")  # written with the checkpoint's weights
+    exported = str(tmp / "runs/t/version_0/adapter")  # written with the checkpoint's weights
     main(["upscale", str(src), str(tmp_path / "direct"), "--adapter", exported])
     trained = read_frames(tmp_path / "trained" / "in")
     assert trained.shape == (5, 32, 32, 3)
@@ -143,7 +144,7 @@ def test_exported_adapter_reproduces_validation_outputs(fitted, backbone_dir, sh
     expected = module.validation_step(batch, 0)
 
     backbone = WanBackbone(backbone_dir)  # a fresh backbone: the file alone must suffice
-    exported = sorted(glob.glob(str(tmp / "runs/t/version_*/adapter.safetensors")), key=os.path.getmtime)[-1]
+    exported = sorted(glob.glob(str(tmp / "runs/t/version_*/adapter")), key=os.path.getmtime)[-1]
     model = LiteVSR(backbone, load_adapter(exported, backbone))
     cond = model.condition(batch["lq"], batch["hq"].shape[-2:])
     latents = model.sample(cond, steps=1, generator=torch.Generator().manual_seed(0))
@@ -187,3 +188,35 @@ def test_bf16_mixed_with_gradient_checkpointing_trains_on_cpu(tmp_path, backbone
     assert ckpt["global_step"] == 2
     losses = EventAccumulator(str(tmp_path / "runs/t/version_0")).Reload().Scalars("train/loss")
     assert all(torch.isfinite(torch.tensor(e.value)) for e in losses)
+
+
+def test_checkpoints_load_strictly_and_as_weights_only(fitted, tmp_path, capsys, backbone_dir):
+    tmp, config = fitted
+    ckpt = torch.load(tmp / "runs/t/version_0/checkpoints/last.ckpt", weights_only=True)
+    module = _module_from(str(tmp / "runs/t/version_0/checkpoints/last.ckpt"), backbone_dir)
+    for broken, message in (({}, "misses"), ({**ckpt["state_dict"], "model.adapter.extra": torch.zeros(1)},
+                                             "unexpected")):
+        with pytest.raises(LiteVSRError, match=f"the checkpoint does not fit this adapter: it .*{message}"):
+            module.on_load_checkpoint({"state_dict": broken})
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save({**ckpt, "payload": Payload()}, crafted)
+    line = run_error(capsys, ["validate", "--config", config, "--ckpt_path", str(crafted)])
+    assert line.startswith("litevsr: error: refused to load a checkpoint that holds Python objects")
+    assert not marker.exists()
+
+
+def test_a_backbone_parameter_that_trains_is_an_error(backbone_dir):
+    from litevsr.adapters import StateAwareAdapter
+    from litevsr.module import LiteVSRModule
+
+    module = LiteVSRModule(WanBackbone(backbone_dir), StateAwareAdapter(width=32, time_dim=32))
+    next(module.backbone.parameters()).requires_grad_(True)
+    with pytest.raises(LiteVSRError, match="the backbone must stay frozen"):
+        module.configure_optimizers()

@@ -26,7 +26,7 @@ NAMES = sorted(KNOWN_CONFIGS)
 def twin(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("twin") / "model"
     main(["twin", request.param, str(folder)])
-    return request.param, str(folder), str(folder / "adapter.safetensors")
+    return request.param, str(folder), str(folder / "adapter")
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_fit_runs_from_shards_and_validates(twin, shard_dirs, tmp_path):
     run = tmp_path / "runs" / "twin" / "version_0"
     scalars = set(EventAccumulator(str(run)).Reload().Tags()["scalars"])
     assert {"train/loss", "val/psnr_y", "val/psnr_y_bicubic", "val/psnr_y_no_adapter"} <= scalars
-    assert read_adapter_config(str(run / "adapter.safetensors"))["backbone"] == folder
+    assert read_adapter_config(str(run / "adapter"))["backbone"] == folder
 
 
 @pytest.mark.parametrize("video,fps,size", [("odd.mkv", 25, (13, 11)), ("h264.mp4", 24, (14, 10))])

@@ -1,4 +1,6 @@
-from litevsr.adapters.base import Adapter, load_adapter, read_adapter_config, save_adapter
+from litevsr.adapters.base import (Adapter, load_adapter, load_adapter_weights, read_adapter_config, register_adapter,
+                                   save_adapter)
 from litevsr.adapters.state_aware import StateAwareAdapter
 
-__all__ = ["Adapter", "StateAwareAdapter", "load_adapter", "read_adapter_config", "save_adapter"]
+__all__ = ["Adapter", "StateAwareAdapter", "load_adapter", "load_adapter_weights", "read_adapter_config",
+           "register_adapter", "save_adapter"]

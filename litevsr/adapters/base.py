@@ -1,104 +1,213 @@
-"""What trains: the adapter interface and its safetensors export (weights + config in the metadata)."""
+"""What trains: the adapter interface, and its diffusers-format export that loads without running code.
+
+An exported adapter is a folder: `config.json` (the adapter's arguments, the backbone dimensions it was built for,
+and, under "_litevsr", the backbone id, scale, sampler and litevsr version) beside
+`diffusion_pytorch_model.safetensors`. Loading picks the class by name from the adapters litevsr knows or that
+the user registered with `register_adapter`; it never imports a name read from a file.
+"""
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import os
+import shutil
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
-from torch import nn
+from diffusers import ConfigMixin, ModelMixin
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 
 import litevsr
 from litevsr import LiteVSRError
 
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+#: Adapter classes a file may name, by class name. `register_adapter` adds the user's own.
+ADAPTER_CLASSES: dict[str, type] = {}
 
-class Adapter(nn.Module):
+
+def register_adapter(cls: type) -> type:
+    """Allow exported files to name `cls` (by its class name). Usable as a class decorator."""
+    ADAPTER_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def backbone_dims(backbone) -> dict:
+    """The backbone dimensions an adapter's layers depend on, as stored in its config."""
+    return {"hidden_dim": int(backbone.hidden_dim), "num_blocks": int(backbone.num_blocks),
+            "latent_channels": int(backbone.latent_channels), "patch_size": [int(p) for p in backbone.patch_size]}
+
+
+class Adapter(ModelMixin, ConfigMixin):
     """Steers a frozen `VideoBackbone`: forward returns {block_index: (B, N, D)} residuals.
 
-    Subclasses build their layers in `bind`, once the backbone's dimensions are known. Their
-    `__init__` arguments are recorded in `init_args` so that an exported file can rebuild them.
+    Subclasses decorate `__init__` with diffusers' `@register_to_config` and take `backbone_dims`: given (as when
+    loading an export), the layers are built at once; left out (as in a recipe), they are built by `bind` once the
+    backbone is known.
     """
 
-    #: set by `bind`; an adapter is bound to one backbone once, and keeps its weights after that
-    bound: bool = False
+    config_name = CONFIG_NAME
     #: what the refinement stream reads: "x_sigma" (the noisy latent) or "x0_hat" (the clean estimate)
     state_input: str = "x_sigma"
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        init = cls.__init__
-
-        def recording_init(self, *args, **kw):
-            init(self, *args, **kw)
-            if type(self) is cls:
-                bound = inspect.signature(init).bind(self, *args, **kw)
-                bound.apply_defaults()
-                self.init_args = {k: v for k, v in bound.arguments.items() if k != "self"}
-
-        recording_init.__signature__ = inspect.signature(init)
-        recording_init.__doc__ = init.__doc__
-        cls.__init__ = recording_init
+    @property
+    def bound(self) -> bool:
+        return self.config.backbone_dims is not None
 
     def bind(self, backbone) -> None:
+        """Build the layers for `backbone`, or check that an adapter built earlier fits it."""
+        dims = backbone_dims(backbone)
+        if not self.bound:
+            self.register_to_config(backbone_dims=dims)
+            with torch.device(backbone.device):
+                self.build(dims)
+        elif dict(self.config.backbone_dims) != dims:
+            raise LiteVSRError(f"this adapter was built for a backbone with {dict(self.config.backbone_dims)}, "
+                               f"not {dims}")
+
+    def build(self, dims: dict) -> None:
         raise NotImplementedError
 
     def forward(self, cond: torch.Tensor, state: torch.Tensor, sigma: torch.Tensor) -> dict[int, torch.Tensor]:
         raise NotImplementedError
 
 
-def save_adapter(adapter: Adapter, path: str, backbone_name: str, scale: int | None = None,
+def _arguments(config) -> dict:
+    """The user-chosen arguments of a config, as JSON would hold them (no private keys, no backbone dims)."""
+    return json.loads(json.dumps({k: v for k, v in dict(config).items()
+                                  if not k.startswith("_") and k != "backbone_dims"}))
+
+
+def save_adapter(adapter: Adapter, folder: str, backbone_name: str, scale: int | None = None,
                  sampling: dict | None = None) -> None:
-    """Write `adapter.safetensors`: weights plus {class_path, init_args, backbone, scale, sampling, version}, where
-    `sampling` holds the settings it was trained to sample with (steps, sigma_start, shift). Atomic."""
-    cls = type(adapter)
-    config = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": adapter.init_args,
-              "backbone": backbone_name, "scale": scale, "sampling": sampling or {},
-              "litevsr_version": litevsr.__version__}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in adapter.state_dict().items()}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    save_file(tensors, tmp, metadata={"litevsr": json.dumps(config)})
-    os.replace(tmp, path)
+    """Export `adapter` into `folder` (config.json + safetensors), recording the backbone it was trained on, its
+    scale and `sampling`, the settings it was validated with (steps, sigma_start, shift). Atomic: the folder is
+    complete or untouched."""
+    folder = os.path.abspath(folder)
+    tmp, old = f"{folder}.tmp{os.getpid()}", f"{folder}.old{os.getpid()}"
+    adapter.save_pretrained(tmp, safe_serialization=True)
+    config_path = os.path.join(tmp, CONFIG_NAME)
+    with open(config_path) as f:
+        config = json.load(f)
+    config["_litevsr"] = {"backbone": backbone_name, "scale": scale, "sampling": sampling or {},
+                          "litevsr_version": litevsr.__version__}
+    with open(config_path, "w") as f:
+        json.dump(config, f, indent=2)
+    if os.path.isdir(folder):
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_config(path: str) -> dict:
+    if os.path.isfile(path) and path.endswith(".safetensors"):
+        try:
+            with safe_open(path, framework="pt") as f:
+                old_format = "litevsr" in (f.metadata() or {})
+        except (SafetensorError, OSError) as err:
+            raise LiteVSRError(f"{path} is not a readable safetensors file: {str(err).splitlines()[0]}") from err
+        if old_format:
+            raise LiteVSRError(f"{path} is an adapter in litevsr's old single-file format; convert it once with "
+                               f"`litevsr convert-adapter {path} NEW_FOLDER`")
+        raise LiteVSRError(f"{path} is a bare weights file; an adapter is a folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
+    config_path = os.path.join(path, CONFIG_NAME)
+    if not os.path.isfile(config_path) or not os.path.isfile(os.path.join(path, WEIGHTS_NAME)):
+        raise LiteVSRError(f"adapter not found: {path} (expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME})")
+    try:
+        with open(config_path) as f:
+            config = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise LiteVSRError(f"{config_path} is not valid JSON: {err}") from err
+    if not isinstance(config, dict) or "_litevsr" not in config:
+        raise LiteVSRError(f"{config_path} has no litevsr section; was it written by save_adapter?")
+    return config
 
 
 def read_adapter_config(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise LiteVSRError(f"adapter file not found: {path}")
+    """What an exported adapter records: {"class_name", "backbone", "scale", "sampling", "litevsr_version"}."""
+    config = _read_config(path)
+    return {"class_name": config.get("_class_name"), **config["_litevsr"]}
+
+
+def adapter_class(name) -> type:
+    """The registered adapter class called `name`; a name read from a file is looked up, never imported."""
+    if not isinstance(name, str) or name not in ADAPTER_CLASSES:
+        raise LiteVSRError(f"unknown adapter class {name!r}; known: {', '.join(sorted(ADAPTER_CLASSES))} "
+                           "(register your own with litevsr.adapters.register_adapter)")
+    return ADAPTER_CLASSES[name]
+
+
+def _load_weights(adapter: Adapter, path: str) -> None:
+    """Load the folder's weights strictly: a missing or unexpected tensor is an error."""
     try:
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types for bad headers
-        raise LiteVSRError(f"{path} is not a readable safetensors file: {err}") from err
-    if "litevsr" not in meta:
-        raise LiteVSRError(f"{path} has no litevsr config in its metadata; was it written by save_adapter?")
-    return json.loads(meta["litevsr"])
+        state = load_file(os.path.join(path, WEIGHTS_NAME), device=str(adapter.device))
+    except (SafetensorError, OSError) as err:
+        raise LiteVSRError(f"{path}: unreadable weights: {str(err).strip().splitlines()[0]}") from err
+    expected = adapter.state_dict()
+    problems = [f"missing {k}" for k in sorted(set(expected) - set(state))]
+    problems += [f"unexpected {k}" for k in sorted(set(state) - set(expected))]
+    problems += [f"{k} is {tuple(state[k].shape)}, not {tuple(v.shape)}" for k, v in expected.items()
+                 if k in state and state[k].shape != v.shape]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise LiteVSRError(f"{path}: the weights do not fit the adapter its config describes: "
+                           f"{', '.join(problems[:3])}{more}")
+    adapter.load_state_dict(state, strict=True)
+
+
+def load_adapter(path: str, backbone=None) -> Adapter:
+    """Rebuild an exported adapter from its folder, load its weights strictly and, given `backbone`, check that it
+    fits."""
+    config = _read_config(path)
+    cls = adapter_class(config.get("_class_name"))
+    try:
+        adapter = cls.from_config(config)
+    except (TypeError, ValueError) as err:
+        raise LiteVSRError(f"{path}: cannot build {cls.__name__} from its config: {err}") from err
+    if not adapter.bound:
+        raise LiteVSRError(f"{path}: the config records no backbone_dims")
+    _load_weights(adapter, path)
+    if backbone is not None:
+        adapter.bind(backbone)
+    return adapter
 
 
 def load_adapter_weights(adapter: Adapter, path: str) -> None:
-    """Load an exported adapter's weights into a bound adapter of the same configuration."""
-    from safetensors.torch import load_file
+    """Load an exported adapter's weights into a bound adapter built with the same arguments."""
+    config = _read_config(path)
+    if config.get("_class_name") != type(adapter).__name__ or _arguments(config) != _arguments(adapter.config):
+        raise LiteVSRError(f"{path} holds a {config.get('_class_name')} built with {_arguments(config)}, not a "
+                           f"{type(adapter).__name__} with {_arguments(adapter.config)}")
+    if dict(config["backbone_dims"]) != dict(adapter.config.backbone_dims):
+        raise LiteVSRError(f"{path} was built for a backbone with {config['backbone_dims']}, "
+                           f"not {dict(adapter.config.backbone_dims)}")
+    _load_weights(adapter, path)
 
-    config = read_adapter_config(path)
-    # Arguments added after a file was written are absent from it and keep their defaults.
-    if any(adapter.init_args.get(k) != v for k, v in config["init_args"].items()):
-        raise LiteVSRError(f"{path} holds an adapter built with {config['init_args']}, not {adapter.init_args}")
+
+def read_old_adapter_metadata(path: str) -> dict:
+    """{class_path, init_args, backbone, scale, sampling, ...} of an adapter in litevsr's old single-file format."""
     try:
-        adapter.load_state_dict(load_file(path, device=str(next(adapter.parameters()).device)))
-    except RuntimeError as err:
-        raise LiteVSRError(f"{path} (trained on {config['backbone']!r}) does not fit this backbone: "
-                           f"{str(err).splitlines()[0]}") from err
+        with safe_open(path, framework="pt") as f:
+            return json.loads((f.metadata() or {})["litevsr"])
+    except (SafetensorError, OSError, KeyError, ValueError) as err:
+        raise LiteVSRError(f"{path} is not an adapter in litevsr's old single-file format") from err
 
 
-def load_adapter(path: str, backbone) -> Adapter:
-    """Rebuild an exported adapter, bind it to `backbone` and load its weights (strictly)."""
-    config = read_adapter_config(path)
-    module_name, _, class_name = config["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    adapter = cls(**config["init_args"])
+def convert_old_adapter(path: str, folder: str, backbone) -> None:
+    """Rewrite an adapter in litevsr's old single-file format (class path and arguments in the safetensors metadata)
+    as an exported folder. The old class path must name a registered adapter: it is matched, never imported."""
+    meta = read_old_adapter_metadata(path)
+    known = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in ADAPTER_CLASSES.values()}
+    if meta.get("class_path") not in known:
+        raise LiteVSRError(f"{path} names {meta.get('class_path')!r}, which is not a registered adapter class")
+    cls = known[meta["class_path"]]
+    try:
+        adapter = cls(**meta["init_args"])
+    except TypeError as err:
+        raise LiteVSRError(f"{path}: cannot build {cls.__name__} from {meta['init_args']}: {err}") from err
     adapter.bind(backbone)
-    load_adapter_weights(adapter, path)
-    return adapter
+    try:
+        adapter.load_state_dict(load_file(path, device=str(adapter.device)), strict=True)
+    except RuntimeError as err:
+        raise LiteVSRError(f"{path} does not fit {backbone.name}: {str(err).strip().splitlines()[0]}") from err
+    save_adapter(adapter, folder, meta["backbone"], meta.get("scale"), meta.get("sampling"))

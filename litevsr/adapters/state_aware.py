@@ -18,7 +18,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from litevsr import LiteVSRError
-from litevsr.adapters.base import Adapter
+from diffusers.configuration_utils import register_to_config
+
+from litevsr.adapters.base import Adapter, register_adapter
 
 
 class TimestepEmbedder(nn.Module):
@@ -93,7 +95,9 @@ class AdapterBlock(nn.Module):
         return x
 
 
+@register_adapter
 class StateAwareAdapter(Adapter):
+    @register_to_config
     def __init__(
         self,
         width: int | None = None,
@@ -106,6 +110,7 @@ class StateAwareAdapter(Adapter):
         inject_blocks: list[int] | None = None,
         state_input: str = "x_sigma",
         output_init_std: float = 0.0,
+        backbone_dims: dict | None = None,
     ):
         """The State-Aware Adapter.
 
@@ -122,6 +127,8 @@ class StateAwareAdapter(Adapter):
                 (x_sigma - sigma * v_hat; one extra no-grad backbone pass in training).
             output_init_std: Std of the output projections at initialisation. 0 (training) starts from the bare
                 backbone exactly; > 0 gives an adapter that visibly acts from the start (twins, tests).
+            backbone_dims: The backbone's dimensions (hidden_dim, num_blocks, latent_channels, patch_size). Leave
+                it out: it is filled in when the adapter is bound to its backbone, and stored with exports.
         """
         super().__init__()
         if state_input not in ("x_sigma", "x0_hat"):
@@ -130,39 +137,36 @@ class StateAwareAdapter(Adapter):
             raise LiteVSRError(f"inject_every must be >= 1, got {inject_every}")
         self.state_input = state_input
         self.gradient_checkpointing = False
-        self._spec = dict(width=width, structure_depth=structure_depth, refinement_depth=refinement_depth,
-                          head_dim=head_dim, mlp_ratio=mlp_ratio, time_dim=time_dim)
-        self._inject_every, self._inject_blocks = inject_every, inject_blocks
-        self._output_init_std = output_init_std
+        if backbone_dims is not None:
+            self.build(backbone_dims)
 
-    def bind(self, backbone) -> None:
-        spec = self._spec
-        width = spec["width"] or backbone.hidden_dim
-        heads = max(1, width // spec["head_dim"])
+    def build(self, dims: dict) -> None:
+        cfg = self.config
+        width = cfg.width or dims["hidden_dim"]
+        heads = max(1, width // cfg.head_dim)
         if width % heads:
             raise LiteVSRError(f"adapter width {width} is not divisible into {heads} heads")
-        targets = self._inject_blocks if self._inject_blocks is not None else range(0, backbone.num_blocks, self._inject_every)
+        targets = cfg.inject_blocks if cfg.inject_blocks is not None else range(0, dims["num_blocks"], cfg.inject_every)
         self.targets = sorted(set(int(i) for i in targets))
-        if not self.targets or not all(0 <= i < backbone.num_blocks for i in self.targets):
-            raise LiteVSRError(f"inject_blocks must be a non-empty subset of 0..{backbone.num_blocks - 1}, got {self.targets}")
-        channels, patch = backbone.latent_channels, backbone.patch_size
-        with torch.device(backbone.device):
-            self.time_embedder = TimestepEmbedder(spec["time_dim"])
-            self.structure_embedder = PatchEmbedder(channels, width, patch)
-            self.state_embedder = PatchEmbedder(channels, width, patch)
-            block = lambda cross: AdapterBlock(width, heads, spec["mlp_ratio"], spec["time_dim"], cross)  # noqa: E731
-            self.structure_blocks = nn.ModuleList(block(False) for _ in range(spec["structure_depth"]))
-            self.refinement_blocks = nn.ModuleList(block(True) for _ in range(spec["refinement_depth"]))
-            self.stream_gate = nn.Sequential(nn.SiLU(), nn.Linear(spec["time_dim"], width))
-            self.out_norm = nn.LayerNorm(width)
-            self.injectors = nn.ModuleDict({str(i): nn.Linear(width, backbone.hidden_dim) for i in self.targets})
+        if not self.targets or not all(0 <= i < dims["num_blocks"] for i in self.targets):
+            raise LiteVSRError(f"inject_blocks must be a non-empty subset of 0..{dims['num_blocks'] - 1}, "
+                               f"got {self.targets}")
+        channels, patch = dims["latent_channels"], tuple(dims["patch_size"])
+        self.time_embedder = TimestepEmbedder(cfg.time_dim)
+        self.structure_embedder = PatchEmbedder(channels, width, patch)
+        self.state_embedder = PatchEmbedder(channels, width, patch)
+        block = lambda cross: AdapterBlock(width, heads, cfg.mlp_ratio, cfg.time_dim, cross)  # noqa: E731
+        self.structure_blocks = nn.ModuleList(block(False) for _ in range(cfg.structure_depth))
+        self.refinement_blocks = nn.ModuleList(block(True) for _ in range(cfg.refinement_depth))
+        self.stream_gate = nn.Sequential(nn.SiLU(), nn.Linear(cfg.time_dim, width))
+        self.out_norm = nn.LayerNorm(width)
+        self.injectors = nn.ModuleDict({str(i): nn.Linear(width, dims["hidden_dim"]) for i in self.targets})
         for proj in self.injectors.values():
-            if self._output_init_std > 0:
-                nn.init.normal_(proj.weight, std=self._output_init_std)
+            if cfg.output_init_std > 0:
+                nn.init.normal_(proj.weight, std=cfg.output_init_std)
             else:
                 nn.init.zeros_(proj.weight)
             nn.init.zeros_(proj.bias)
-        self.bound = True
 
     def _run(self, block, *args):
         if self.gradient_checkpointing and torch.is_grad_enabled():

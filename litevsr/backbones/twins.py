@@ -44,7 +44,7 @@ def twin_config(name: str) -> dict:
 def write_twin(name: str, folder: str, seed: int = 0, scale: int = 4) -> dict[str, str]:
     """Write `name`'s twin (diffusers layout) and an active random adapter for it into `folder` (new or empty).
 
-    Returns {"backbone": folder, "adapter": path of the adapter file}."""
+    Returns {"backbone": folder, "adapter": the adapter's folder}."""
     from litevsr.adapters import StateAwareAdapter, save_adapter
 
     config = twin_config(name)
@@ -64,7 +64,7 @@ def write_twin(name: str, folder: str, seed: int = 0, scale: int = 4) -> dict[st
     torch.manual_seed(seed)
     adapter = StateAwareAdapter(output_init_std=TWIN_ADAPTER_OUTPUT_STD)
     adapter.bind(backbone)
-    path = os.path.join(folder, "adapter.safetensors")
+    path = os.path.join(folder, "adapter")
     save_adapter(adapter, path, os.path.abspath(folder), scale=scale,
                  sampling={"steps": 1, "sigma_start": 1.0, "shift": 1.0})
     return {"backbone": folder, "adapter": path}

@@ -195,8 +195,8 @@ def save_wan(transformer, vae, folder: str, prompt_embeds: torch.Tensor | None =
 
 
 #: The adapter trained by recipes/demo.yaml on the shipped generator; used when no adapter is given.
-DEMO_ADAPTER = TINY_PATH.parent / "demo-adapter.safetensors"
+DEMO_ADAPTER = TINY_PATH.parent / "demo-adapter"
 #: A x4 adapter trained by recipes/animation_x4.yaml on the generator's own (animation) footage; the demo starts here.
-ANIMATION_ADAPTER = TINY_PATH.parent / "animation-adapter.safetensors"
+ANIMATION_ADAPTER = TINY_PATH.parent / "animation-adapter"
 #: Shipped adapters by name, wherever a path to an adapter file is asked for.
 SHIPPED_ADAPTERS = {"demo": DEMO_ADAPTER, "animation": ANIMATION_ADAPTER}
