@@ -23,15 +23,13 @@ class LiteVSR(nn.Module):
         """Latent of the LQ video upsampled (bicubic) to the HQ `size`: the structural stream's input."""
         return self.backbone.encode(resize_video(lq, size).clamp(-1, 1))
 
-    def refinement_state(self, x: torch.Tensor, sigma: torch.Tensor, velocity: torch.Tensor | None = None) -> torch.Tensor:
-        """What the refinement stream reads. For x0_hat, `velocity` is the previous step's prediction,
-        or (first step, training) a no-grad pass of the bare backbone."""
+    def refinement_state(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """What the refinement stream reads: x_sigma itself, or the clean estimate x0_hat = x_sigma - sigma * v of
+        the bare frozen backbone at this state (one extra no-grad pass), the same in training and sampling."""
         if self.adapter is None or self.adapter.state_input == "x_sigma":
             return x
-        if velocity is None:
-            with torch.no_grad():
-                velocity = self.backbone(x, sigma)
-        return flow.predict_x0(x, velocity, sigma)
+        with torch.no_grad():
+            return flow.predict_x0(x, self.backbone(x, sigma), sigma)
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         injections = None if self.adapter is None else self.adapter(cond, state, sigma)
@@ -49,19 +47,15 @@ class LiteVSR(nn.Module):
             noise = torch.randn(cond.shape, generator=generator,
                                 device=cond.device if generator is None else generator.device)
         x = flow.start_latents(cond, noise.to(cond.device), sigma_start)
-        previous = None
 
-        def tile_velocity(x, sigma, cond, previous):
+        def tile_velocity(x, sigma, cond):
             if use_adapter and self.adapter is not None:
-                return self.velocity(x, sigma, cond, self.refinement_state(x, sigma, previous))
+                return self.velocity(x, sigma, cond, self.refinement_state(x, sigma))
             return self.backbone(x, sigma)
 
         def velocity_fn(x, sigma):
-            nonlocal previous
-            previous = tiled(lambda window: tile_velocity(x[window], sigma, cond[window],
-                                                          None if previous is None else previous[window]),
-                             x.shape[-2:], self.backbone.patch_size[1:], tile, tile_overlap)
-            return previous
+            return tiled(lambda window: tile_velocity(x[window], sigma, cond[window]),
+                         x.shape[-2:], self.backbone.patch_size[1:], tile, tile_overlap)
 
         return flow.euler_sample(velocity_fn, x, flow.sigma_schedule(steps, shift, sigma_start))
 

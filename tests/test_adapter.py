@@ -198,3 +198,18 @@ def test_old_single_file_adapters_convert_to_the_same_adapter(backbone, backbone
     x0, eps, cond, sigma = batch()
     assert all(torch.equal(a, b) for a, b in zip(model.adapter(cond, x0, sigma).values(),
                                                  converted(cond, x0, sigma).values()))
+
+
+def test_x0_hat_sampling_reads_the_bare_backbones_estimate_at_every_step(backbone):
+    """Training feeds x_sigma - sigma * v(bare backbone); sampling must feed the same, not the adapted velocity."""
+    model = make_model(backbone, state_input="x0_hat", output_init_std=0.05)
+    g = torch.Generator().manual_seed(3)
+    cond, noise = (torch.randn(1, 16, 2, 4, 4, generator=g) for _ in range(2))
+    sampled = model.sample(cond, steps=2, noise=noise)
+    x = noise
+    sigmas = flow.sigma_schedule(2)
+    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+        s = sigma.expand(1)
+        state = x - sigma * backbone(x, s)
+        x = x + (sigma_next - sigma) * backbone(x, s, model.adapter(cond, state, s))
+    torch.testing.assert_close(sampled, x, atol=1e-5, rtol=0)
