@@ -128,10 +128,21 @@ class LiteVSRModule(L.LightningModule):
         with torch.no_grad():
             return self.backbone.encode(hq), self.model.condition(lq, hq.shape[-2:])
 
+    def _training_latents(self, batch):
+        """(x0, cond) latents: cached in the batch (checked against this backbone's VAE), or encoded here."""
+        if "hq_latents" not in batch:
+            return self._encode_batch(batch)
+        stale = sorted(set(batch["vae_fingerprint"]) - {self.backbone.vae_fingerprint})
+        if stale:
+            raise LiteVSRError(f"the cached latents were encoded by another VAE (fingerprint {stale[0]}, this "
+                               f"backbone's is {self.backbone.vae_fingerprint}): rebuild the shards with "
+                               "make_shards.py --latents")
+        return batch["hq_latents"], batch["cond_latents"]
+
     def training_step(self, batch, batch_idx):
-        if self.global_step == 0 and batch_idx == 0:
+        if self.global_step == 0 and batch_idx == 0 and "hq" in batch:
             self._log_degraded_examples(batch)
-        x0, cond = self._encode_batch(batch)
+        x0, cond = self._training_latents(batch)
         hp = self.hparams
         sigma = flow.sample_sigmas(x0.shape[0], hp.sigma_mean, hp.sigma_std, hp.sigma_shift, device=x0.device)
         eps = torch.randn_like(x0)

@@ -59,3 +59,17 @@ def shard_dirs(tmp_path_factory):
     write_shards(random_clips(6, 9, 32, seed=1), str(root / "train"), clips_per_shard=3)
     write_shards(random_clips(2, 9, 32, seed=2), str(root / "val"), clips_per_shard=2)
     return str(root / "train"), str(root / "val")
+
+
+@pytest.fixture(scope="session")
+def cached_shards(tmp_path_factory, causal_twin):
+    """Shards with 2 LQ variants and latents from the Wan2.1 twin: 3 clips of 5x32x32."""
+    from litevsr.data.prep import PrepOptions, prepare_shards
+    from videos import pan, write_video
+
+    root = tmp_path_factory.mktemp("cached")
+    for i in range(3):
+        write_video(root / "in" / f"v{i}.mkv", pan(5, 40, seed=20 + i))
+    options = PrepOptions(clip_frames=5, crop=32, lq_variants=2, scale=4, latents=causal_twin["backbone"], min_size=16)
+    prepare_shards([str(root / "in")], str(root / "train"), options, progress=False)
+    return str(root / "train")

@@ -176,22 +176,31 @@ def test_val_split_is_disjoint_by_source(tmp_path):
         assert {s["meta"]["source"] for s in samples} <= set(manifest["sources"])
 
 
-def test_latents_of_the_stored_clip(tmp_path, backbone_dir):
+def test_latents_of_the_stored_clip_and_its_lq_variants(tmp_path, causal_twin):
+    """On Wan2.1's causal structure: the HQ latent of the clip and the condition latent of each stored LQ variant."""
     from litevsr.backbones import WanBackbone
+    from litevsr.model import LiteVSR
 
     make_videos(tmp_path / "in", n=1, frames=5)
-    manifest = prepare_shards([str(tmp_path / "in")], str(tmp_path / "out"),
-                              PrepOptions(clip_frames=5, latents=backbone_dir, min_size=16), progress=False)
-    assert "hq_latents.safetensors" in manifest["members"]
+    options = PrepOptions(clip_frames=5, crop=32, lq_variants=2, scale=4, latents=causal_twin["backbone"], min_size=16,
+                          latents_dtype="float32")
+    manifest = prepare_shards([str(tmp_path / "in")], str(tmp_path / "out"), options, progress=False)
+    backbone = WanBackbone(causal_twin["backbone"])
+    assert "latents.safetensors" in manifest["members"]
+    assert manifest["latents"]["vae_fingerprint"] == backbone.vae_fingerprint
     [sample] = read_samples(tmp_path / "out")
-    latents = decode_latents(sample["hq_latents.safetensors"])
-    assert latents.dtype == torch.float16 and latents.shape == (16, 5, 8, 8)
-    backbone = WanBackbone(backbone_dir)
+    latents = decode_latents(sample["latents.safetensors"])
+    assert sorted(latents) == ["cond0", "cond1", "hq"] and latents["hq"].shape == (16, 2, 4, 4)  # 1 + 4k -> 2
+    model = LiteVSR(backbone, None)
     with torch.no_grad():
-        expected = backbone.encode(pipeline.frames_to_video(decode_sample(sample)["frames"])[None])[0]
-    assert torch.allclose(latents.float(), expected, atol=2e-2, rtol=1e-2)
+        hq = pipeline.frames_to_video(decode_sample(sample)["frames"])[None]
+        torch.testing.assert_close(latents["hq"], backbone.encode(hq)[0])
+        for k in range(2):
+            lq = pipeline.frames_to_video(decode_sample(sample, k)["lq_frames"])[None]
+            torch.testing.assert_close(latents[f"cond{k}"], model.condition(lq, hq.shape[-2:])[0])
+    assert not torch.equal(latents["cond0"], latents["cond1"])
     with pytest.raises(LiteVSRError, match="needs --clip-frames 1 \\+ 4k"):
-        prep.check_options(PrepOptions(clip_frames=6, latents=backbone_dir))
+        prep.check_options(PrepOptions(clip_frames=6, latents=causal_twin["backbone"]))
 
 
 def test_make_shards_command_line(tmp_path):

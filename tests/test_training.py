@@ -220,3 +220,49 @@ def test_a_backbone_parameter_that_trains_is_an_error(backbone_dir):
     next(module.backbone.parameters()).requires_grad_(True)
     with pytest.raises(LiteVSRError, match="the backbone must stay frozen"):
         module.configure_optimizers()
+
+
+def _cached_config(tmp_path, twin_dir, train, val):
+    config = yaml.safe_load(open(write_config(tmp_path, twin_dir, (train, val), use_cached_latents=True)))
+    config["model"]["adapter"] = {"class_path": "litevsr.adapters.StateAwareAdapter"}
+    config["trainer"]["max_steps"] = 2
+    config["trainer"]["val_check_interval"] = 2
+    (tmp_path / "cached.yaml").write_text(yaml.safe_dump(config))
+    return str(tmp_path / "cached.yaml")
+
+
+def test_cached_latents_train_without_the_vae(cached_shards, causal_twin, shard_dirs, monkeypatch):
+    from litevsr.adapters import StateAwareAdapter
+    from litevsr.module import LiteVSRModule
+
+    data = VideoShardDataModule(cached_shards, shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2,
+                                use_cached_latents=True)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert {"hq_latents", "cond_latents", "vae_fingerprint", "key"} <= set(batch) and "hq" not in batch
+    assert batch["hq_latents"].shape == (2, 16, 2, 4, 4) == batch["cond_latents"].shape
+    backbone = WanBackbone(causal_twin["backbone"])
+    module = LiteVSRModule(backbone, StateAwareAdapter(output_init_std=0.05))
+    module.log = lambda *args, **kwargs: None
+
+    def no_vae(*args, **kwargs):
+        raise AssertionError("a training step on cached latents ran the VAE")
+
+    monkeypatch.setattr(backbone.vae, "encode", no_vae)
+    monkeypatch.setattr(backbone.vae, "decode", no_vae)
+    loss = module.training_step(batch, 1)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in module.adapter.parameters())
+
+
+def test_fit_on_cached_latents_and_a_stale_cache_is_one_line(cached_shards, causal_twin, shard_dirs, tmp_path, capsys):
+    from litevsr.backbones.twins import write_twin
+
+    config = _cached_config(tmp_path, causal_twin["backbone"], cached_shards, shard_dirs[1])
+    main(["fit", "--config", config])
+    run = tmp_path / "runs" / "t" / "version_0"
+    assert {"train/loss", "val/psnr_y"} <= set(EventAccumulator(str(run)).Reload().Tags()["scalars"])
+
+    retrained = write_twin("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", str(tmp_path / "retrained"), seed=1)["backbone"]
+    line = run_error(capsys, ["fit", "--config", config, "--model.backbone.init_args.pretrained", retrained])
+    assert line.startswith("litevsr: error: the cached latents were encoded by another VAE")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+
 import torch
 from torch import nn
 
@@ -45,6 +48,18 @@ class VideoBackbone(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @functools.cached_property
+    def vae_fingerprint(self) -> str:
+        """A hash of the VAE's weights and latent normalisation: cached latents are valid for this value only."""
+        digest = hashlib.sha256()
+        tensors = sorted(self.vae.state_dict().items()) + [("latents_mean", self.latents_mean),
+                                                           ("latents_std", self.latents_std)]
+        for name, tensor in tensors:
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     # --- geometry -----------------------------------------------------------------------------
     @property

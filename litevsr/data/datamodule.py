@@ -9,6 +9,7 @@ loader workers. Corrupt samples are skipped, counted and reported (see `SkippedS
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import warnings
 import zlib
@@ -21,7 +22,8 @@ from torch.utils.data import DataLoader
 
 from litevsr import LiteVSRError
 from litevsr.data.pipeline import ClipTooSmallError, Degradation, SimpleDegradation, crop_clip, frames_to_video
-from litevsr.data.shards import SampleFormatError, decode_sample, read_manifest, shard_urls, stored_lq_variants
+from litevsr.data.shards import (LATENTS_MEMBER, SampleFormatError, decode_latents, decode_sample, read_manifest,
+                                 shard_urls, stored_lq_variants)
 
 
 class SkippedSamples:
@@ -91,6 +93,7 @@ class VideoShardDataModule(L.LightningDataModule):
         seed: int = 0,
         build_demo_if_missing: bool = False,
         use_stored_lq: bool = False,
+        use_cached_latents: bool = False,
     ):
         """Clips from WebDataset shards, cropped and degraded on the fly.
 
@@ -112,6 +115,10 @@ class VideoShardDataModule(L.LightningDataModule):
             use_stored_lq: Use the LQ clips stored in the shards (make_shards.py --lq-variants K --scale S, with S
                 equal to `scale`) instead of `degradation`: training picks one of the K at random, validation a
                 fixed one per key. Crops are aligned to the scale so HQ and LQ crops match exactly.
+            use_cached_latents: Train on the latents stored in the shards (make_shards.py --latents BACKBONE
+                --lq-variants K --crop SIZE): the HQ latent and the condition latent of one of the K stored LQ
+                variants, so training runs no VAE. Crops, windows and degradations are then the stored ones:
+                clip_frames, crop_size and `degradation` do not apply to training. Validation still decodes pixels.
         """
         super().__init__()
         if crop_size % scale:
@@ -146,12 +153,21 @@ class VideoShardDataModule(L.LightningDataModule):
         hp = self.hparams
         self.train_urls = shard_urls(hp.train_shards) if stage == "fit" else []  # predict/validate need val only
         self.val_urls = shard_urls(hp.val_shards) if hp.val_shards else []
-        for spec, size in ((hp.train_shards, hp.crop_size), (hp.val_shards, hp.val_crop_size or hp.crop_size)):
+        for spec, size, cached in ((hp.train_shards, hp.crop_size, hp.use_cached_latents),
+                                   (hp.val_shards, hp.val_crop_size or hp.crop_size, False)):
             manifest = read_manifest(spec) if spec else None
             if manifest and "splits" in manifest:
                 raise LiteVSRError(f"{spec} holds the splits {sorted(manifest['splits'])}: point at one of them")
             if manifest and not manifest.get("clips", 1):
                 raise LiteVSRError(f"the shards in {spec} hold no clips (see its manifest.json)")
+            if manifest and cached and not (
+                    manifest.get("latents") and manifest.get("lq_variants", 0) >= 1 and manifest.get("scale") == hp.scale):
+                raise LiteVSRError(
+                    f"use_cached_latents needs shards made with make_shards.py --latents BACKBONE --lq-variants K "
+                    f"--scale {hp.scale}; {spec} has latents: {bool(manifest.get('latents'))}, "
+                    f"{manifest.get('lq_variants', 0)} LQ variant(s) at scale {manifest.get('scale')}")
+            if manifest and cached:
+                continue  # training uses the stored clips whole
             if manifest and hp.use_stored_lq and (manifest.get("lq_variants", 0) < 1 or manifest.get("scale") != hp.scale):
                 raise LiteVSRError(
                     f"use_stored_lq needs shards made with make_shards.py --lq-variants K --scale {hp.scale}; {spec} has "
@@ -200,6 +216,22 @@ class VideoShardDataModule(L.LightningDataModule):
         variants = stored_lq_variants(sample)
         return decode_sample(sample, zlib.crc32(sample["__key__"].encode()) % variants if variants else 0)
 
+    @staticmethod
+    def _cached_latents(sample: dict) -> dict:
+        """HQ latents and the condition latents of a random stored LQ variant; no pixels are decoded."""
+        key = sample["__key__"]
+        meta = json.loads(sample.get("json", b"{}")).get("latents") or {}
+        if LATENTS_MEMBER not in sample or "vae_fingerprint" not in meta:
+            raise SampleFormatError(f"sample {key} holds no cached latents with a VAE fingerprint: build the shards "
+                                    "with make_shards.py --latents BACKBONE --lq-variants K")
+        latents = decode_latents(sample[LATENTS_MEMBER])
+        conditions = sorted(k for k in latents if k.startswith("cond"))
+        if not conditions:
+            raise SampleFormatError(f"sample {key} holds no condition latents: build the shards with --lq-variants K")
+        cond = conditions[int(torch.randint(len(conditions), ()))]  # the worker RNG is seeded per worker
+        return {"hq_latents": latents["hq"].float(), "cond_latents": latents[cond].float(),
+                "vae_fingerprint": meta["vae_fingerprint"], "key": key}
+
     def _train_pair(self, sample: dict) -> dict:
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))  # worker RNG is seeded per worker
         return self._pair(sample, self.hparams.crop_size, generator, random_crop=True)
@@ -221,10 +253,12 @@ class VideoShardDataModule(L.LightningDataModule):
             wds.WebDataset(self.train_urls, resampled=True, shardshuffle=False, nodesplitter=wds.split_by_node,
                            workersplitter=wds.split_by_worker, handler=skip, empty_check=False)
             .shuffle(hp.shuffle_buffer)
-            .map(self._decode_train, handler=skip)
-            .map(self._train_pair, handler=skip)
-            .with_epoch(per_worker)
         )
+        if hp.use_cached_latents:
+            dataset = dataset.map(self._cached_latents, handler=skip)
+        else:
+            dataset = dataset.map(self._decode_train, handler=skip).map(self._train_pair, handler=skip)
+        dataset = dataset.with_epoch(per_worker)
         return self._loader(dataset, hp.batch_size)
 
     def val_dataloader(self):

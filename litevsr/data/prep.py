@@ -298,16 +298,25 @@ def _sample(clip, base: dict, options: PrepOptions, device: str) -> dict:
     sample = {"__key__": clip.key, "hq.mkv": encode_video(clip.frames, fps=base["fps"])}
     if options.lq_variants or options.latents:
         hq = frames_to_video(clip.frames)
+    lqs = []
     for k in range(options.lq_variants):
         generator = torch.Generator().manual_seed(variant_seed(clip.key, k, options.seed))
-        lq = _cached("degradation", options)(hq, options.scale, generator)
-        sample[f"lq{k}.mkv"] = encode_video(video_to_frames(lq), fps=base["fps"])
+        lq_u8 = video_to_frames(_cached("degradation", options)(hq, options.scale, generator))
+        sample[f"lq{k}.mkv"] = encode_video(lq_u8, fps=base["fps"])
+        lqs.append(frames_to_video(lq_u8))  # what a reader of lq{k}.mkv gets
     if options.latents:
+        from litevsr.model import LiteVSR
+
         backbone = _cached("backbone", options, device)
-        with torch.no_grad():
-            latents = backbone.encode(hq[None].to(device))[0].to(LATENT_DTYPES[options.latents_dtype]).cpu()
-        meta["latents"] = {"backbone": options.latents, "shape": list(latents.shape), "dtype": options.latents_dtype}
-        sample[LATENTS_MEMBER] = latents_member(latents, {"backbone": options.latents, "key": clip.key})
+        with torch.no_grad():  # the condition is encoded exactly as training would encode it
+            latents = {"hq": backbone.encode(hq[None].to(device))[0]}
+            latents.update({f"cond{k}": LiteVSR(backbone, None).condition(lq[None].to(device), hq.shape[-2:])[0]
+                            for k, lq in enumerate(lqs)})
+        latents = {k: v.to(LATENT_DTYPES[options.latents_dtype]).cpu() for k, v in latents.items()}
+        meta["latents"] = {"backbone": options.latents, "vae_fingerprint": backbone.vae_fingerprint,
+                           "shape": list(latents["hq"].shape), "dtype": options.latents_dtype, "conditions": len(lqs)}
+        sample[LATENTS_MEMBER] = latents_member(latents, {"backbone": options.latents, "key": clip.key,
+                                                          "vae_fingerprint": backbone.vae_fingerprint})
     sample["json"] = json.dumps(meta).encode()
     return sample
 
@@ -472,7 +481,10 @@ def write_manifests(out: str, options: PrepOptions, markers: list[dict]) -> dict
             "members": members, "lq_variants": options.lq_variants,
             "scale": options.scale if options.lq_variants else None, "degradation": degradation_name(options),
             "latents": {"backbone": options.latents, "dtype": options.latents_dtype,
-                        "note": "latents of the whole stored clip (not of training crops)"} if options.latents else None,
+                        "vae_fingerprint": _cached("backbone", options).vae_fingerprint,
+                        "note": "latents of each whole stored clip (hq) and of each stored LQ variant upsampled "
+                                "(cond0, ...): training on them uses these fixed crops and degradations"}
+            if options.latents else None,
             "options": options.as_json(), "shard_files": files,
         }
         manifests[split] = manifest

@@ -2,7 +2,8 @@
 
 A sample holds a lossless HQ clip ("hq.mkv", FFV1 RGB) and JSON metadata ("json"); shards made with
 `make_shards.py --lq-variants K` add pre-degraded LQ clips "lq0.mkv" ... "lq{K-1}.mkv" (also lossless), and
-`--latents` adds "hq_latents.safetensors". No member is ever a pickle.
+`--latents` adds "latents.safetensors": the HQ clip's latents and the condition latents of each stored LQ variant.
+No member is ever a pickle.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from litevsr.data.video import encode_video, read_video
 
 MANIFEST = "manifest.json"
 LQ_MEMBER = re.compile(r"^lq(\d+)\.mkv$")
-LATENTS_MEMBER = "hq_latents.safetensors"
+LATENTS_MEMBER = "latents.safetensors"
 
 
 class SampleFormatError(LiteVSRError):
@@ -89,17 +90,18 @@ def stored_lq_variants(sample: dict) -> int:
     return sum(1 for name in sample if LQ_MEMBER.match(name))
 
 
-def latents_member(latents, metadata: dict | None = None) -> bytes:
-    """A (C, T', H', W') latent tensor as safetensors bytes (key "hq_latents")."""
+def latents_member(latents: dict, metadata: dict | None = None) -> bytes:
+    """{"hq": (C, T', H', W'), "cond0": ..., "cond{K-1}": ...} latent tensors as safetensors bytes."""
     from safetensors.torch import save
 
-    return save({"hq_latents": latents.contiguous()}, metadata={k: str(v) for k, v in (metadata or {}).items()})
+    return save({k: v.contiguous() for k, v in latents.items()},
+                metadata={k: str(v) for k, v in (metadata or {}).items()})
 
 
-def decode_latents(data: bytes):
+def decode_latents(data: bytes) -> dict:
     from safetensors.torch import load
 
-    return load(data)["hq_latents"]
+    return load(data)
 
 
 def decode_sample(sample: dict, lq_variant: int | None = None) -> dict:
