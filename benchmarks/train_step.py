@@ -1,9 +1,12 @@
 """Training throughput and peak memory of one adapter step on a frozen Wan backbone.
 
-Two sizes x {fp32, bf16-mixed} x {gradient checkpointing off, on}. Each configuration runs in its own
-process so that peak memory (max RSS on CPU, max allocated on CUDA) belongs to it alone.
+Pixel batches (the VAE encodes both clips every step): two sizes x {fp32, bf16-mixed} x {gradient checkpointing
+off, on}. Cached latents (no VAE): the default State-Aware Adapter, the same adapter injecting from the middle
+block on, and a full fine-tune of the transformer, on one backbone with the 1.3B's proportions at width 512
+(adapter share 9 %), same batch and precision, no checkpointing. Each configuration runs in its own process so that
+peak memory (max RSS on CPU, max allocated on CUDA) belongs to it alone.
 
-    python benchmarks/train_step.py [--steps 5] [--device cpu|cuda]
+    python benchmarks/train_step.py [--steps 5] [--device cpu|cuda] [--only pixels|cached]
 """
 
 from __future__ import annotations
@@ -70,23 +73,126 @@ def run_one(size: str, precision: str, checkpointing: bool, steps: int, device: 
             "it_per_s": 1 / seconds, "peak_MiB": peak}
 
 
+# The Wan2.1-1.3B's proportions (30 blocks, FFN 5.8x and text 2.7x the width, 1 x 2 x 2 patches, 16 latent
+# channels) at width 512; latents of a 17 x 128 x 128 clip under Wan2.1's VAE (4x in time, 8x in space).
+CACHED_TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=8, attention_head_dim=64, in_channels=16,
+                          out_channels=16, text_dim=1280, freq_dim=256, ffn_dim=3072, num_layers=30,
+                          cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
+CACHED_LATENTS = (16, 5, 16, 16)
+CACHED_VARIANTS = {"adapter": {}, "adapter, injecting from block 15": {"inject_blocks": list(range(15, 30, 3))},
+                   "full fine-tune": None}
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Gradients plus optimizer state, in bytes, of the parameters `optimizer` trains."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None)
+    states = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
+                 if torch.is_tensor(v) and v.dim() > 0)
+    return grads + states
+
+
+def run_cached(variant: str, steps: int, device: str) -> dict:
+    """One training step on cached latents: the adapter through LiteVSRModule, or the whole transformer."""
+    import tempfile
+
+    import torch.nn.functional as F
+
+    from litevsr import flow
+    from litevsr.adapters import StateAwareAdapter
+    from litevsr.backbones.twins import twin_config
+    from litevsr.backbones.wan import WanBackbone, build_wan, save_wan
+    from litevsr.module import LiteVSRModule
+
+    config = {"transformer": CACHED_TRANSFORMER, "vae": twin_config("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["vae"]}
+    with tempfile.TemporaryDirectory() as folder:
+        save_wan(*build_wan(config), folder, torch.randn(1, 16, CACHED_TRANSFORMER["text_dim"]))
+        backbone = WanBackbone(folder).to(device)
+    g = torch.Generator().manual_seed(0)
+    x0, cond = (torch.randn(2, *CACHED_LATENTS, generator=g).to(device) for _ in range(2))
+    transformer_params = sum(p.numel() for p in backbone.transformer.parameters())
+    if CACHED_VARIANTS[variant] is None:
+        backbone.transformer.requires_grad_(True)
+        optimizer = torch.optim.AdamW(backbone.transformer.parameters(), lr=1e-5)
+        trained = transformer_params
+
+        def loss_fn():
+            sigma = flow.sample_sigmas(2, device=device)
+            eps = torch.randn_like(x0)
+            return F.mse_loss(backbone(flow.interpolate(x0, eps, sigma), sigma), flow.velocity_target(x0, eps))
+    else:
+        module = LiteVSRModule(backbone, StateAwareAdapter(**CACHED_VARIANTS[variant])).to(device)
+        module.log = lambda *a, **k: None  # no trainer attached
+        optimizer = torch.optim.AdamW(module.adapter.parameters(), lr=1e-4)
+        trained = sum(p.numel() for p in module.adapter.parameters())
+        batch = {"hq_latents": x0, "cond_latents": cond, "vae_fingerprint": [backbone.vae_fingerprint] * 2}
+
+        def loss_fn():
+            return module.training_step(batch, 1)
+
+    def step() -> int:
+        loss_fn().backward()
+        optimizer.step()
+        held = state_bytes(optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        return held
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        held = step()
+    seconds = (time.perf_counter() - start) / steps
+    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+    return {"variant": variant, "trained_params_M": trained / 1e6, "share": trained / transformer_params,
+            "s_per_step": seconds, "grad_and_optimizer_MiB": held / 2**20, "peak_MiB": peak}
+
+
+def cached_rows(steps: int, device: str) -> dict:
+    rows = [one_process(["--cached", variant], steps, device) for variant in CACHED_VARIANTS]
+    full = rows[-1]
+    for row in rows:
+        row["step_vs_full"] = row["s_per_step"] / full["s_per_step"]
+        row["memory_vs_full"] = row["grad_and_optimizer_MiB"] / full["grad_and_optimizer_MiB"]
+    from common import report
+
+    report(f"train_step_cached_{device}", rows, ["variant", "trained_params_M", "share", "s_per_step",
+                                                  "grad_and_optimizer_MiB", "peak_MiB", "step_vs_full",
+                                                  "memory_vs_full"],
+           {"batch": "2 latent clips " + "x".join(map(str, CACHED_LATENTS)), "precision": "fp32",
+            "checkpointing": False, "steps_timed": steps, "device": device, "transformer": CACHED_TRANSFORMER,
+            "adapter_vs_full_step_ratio": rows[0]["step_vs_full"],
+            "adapter_vs_full_memory_ratio": rows[0]["memory_vs_full"]})
+    return rows
+
+
+def one_process(args: list[str], steps: int, device: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--steps", str(steps), "--device", device, *args],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--only", choices=["pixels", "cached"], default=None)
     parser.add_argument("--one", nargs=3, metavar=("SIZE", "PRECISION", "CHECKPOINTING"), help=argparse.SUPPRESS)
+    parser.add_argument("--cached", choices=list(CACHED_VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         size, precision, ckpt = args.one
         print(json.dumps(run_one(size, precision, ckpt == "1", args.steps, args.device)))
         return
-    rows = []
-    for size in SIZES:
-        for precision in ("32-true", "bf16-mixed"):
-            for ckpt in ("0", "1"):
-                out = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--device", args.device,
-                                      "--one", size, precision, ckpt], capture_output=True, text=True, check=True)
-                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    if args.cached:
+        print(json.dumps(run_cached(args.cached, args.steps, args.device)))
+        return
+    if args.only != "pixels":
+        cached_rows(args.steps, args.device)
+    if args.only == "cached":
+        return
+    rows = [one_process(["--one", size, precision, ckpt], args.steps, args.device)
+            for size in SIZES for precision in ("32-true", "bf16-mixed") for ckpt in ("0", "1")]
     for row in rows:  # ratios within this run: the only comparison that survives a noisy machine
         base = next(r for r in rows if r["size"] == row["size"] and r["precision"] == "32-true" and not r["checkpointing"])
         row["speed_vs_fp32"] = row["it_per_s"] / base["it_per_s"]

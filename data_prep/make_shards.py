@@ -56,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     extra.add_argument("--degradation-preset", default=None, metavar="NAME",
                        help="degrade with RealWorldDegradation(preset=NAME) (default: SimpleDegradation)")
     extra.add_argument("--latents", default=None, metavar="tiny|FOLDER",
-                       help="store HQ latents of each whole stored clip from this Wan backbone (hq_latents.safetensors)")
+                       help="store latents from this Wan backbone (latents.safetensors): the whole stored clip's and each "
+                       "LQ variant's condition, for training with use_cached_latents")
     extra.add_argument("--latents-dtype", choices=sorted(LATENT_DTYPES), default="float16")
     extra.add_argument("--device", default="cpu", help="device for --latents encoding (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed combined with clip keys for crops and LQ variants")

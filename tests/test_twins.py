@@ -59,12 +59,17 @@ def test_twin_has_the_structure_of_the_real_backbone(twin):
     assert sum(p.numel() for p in tiny.transformer.parameters()) < 1e6
 
 
-def test_twin_adapter_acts_and_tells_condition_from_state(twin):
+def _model_and_latents(twin, seed):
+    """The twin with its adapter, and two random latents of its shape."""
     _, folder, adapter_path = twin
     backbone = WanBackbone(folder)
-    model = LiteVSR(backbone, load_adapter(adapter_path, backbone))
-    g = torch.Generator().manual_seed(0)
-    cond, x = (torch.randn(1, backbone.latent_channels, 2, 4, 4, generator=g) for _ in range(2))
+    g = torch.Generator().manual_seed(seed)
+    latents = [torch.randn(1, backbone.latent_channels, 2, 4, 4, generator=g) for _ in range(2)]
+    return backbone, LiteVSR(backbone, load_adapter(adapter_path, backbone)), *latents
+
+
+def test_twin_adapter_acts_and_tells_condition_from_state(twin):
+    backbone, model, cond, x = _model_and_latents(twin, seed=0)
     sigma = torch.tensor([0.7])
     v = model.velocity(x, sigma, cond, x)
     assert (v - backbone(x, sigma)).abs().mean() > 1e-3
@@ -145,11 +150,7 @@ def test_litevsr_test_and_predict_run(twin, videos, tmp_path, capsys):
 
 def test_one_step_sampling_feeds_condition_and_state_to_their_streams(twin):
     """sample() must equal the one-step formula with the LQ latent in the structural stream and x in the other."""
-    _, folder, adapter_path = twin
-    backbone = WanBackbone(folder)
-    model = LiteVSR(backbone, load_adapter(adapter_path, backbone))
-    g = torch.Generator().manual_seed(1)
-    cond, noise = (torch.randn(1, backbone.latent_channels, 2, 4, 4, generator=g) for _ in range(2))
+    backbone, model, cond, noise = _model_and_latents(twin, seed=1)
     sampled = model.sample(cond, steps=1, sigma_start=0.5, noise=noise)
     x = flow.start_latents(cond, noise, 0.5)
     sigma = torch.tensor([0.5])
