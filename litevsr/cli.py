@@ -45,6 +45,11 @@ class LiteVSRCLI(LightningCLI):
             sys.exit(2)
         sys.stderr.write(captured.getvalue())
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning would overwrite the model options given in the recipe and on the command line with the
+        hyperparameters saved in the checkpoint (`validate --ckpt_path X --model.val_steps 4` would validate with
+        the old val_steps). Here the recipe and the command line define the model; a checkpoint holds its weights."""
+
     def before_instantiate_classes(self) -> None:
         """Checkpoints load as weights only; `fit --ckpt_path last` resumes the newest run of this recipe, logging
         into the same folder."""

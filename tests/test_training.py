@@ -93,9 +93,11 @@ def _module_from(ckpt, backbone_dir):
 def test_validate_from_a_checkpoint_scores_its_weights(fitted, backbone_dir, shard_dirs):
     tmp, config = fitted
     ckpt = str(tmp / "runs/t/version_0/checkpoints/last.ckpt")
-    main(["validate", "--config", config, "--ckpt_path", ckpt])
+    main(["validate", "--config", config, "--ckpt_path", ckpt, "--model.val_references", "false"])
     run = sorted(glob.glob(str(tmp / "runs/t/version_*")), key=os.path.getmtime)[-1]
-    logged = EventAccumulator(run).Reload().Scalars("val/psnr_y")[-1].value
+    events = EventAccumulator(run).Reload()
+    assert "val/psnr_y_no_adapter" not in events.Tags()["scalars"]  # options given next to a checkpoint apply
+    logged = events.Scalars("val/psnr_y")[-1].value
     data = VideoShardDataModule(shard_dirs[0], shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2)
     data.setup("validate")
     batch = next(iter(data.val_dataloader()))
