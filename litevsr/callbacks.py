@@ -41,7 +41,8 @@ class AdapterExport(L.Callback):
             return
         self.path = os.path.join(_run_dir(trainer), self.filename)
         scale = getattr(getattr(trainer.datamodule, "hparams", None), "scale", None)
-        sampling = {k: v for k, v in vars(pl_module.sampling()).items() if k in ("steps", "sigma_start", "shift")}
+        sampling = {k: v for k, v in vars(pl_module.sampling()).items()
+                    if k in ("steps", "sigma_start", "shift", "color_fix")}
         save_adapter(pl_module.adapter, self.path, pl_module.backbone.name, scale, sampling)
         ckpt = getattr(trainer.checkpoint_callback, "dirpath", None) or "(checkpointing disabled)"
         figures = validation_line(trainer.callback_metrics)

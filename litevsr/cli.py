@@ -104,14 +104,22 @@ def _sampling_arguments(parser) -> None:
     parser.add_argument("--tile", type=int, default=None, help="spatial tile in output pixels (default: whole frames)")
     parser.add_argument("--tile-overlap", type=int, default=64, help="overlap of spatial tiles in output pixels")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--color-fix", default=None, choices=["none", "wavelet", "adain", "lab"],
+                        help="correct the output's colour towards the bicubic upsampling of the input (default: none)")
+    parser.add_argument("--device", default="auto", help="auto (a visible GPU, else the CPU), cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", default="auto", help="transformer precision: auto (bfloat16 on a GPU, float32 on "
+                        "the CPU), float32, bfloat16 or float16; Wan's VAE always runs in float32")
 
 
-def load_models(adapter_arg: str | None, backbone_arg: str | None):
-    """One backbone, several adapters on it: [(name, LiteVSR, adapter config)]. The backbone loads once."""
+def load_models(adapter_arg: str | None, backbone_arg: str | None, device: str = "auto", dtype: str = "auto"):
+    """One backbone, several adapters on it: [(name, LiteVSR, adapter config)]. The backbone loads once, with its
+    transformer in `dtype`, and everything moves to `device` (see `resolve_device`)."""
     from litevsr.adapters.base import load_adapter, read_adapter_config
     from litevsr.backbones.wan import SHIPPED_ADAPTERS, WanBackbone
+    from litevsr.inference import resolve_device
     from litevsr.model import LiteVSR
 
+    device, dtype = resolve_device(device, dtype)
     paths = [str(SHIPPED_ADAPTERS.get(p, p)) for p in (adapter_arg or "demo").split(",") if p]
     configs = [read_adapter_config(p) for p in paths]
     backbones = {c["backbone"] for c in configs}
@@ -120,42 +128,81 @@ def load_models(adapter_arg: str | None, backbone_arg: str | None):
     names = [os.path.basename(os.path.normpath(p)) for p in paths]  # they name the outputs: out.<name>.mp4
     if len(set(names)) < len(names):
         raise LiteVSRError(f"the adapter folders {paths} share names; give each a distinct folder name")
-    backbone = WanBackbone(backbone_arg or configs[0]["backbone"])
-    return [(name, LiteVSR(backbone, load_adapter(p, backbone)), c) for name, p, c in zip(names, paths, configs)]
+    backbone = WanBackbone(backbone_arg or configs[0]["backbone"], dtype=dtype).to(device)
+    return [(name, LiteVSR(backbone, load_adapter(p, backbone).to(device)), c)
+            for name, p, c in zip(names, paths, configs)]
 
 
 def _sampling(opts, config: dict):
     from litevsr.inference import Sampling
 
-    return Sampling.of_adapter(config, steps=opts.steps, seed=opts.seed, tile=opts.tile, tile_overlap=opts.tile_overlap)
+    return Sampling.of_adapter(config, steps=opts.steps, seed=opts.seed, tile=opts.tile, tile_overlap=opts.tile_overlap,
+                               color_fix=opts.color_fix)
 
 
 def upscale_command(args: list[str]) -> None:
     """litevsr upscale INPUT OUTPUT [--adapter a.safetensors[,b.safetensors]] [--steps N] [--max-frames N] ..."""
     import argparse
 
+    from tqdm import tqdm
+
+    from litevsr.data.video import is_video_file
     from litevsr.inference import upscale_file
 
-    parser = argparse.ArgumentParser(prog="litevsr upscale", description="Upscale a video file or a folder of frames.")
-    parser.add_argument("input", help="any video FFmpeg decodes, or a folder of image frames")
-    parser.add_argument("output", help="an .mp4 file (H.264, audio copied) or a folder for PNG frames")
+    parser = argparse.ArgumentParser(prog="litevsr upscale", description="Upscale a video file, a folder of frames, "
+                                     "or every video in a folder.")
+    parser.add_argument("input", help="any video FFmpeg decodes; a folder holding video files (told apart by their "
+                        "extensions: .mp4, .mkv, .mov, .avi, .webm, ...), each upscaled on its own; or a folder of "
+                        "image frames only, upscaled as one video")
+    parser.add_argument("output", help="an .mp4 file (H.264, audio copied) or a folder for PNG frames; for a folder "
+                        "of videos, the folder that receives OUTPUT/<name>.mp4 (finished ones are skipped on a rerun)")
     _sampling_arguments(parser)
     parser.add_argument("--max-frames", type=int, default=None, help="upscale only the first N frames")
     parser.add_argument("--fps", type=float, default=None, help="frame rate (default: the input's; 25 for folders)")
     parser.add_argument("--crf", type=int, default=18, help="H.264 quality: lower is better (default 18)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     opts = parser.parse_args(args)
-    models = load_models(opts.adapter, opts.backbone)
-    for name, model, config in models:
-        output = opts.output
-        if len(models) > 1:  # one output per adapter: out.mp4 -> out.<adapter>.mp4
-            stem, ext = os.path.splitext(opts.output)
-            output = f"{stem}.{name}{ext}"
-        result = upscale_file(model, opts.input, output, scale=opts.scale or config.get("scale") or 4,
-                              sampling=_sampling(opts, config), window=opts.window, overlap=opts.overlap,
-                              crf=opts.crf, fps=opts.fps, max_frames=opts.max_frames, overwrite=opts.overwrite)
-        print(f"wrote {result['output']}: {result['frames']} frames at {result['width']}x{result['height']}, "
-              f"{result['fps']:g} fps")
+    models = load_models(opts.adapter, opts.backbone, opts.device, opts.dtype)
+    videos = sorted(os.path.join(opts.input, f) for f in os.listdir(opts.input)
+                    if is_video_file(os.path.join(opts.input, f))) if os.path.isdir(opts.input) else []
+    if not videos:
+        for output, (model, config) in _outputs(opts.output, models):
+            result = upscale_file(model, opts.input, output, **_upscale_options(opts, config))
+            print(f"wrote {result['output']}: {result['frames']} frames at {result['width']}x{result['height']}, "
+                  f"{result['fps']:g} fps")
+        return
+    if os.path.isfile(opts.output):
+        raise LiteVSRError(f"{opts.input} holds videos, so the output must be a folder, but {opts.output} is a file")
+    done, skipped, failed = 0, 0, []
+    for video in tqdm(videos, unit="video", desc="videos"):
+        stem = os.path.splitext(os.path.basename(video))[0]
+        for output, (model, config) in _outputs(os.path.join(opts.output, stem + ".mp4"), models):
+            if os.path.exists(output) and not opts.overwrite:  # outputs appear only when complete
+                skipped += 1
+                continue
+            os.makedirs(opts.output, exist_ok=True)
+            try:
+                upscale_file(model, video, output, **_upscale_options(opts, config))
+                done += 1
+            except LiteVSRError as err:
+                failed.append(f"{os.path.basename(video)} ({_one_line(err)})")
+    print(f"litevsr upscale: {done} done, {skipped} skipped (already there), {len(failed)} failed"
+          + (": " + "; ".join(failed) if failed else ""))
+    if failed:
+        sys.exit(1)
+
+
+def _outputs(output: str, models: list) -> list[tuple[str, tuple]]:
+    """(output path, (model, config)) per adapter: out.mp4, or out.<adapter>.mp4 for several adapters."""
+    if len(models) == 1:
+        return [(output, models[0][1:])]
+    stem, ext = os.path.splitext(output)
+    return [(f"{stem}.{name}{ext}", (model, config)) for name, model, config in models]
+
+
+def _upscale_options(opts, config: dict) -> dict:
+    return dict(scale=opts.scale or config.get("scale") or 4, sampling=_sampling(opts, config), window=opts.window,
+                overlap=opts.overlap, crf=opts.crf, fps=opts.fps, max_frames=opts.max_frames, overwrite=opts.overwrite)
 
 
 def test_command(args: list[str]) -> None:
@@ -174,7 +221,7 @@ def test_command(args: list[str]) -> None:
     parser.add_argument("--dists", action="store_true", help="also DISTS (needs VGG16 weights in the torch hub cache)")
     parser.add_argument("--max-frames", type=int, default=None, help="score only the first N frames of each clip")
     opts = parser.parse_args(args)
-    models = load_models(opts.adapter, opts.backbone)
+    models = load_models(opts.adapter, opts.backbone, opts.device, opts.dtype)
     scale = opts.scale or models[0][2].get("scale") or 4
     perceptual = tuple(name for name in ("lpips", "dists") if getattr(opts, name))
     rows = evaluate([(name, model, _sampling(opts, config)) for name, model, config in models], opts.gt, opts.lq,

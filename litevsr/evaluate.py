@@ -18,11 +18,11 @@ from tqdm import tqdm
 from litevsr import LiteVSRError
 from litevsr.data.degradations import resize_video
 from litevsr.data.pipeline import frames_to_video, video_to_frames
+from litevsr.data.video import is_video_file
 from litevsr.inference import FRAME_EXTENSIONS, Sampling, open_source, upscale_frames
 from litevsr.metrics import frame_metrics, perceptual_metric, warping_error
 from litevsr.model import LiteVSR
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".m4v")
 
 
 def find_pairs(gt: str, lq: str) -> list[tuple[str, str, str]]:
@@ -37,7 +37,7 @@ def find_pairs(gt: str, lq: str) -> list[tuple[str, str, str]]:
         gt_path = os.path.join(gt, entry)
         if os.path.isdir(gt_path):
             lq_path = os.path.join(lq, entry)
-        elif entry.lower().endswith(VIDEO_EXTENSIONS):
+        elif is_video_file(gt_path):
             stem = os.path.splitext(entry)[0]
             partners = [f for f in os.listdir(lq) if os.path.splitext(f)[0] == stem]
             lq_path = os.path.join(lq, partners[0]) if partners else os.path.join(lq, entry)

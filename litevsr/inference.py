@@ -25,6 +25,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from litevsr import LiteVSRError
+from litevsr.color import check_color_fix, color_fix
+from litevsr.data.degradations import resize_video
 from litevsr.data.pipeline import frames_to_video, video_to_frames
 from litevsr.data.video import X264_REPEATABLE, iter_frames, video_info
 from litevsr.model import LiteVSR
@@ -51,8 +53,10 @@ class Sampling:
     seed: int = 0
     tile: int | None = None  # HQ pixels; None = whole frames
     tile_overlap: int = 64  # HQ pixels
+    color_fix: str = "none"  # see litevsr.color
 
     def __post_init__(self):
+        check_color_fix(self.color_fix)
         if self.steps < 1:
             raise LiteVSRError(f"steps must be >= 1, got {self.steps}")
         if not 0 < self.sigma_start <= 1:
@@ -65,6 +69,23 @@ class Sampling:
     def of_adapter(cls, config: dict, **overrides) -> "Sampling":
         known = {k: v for k, v in (config.get("sampling") or {}).items() if k in cls.__dataclass_fields__}
         return cls(**{**known, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, str]:
+    """(device, transformer dtype name): "auto" is a visible GPU with bfloat16, else the CPU with float32."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise LiteVSRError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise LiteVSRError(f"--device {device}: no GPU is visible to torch")
+    if dtype == "auto":
+        dtype = "bfloat16" if resolved.type == "cuda" else "float32"
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise LiteVSRError(f"--dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
+    return resolved, dtype
 
 
 def _latent_tiles(model: LiteVSR, sampling: Sampling) -> dict:
@@ -91,17 +112,21 @@ def clip_latents(model: LiteVSR, lq: torch.Tensor, scale: int, sampling: Samplin
                         **_latent_tiles(model, sampling))
 
 
-def decode_clip(model: LiteVSR, latents: torch.Tensor, size: tuple[int, int, int], scale: int) -> torch.Tensor:
-    """Decode latents and crop to exactly (T, h*scale, w*scale) for an LQ clip of `size` = (T, h, w)."""
-    t, h, w = size
-    return model.backbone.decode(latents)[:, :, :t, : h * scale, : w * scale]
+def decode_clip(model: LiteVSR, latents: torch.Tensor, lq: torch.Tensor, scale: int, sampling: Sampling) -> torch.Tensor:
+    """Decode latents, crop to exactly (T, h*scale, w*scale) for the LQ clip (B, 3, T, h, w), and correct the colour
+    towards its bicubic upsampling (`sampling.color_fix`)."""
+    t, h, w = lq.shape[2:]
+    sr = model.backbone.decode(latents)[:, :, :t, : h * scale, : w * scale]
+    if sampling.color_fix == "none":
+        return sr
+    return color_fix(sr, resize_video(lq, (h * scale, w * scale)).clamp(-1, 1), sampling.color_fix)
 
 
 def upscale_clip(model: LiteVSR, lq: torch.Tensor, scale: int, sampling: Sampling | None = None) -> torch.Tensor:
     """Any (B, 3, T, h, w) LQ video in [-1, 1] -> exactly (B, 3, T, h*scale, w*scale), in one window."""
     sampling = sampling or Sampling()
     with vae_tiling(model, sampling):
-        return decode_clip(model, clip_latents(model, lq, scale, sampling), lq.shape[2:], scale)
+        return decode_clip(model, clip_latents(model, lq, scale, sampling), lq, scale, sampling)
 
 
 @contextmanager
@@ -160,7 +185,7 @@ def upscale_windows(model: LiteVSR, frames: Iterator[np.ndarray], scale: int, sa
         for index, (_, chunk) in enumerate(tqdm(_windows(frames, window, overlap), total=count,
                                                     unit="window", desc=f"upscaling x{scale}")):
             lq = frames_to_video(chunk)[None].to(device)
-            sr = decode_clip(model, clip_latents(model, lq, scale, sampling, index), lq.shape[2:], scale)[0]
+            sr = decode_clip(model, clip_latents(model, lq, scale, sampling, index), lq, scale, sampling)[0]
             if tail is not None:
                 ramp = (torch.arange(1, overlap + 1, device=sr.device) / (overlap + 1)).view(1, -1, 1, 1)
                 sr = torch.cat([tail * (1 - ramp) + sr[:, :overlap] * ramp, sr[:, overlap:]], dim=1)

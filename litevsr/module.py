@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 
 from litevsr import LiteVSRError, flow
+from litevsr.color import check_color_fix, color_fix
 from litevsr.adapters.base import Adapter, load_adapter, load_adapter_weights
 from litevsr.backbones.base import VideoBackbone
 from litevsr.data.degradations import resize_video
@@ -45,6 +46,7 @@ class LiteVSRModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         num_logged_samples: int = 4,
         init_adapter: str | None = None,
+        color_fix: str = "none",
     ):
         """Train an adapter on a frozen backbone with rectified flow matching.
 
@@ -70,8 +72,11 @@ class LiteVSRModule(L.LightningModule):
             num_logged_samples: Validation samples shown as LQ | SR | GT images in TensorBoard.
             init_adapter: Start from an exported adapter's weights: a path, or the name of a shipped adapter
                 ("animation": x4 on the tiny generator's own footage). Its configuration must match `adapter`.
+            color_fix: Colour correction of validation and prediction outputs towards the bicubic upsampling of
+                the LQ: none, wavelet, adain or lab (see litevsr.color).
         """
         super().__init__()
+        check_color_fix(color_fix)
         self.save_hyperparameters(ignore=["backbone", "adapter", "optimizer", "lr_scheduler"])
         if init_adapter is not None:
             from litevsr.backbones.wan import SHIPPED_ADAPTERS
@@ -168,8 +173,9 @@ class LiteVSRModule(L.LightningModule):
         hq, lq = batch["hq"], batch["lq"]
         x0, cond = self._encode_batch(batch)
         scale = hq.shape[-1] // lq.shape[-1]
-        outputs = {"": self.backbone.decode(self._sample(cond, batch_idx)),
-                   "_bicubic": resize_video(lq, hq.shape[-2:]).clamp(-1, 1)}
+        bicubic = resize_video(lq, hq.shape[-2:]).clamp(-1, 1)
+        outputs = {"": color_fix(self.backbone.decode(self._sample(cond, batch_idx)), bicubic, self.hparams.color_fix),
+                   "_bicubic": bicubic}
         if self.hparams.val_references:
             outputs["_no_adapter"] = self.backbone.decode(self._sample(cond, batch_idx, use_adapter=False))
             outputs["_vae"] = self.backbone.decode(x0)
@@ -210,7 +216,8 @@ class LiteVSRModule(L.LightningModule):
     def sampling(self) -> Sampling:
         """The sampler settings of validation, which prediction and exported adapters use too."""
         hp = self.hparams
-        return Sampling(steps=hp.val_steps, sigma_start=hp.val_sigma_start, shift=hp.val_shift, seed=hp.val_seed)
+        return Sampling(steps=hp.val_steps, sigma_start=hp.val_sigma_start, shift=hp.val_shift, seed=hp.val_seed,
+                        color_fix=hp.color_fix)
 
     def predict_step(self, batch, batch_idx):
         """A file item (litevsr.data.files.VideoFiles) is upscaled into its output file, as `litevsr upscale`
@@ -219,7 +226,8 @@ class LiteVSRModule(L.LightningModule):
             return upscale_file(self.model, batch["input"], batch["output"], batch["scale"], self.sampling(),
                                 overwrite=batch["overwrite"])
         cond = self.model.condition(batch["lq"], batch["hq"].shape[-2:])
-        return self.backbone.decode(self._sample(cond, batch_idx))
+        bicubic = resize_video(batch["lq"], batch["hq"].shape[-2:]).clamp(-1, 1)
+        return color_fix(self.backbone.decode(self._sample(cond, batch_idx)), bicubic, self.hparams.color_fix)
 
     # --- checkpoints hold the adapter only ---------------------------------------------------------
     def on_save_checkpoint(self, checkpoint):

@@ -299,3 +299,51 @@ def test_mp4_output_is_repeatable(tmp_path):
         _write_mp4(iter(frames), str(tmp_path / f"{i}.mp4"), 44, 52, 25.0, crf=18)
         outputs.add((tmp_path / f"{i}.mp4").read_bytes())
     assert len(outputs) == 1
+
+
+def test_a_folder_of_videos_resumes_and_reports_failures(tmp_path, causal_twin, capsys):
+    """Two good videos and a corrupt one: two exact outputs and a summary that names the corrupt file; a rerun
+    skips what is finished."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    (src / "a.mkv").write_bytes(encode_video(next(random_clips(1, 3, 8, seed=1))[1]))
+    (src / "b.mp4").write_bytes(encode_video(np.stack(_frames(2, 6, 10)), codec="libx264"))
+    (src / "broken.mp4").write_bytes(b"\x00" * 100)
+    (src / "notes.txt").write_text("not a video")
+    command = ["upscale", str(src), str(out), "--adapter", causal_twin["adapter"]]
+    with pytest.raises(SystemExit) as exit_:
+        main(command)
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert exit_.value.code == 1
+    assert summary.startswith("litevsr upscale: 2 done, 0 skipped (already there), 1 failed: broken.mp4 (")
+    assert sorted(os.listdir(out)) == ["a.mp4", "b.mp4"]
+    assert read_video(str(out / "a.mp4")).shape == (3, 32, 32, 3) and read_video(str(out / "b.mp4")).shape == (2, 24, 40, 3)
+    (src / "broken.mp4").unlink()
+    main(command)
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "litevsr upscale: 0 done, 2 skipped (already there), 0 failed"
+
+
+def test_bfloat16_on_the_cpu_follows_float32(tmp_path):
+    from litevsr.cli import load_models
+
+    (_, fp32, config), = load_models(None, None, "cpu", "float32")
+    (_, bf16, _), = load_models(None, None, "cpu", "bfloat16")
+    assert bf16.backbone.transformer.dtype == torch.bfloat16 and bf16.backbone.vae.dtype == torch.float32
+    lq = frames_to_video(np.stack(_frames(5, 12, 12, seed=6)))[None]
+    sampling = Sampling.of_adapter(config)
+    a, b = upscale_clip(fp32, lq, 4, sampling), upscale_clip(bf16, lq, 4, sampling)
+    assert a.shape == b.shape == (1, 3, 5, 48, 48)
+    assert 10 * torch.log10(4 / ((a - b) ** 2).mean()) > 30  # dB between the two
+
+
+def test_device_and_dtype_options_are_checked(tmp_path, capsys):
+    from litevsr.inference import resolve_device
+
+    assert resolve_device("cpu", "auto") == (torch.device("cpu"), "float32")
+    with pytest.raises(LiteVSRError, match="--dtype must be"):
+        resolve_device("cpu", "int8")
+    with pytest.raises(LiteVSRError, match="--device must be"):
+        resolve_device("gpu0", "auto")
+    if not torch.cuda.is_available():
+        with pytest.raises(LiteVSRError, match="no GPU is visible"):
+            resolve_device("cuda", "auto")

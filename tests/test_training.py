@@ -59,7 +59,7 @@ def test_fit_logs_to_tensorboard_and_exports(fitted):
     assert {"val/lq_sr_gt", "train/degraded_lq_hq"} <= set(events.Tags()["images"])
     assert (run / "val_samples.png").is_file()
     sampling = read_adapter_config(str(run / "adapter"))["sampling"]
-    assert set(sampling) == {"steps", "sigma_start", "shift"}
+    assert set(sampling) == {"steps", "sigma_start", "shift", "color_fix"}
 
 
 def test_checkpoint_holds_only_the_adapter(fitted):

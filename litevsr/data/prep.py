@@ -36,10 +36,8 @@ import webdataset as wds
 from litevsr import LiteVSRError
 from litevsr.data.clipping import ClipOptions, ClipStats, VideoSkipped, cut_clips
 from litevsr.data.shards import LATENTS_MEMBER, MANIFEST, latents_member, write_json_atomic
-from litevsr.data.video import encode_video, iter_frames, video_info
+from litevsr.data.video import VIDEO_EXTENSIONS, encode_video, is_video_file, iter_frames, video_info
 
-VIDEO_EXTENSIONS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
-                    ".y4m", ".mts", ".m2ts", ".3gp", ".ogv", ".vob", ".dv", ".gif", ".mxf", ".nut"}
 STATE_DIR = ".make_shards"
 LATENT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -82,7 +80,7 @@ def find_videos(inputs: list[str]) -> list[str]:
         if os.path.isdir(item):
             for root, _, files in os.walk(item, followlinks=True):
                 found |= {os.path.abspath(os.path.join(root, f)) for f in files
-                          if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS}
+                          if is_video_file(os.path.join(root, f))}
         elif os.path.isfile(item):
             found.add(os.path.abspath(item))
         else:

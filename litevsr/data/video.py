@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from fractions import Fraction
 from typing import Iterator
 
@@ -10,6 +11,15 @@ import av
 import numpy as np
 
 from litevsr import LiteVSRError
+
+
+#: File extensions taken for videos wherever a folder is searched (shards, evaluation, batch upscaling).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
+                              ".y4m", ".mts", ".m2ts", ".3gp", ".ogv", ".vob", ".dv", ".gif", ".mxf", ".nut"})
+
+
+def is_video_file(path: str) -> bool:
+    return os.path.isfile(path) and os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
 
 
 #: x264's macroblock-tree rate control encodes identical frames to different bytes from run to run (measured:
