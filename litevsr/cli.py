@@ -101,8 +101,10 @@ def _sampling_arguments(parser) -> None:
                         help="frames per temporal window (default: from the backbone's frame rule, 17 for Wan)")
     parser.add_argument("--overlap", type=int, default=None,
                         help="frames neighbouring windows share and blend (default: the frame rule's step, 4 for Wan)")
-    parser.add_argument("--tile", type=int, default=None, help="spatial tile in output pixels (default: whole frames)")
-    parser.add_argument("--tile-overlap", type=int, default=64, help="overlap of spatial tiles in output pixels")
+    parser.add_argument("--tile", type=int, default=None, help="spatial tile in output pixels (default: chosen from "
+                        "the frame size, the backbone and the device, so time grows linearly with area; 0: whole frames)")
+    parser.add_argument("--tile-overlap", type=int, default=None,
+                        help="overlap of spatial tiles in output pixels (default: an eighth of the tile)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--color-fix", default=None, choices=["none", "wavelet", "adain", "lab"],
                         help="correct the output's colour towards the bicubic upsampling of the input (default: none)")

@@ -9,7 +9,9 @@ temporary name and renamed at the end, so a failure never leaves a partial outpu
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import math
 import os
 import shutil
 from contextlib import contextmanager
@@ -51,8 +53,8 @@ class Sampling:
     sigma_start: float = 1.0
     shift: float = 1.0
     seed: int = 0
-    tile: int | None = None  # HQ pixels; None = whole frames
-    tile_overlap: int = 64  # HQ pixels
+    tile: int | None = None  # HQ pixels; None = chosen by `resolve_tiles`, 0 = whole frames
+    tile_overlap: int | None = None  # HQ pixels; None = an eighth of the tile
     color_fix: str = "none"  # see litevsr.color
 
     def __post_init__(self):
@@ -61,7 +63,9 @@ class Sampling:
             raise LiteVSRError(f"steps must be >= 1, got {self.steps}")
         if not 0 < self.sigma_start <= 1:
             raise LiteVSRError(f"sigma_start must be in (0, 1], got {self.sigma_start}")
-        if self.tile is not None and not 0 <= self.tile_overlap < self.tile:
+        if self.tile is not None and self.tile < 0:
+            raise LiteVSRError(f"the tile must be >= 0 output pixels (0: whole frames), got {self.tile}")
+        if self.tile and self.tile_overlap is not None and not 0 <= self.tile_overlap < self.tile:
             raise LiteVSRError(f"the tile overlap must be in [0, tile), got tile {self.tile} and overlap "
                                f"{self.tile_overlap} (output pixels)")
 
@@ -88,9 +92,37 @@ def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.dev
     return resolved, dtype
 
 
+#: Tokens one transformer call may hold when tiles are chosen automatically. CPU: attention time grows with the
+#: square of this, per-call overhead with its inverse (on the 2-core CPU, 128 px tiles with 9 frames ran faster than
+#: 256 px). GPU: a Wan2.1 480x832, 81-frame clip, what the real model generates in one call, scaled down where less
+#: than 40 GiB is free.
+TOKEN_BUDGET = {"cpu": 4096, "cuda": 32760}
+
+
+def resolve_tiles(sampling: Sampling, backbone, size: tuple[int, int], frames: int) -> Sampling:
+    """`sampling` with a concrete tile and overlap for output frames of `size` (H, W) in windows of `frames`.
+
+    Automatic tiles are the largest squares whose tokens over the window stay within TOKEN_BUDGET, so time grows
+    linearly with area and length; frames that fit are not tiled."""
+    unit = backbone.spatial_multiple  # output pixels per token side
+    tile = sampling.tile
+    if tile is None:
+        device = backbone.device
+        budget = TOKEN_BUDGET.get(device.type, TOKEN_BUDGET["cpu"])
+        if device.type == "cuda":
+            budget = int(budget * min(1.0, torch.cuda.mem_get_info(device)[0] / 40 * 2**-30))
+        latent_frames = 1 + (frames - 1) // backbone.vae_stride[0]
+        tile = max(2, math.isqrt(budget // latent_frames)) * unit
+        tile = 0 if tile >= max(size) else tile
+    overlap = sampling.tile_overlap
+    if overlap is None:
+        overlap = max(2 * unit, tile // 8 // unit * unit) if tile else 0
+    return dataclasses.replace(sampling, tile=tile, tile_overlap=overlap)
+
+
 def _latent_tiles(model: LiteVSR, sampling: Sampling) -> dict:
     stride = model.backbone.vae_stride[1]
-    if sampling.tile is None:
+    if not sampling.tile:
         return {}
     return {"tile": sampling.tile // stride, "tile_overlap": sampling.tile_overlap // stride}
 
@@ -124,7 +156,8 @@ def decode_clip(model: LiteVSR, latents: torch.Tensor, lq: torch.Tensor, scale: 
 
 def upscale_clip(model: LiteVSR, lq: torch.Tensor, scale: int, sampling: Sampling | None = None) -> torch.Tensor:
     """Any (B, 3, T, h, w) LQ video in [-1, 1] -> exactly (B, 3, T, h*scale, w*scale), in one window."""
-    sampling = sampling or Sampling()
+    size = (lq.shape[-2] * scale, lq.shape[-1] * scale)
+    sampling = resolve_tiles(sampling or Sampling(), model.backbone, size, lq.shape[2])
     with vae_tiling(model, sampling):
         return decode_clip(model, clip_latents(model, lq, scale, sampling), lq, scale, sampling)
 
@@ -133,7 +166,7 @@ def upscale_clip(model: LiteVSR, lq: torch.Tensor, scale: int, sampling: Samplin
 def vae_tiling(model: LiteVSR, sampling: Sampling):
     """Tile the VAE's convolutions like the transformer while sampling.tile is set."""
     vae = model.backbone.vae
-    if sampling.tile is not None:
+    if sampling.tile:
         stride = sampling.tile - sampling.tile_overlap
         vae.enable_tiling(tile_sample_min_height=sampling.tile, tile_sample_min_width=sampling.tile,
                           tile_sample_stride_height=stride, tile_sample_stride_width=stride)
@@ -181,22 +214,24 @@ def upscale_windows(model: LiteVSR, frames: Iterator[np.ndarray], scale: int, sa
     device = next(model.backbone.parameters()).device
     tail = None  # the previous window's last `overlap` decoded frames, waiting for the blend
     count = None if total is None else max(1, -(-(total - overlap) // (window - overlap)))
-    with vae_tiling(model, sampling):
-        for index, (_, chunk) in enumerate(tqdm(_windows(frames, window, overlap), total=count,
-                                                    unit="window", desc=f"upscaling x{scale}")):
-            lq = frames_to_video(chunk)[None].to(device)
+    for index, (_, chunk) in enumerate(tqdm(_windows(frames, window, overlap), total=count,
+                                            unit="window", desc=f"upscaling x{scale}")):
+        lq = frames_to_video(chunk)[None].to(device)
+        if index == 0:  # tiles follow the frame size, known from the first frames on
+            sampling = resolve_tiles(sampling, model.backbone, (lq.shape[-2] * scale, lq.shape[-1] * scale), window)
+        with vae_tiling(model, sampling):
             sr = decode_clip(model, clip_latents(model, lq, scale, sampling, index), lq, scale, sampling)[0]
-            if tail is not None:
-                ramp = (torch.arange(1, overlap + 1, device=sr.device) / (overlap + 1)).view(1, -1, 1, 1)
-                sr = torch.cat([tail * (1 - ramp) + sr[:, :overlap] * ramp, sr[:, overlap:]], dim=1)
-            keep = max(0, sr.shape[1] - overlap)
-            if keep > 0:
-                yield sr[:, :keep]
-            tail = sr[:, keep:]
-        if tail is None:
-            raise LiteVSRError("the input contains no frames")
-        if tail.shape[1]:
-            yield tail
+        if tail is not None:
+            ramp = (torch.arange(1, overlap + 1, device=sr.device) / (overlap + 1)).view(1, -1, 1, 1)
+            sr = torch.cat([tail * (1 - ramp) + sr[:, :overlap] * ramp, sr[:, overlap:]], dim=1)
+        keep = max(0, sr.shape[1] - overlap)
+        if keep > 0:
+            yield sr[:, :keep]
+        tail = sr[:, keep:]
+    if tail is None:
+        raise LiteVSRError("the input contains no frames")
+    if tail.shape[1]:
+        yield tail
 
 
 def upscale_frames(model: LiteVSR, frames: Iterator[np.ndarray], scale: int, sampling: Sampling,

@@ -347,3 +347,20 @@ def test_device_and_dtype_options_are_checked(tmp_path, capsys):
     if not torch.cuda.is_available():
         with pytest.raises(LiteVSRError, match="no GPU is visible"):
             resolve_device("cuda", "auto")
+
+
+def test_automatic_tiles_keep_each_transformer_call_within_the_token_budget(causal_twin):
+    from litevsr.backbones import WanBackbone
+    from litevsr.inference import TOKEN_BUDGET, resolve_tiles
+
+    for backbone, frames in ((WanBackbone("tiny"), 17), (WanBackbone(causal_twin["backbone"]), 17)):
+        unit = backbone.spatial_multiple
+        latent_frames = 1 + (frames - 1) // backbone.vae_stride[0]
+        big = resolve_tiles(Sampling(), backbone, (960, 1280), frames)
+        bigger = resolve_tiles(Sampling(), backbone, (1920, 2560), frames)
+        assert big.tile == bigger.tile > 0 and big.tile % unit == 0  # same tiles: time grows with the area
+        assert (big.tile // unit) ** 2 * latent_frames <= TOKEN_BUDGET["cpu"] < (big.tile // unit + 1) ** 2 * latent_frames
+        assert 0 < big.tile_overlap < big.tile and big.tile_overlap % unit == 0
+        assert resolve_tiles(Sampling(), backbone, (64, 48), frames).tile == 0  # fits: whole frames
+        assert resolve_tiles(Sampling(tile=0), backbone, (960, 1280), frames).tile == 0  # --tile 0
+        assert resolve_tiles(Sampling(tile=256), backbone, (960, 1280), frames).tile == 256
