@@ -9,6 +9,7 @@ folder and loaded back through `WanBackbone`'s from_pretrained path. Speed and m
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 
@@ -57,16 +58,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny config on the CPU: checks the script runs")
     args = parser.parse_args()
-    from litevsr.adapters import StateAwareAdapter
+    from litevsr.adapters import StateAwareAdapter, save_adapter
     from litevsr.backbones.wan import KNOWN_CONFIGS, TINY_CONFIG
-    from litevsr.inference import Sampling, upscale_clip
+    from litevsr.cli import load_models
+    from litevsr.data.pipeline import video_to_frames
+    from litevsr.data.video import encode_video
+    from litevsr.inference import Sampling, upscale_file
     from litevsr.module import LiteVSRModule
 
     device = "cpu" if args.smoke else "cuda"
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    with tempfile.TemporaryDirectory() as folder:
-        backbone, load_s = build_backbone(folder, TINY_CONFIG if args.smoke else KNOWN_CONFIGS[REPO], device)
+    folder = tempfile.mkdtemp()
+    backbone, load_s = build_backbone(folder, TINY_CONFIG if args.smoke else KNOWN_CONFIGS[REPO], device)
     t, h, w = args.frames, args.height, args.width
     hq = torch.rand(1, 3, t, h, w, device=device) * 2 - 1
     lq = torch.rand(1, 3, t, h // 4, w // 4, device=device) * 2 - 1
@@ -101,12 +105,19 @@ def main() -> None:
             backbone.transformer.disable_gradient_checkpointing()
             adapter.gradient_checkpointing = False
 
-    model = module.model.eval()
+    # Upscaling as `litevsr upscale` runs it: the CLI's loading (device, bfloat16 transformer) and upscale_file on
+    # an LQ video file, with its default windows and automatic tiles.
+    save_adapter(adapter, f"{folder}/adapter", folder, scale=4, sampling={"steps": 1, "sigma_start": 0.5, "shift": 1.0})
+    del module, backbone
+    (_, model, config), = load_models(f"{folder}/adapter", folder, device, "bfloat16")
+    with open(f"{folder}/lq.mkv", "wb") as f:
+        f.write(encode_video(video_to_frames(lq[0].cpu())))
     for steps in (1, 4):
-        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
-            sampling = Sampling(steps=steps, sigma_start=0.5)
-            seconds, peak = timed(lambda: upscale_clip(model, lq, 4, sampling), args.repeats, device)
-        add(f"upscale x4, {steps} step(s), whole clip", seconds, peak, frames_per_s=t / seconds)
+        sampling = Sampling.of_adapter(config, steps=steps)
+        seconds, peak = timed(lambda: upscale_file(model, f"{folder}/lq.mkv", f"{folder}/sr.mp4", 4, sampling,
+                                                   overwrite=True), args.repeats, device)
+        add(f"litevsr upscale x4, {steps} step(s), defaults, bf16", seconds, peak, frames_per_s=t / seconds)
+    backbone = model.backbone
 
     # Full fine-tuning of the same transformer (bf16 weights, AdamW, gradient checkpointing) for comparison.
     transformer = backbone.transformer.requires_grad_(True).train()
@@ -129,6 +140,7 @@ def main() -> None:
     report("gpu_real_shape_smoke" if args.smoke else "gpu_real_shape", rows, ["measure", "seconds", "peak_GiB"],
            {"shape": {"frames": t, "height": h, "width": w, "batch": 1}, "backbone": "tiny" if args.smoke else REPO + " (random weights)",
             "load_from_folder_s": load_s})
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
