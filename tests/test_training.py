@@ -109,7 +109,7 @@ def test_validate_from_a_checkpoint_scores_its_weights(fitted, backbone_dir, sha
 
 def test_predict_from_a_checkpoint_upscales_with_its_weights(fitted, tmp_path):
     from conftest import random_clips
-    from litevsr.data.video import encode_video, read_video
+    from litevsr.data.video import encode_video
 
     tmp, config = fitted
     src = tmp_path / "in.mkv"
