@@ -211,7 +211,7 @@ def upscale_windows(model: LiteVSR, frames: Iterator[np.ndarray], scale: int, sa
     frame i. Blending decoded frames is right for any VAE layout: with a causal 1 + 4k VAE the two windows'
     latents over the overlap do not hold the same frames."""
     window, overlap = temporal_windows(model.backbone, window, overlap)
-    device = next(model.backbone.parameters()).device
+    device = model.backbone.device
     tail = None  # the previous window's last `overlap` decoded frames, waiting for the blend
     count = None if total is None else max(1, -(-(total - overlap) // (window - overlap)))
     for index, (_, chunk) in enumerate(tqdm(_windows(frames, window, overlap), total=count,

@@ -169,13 +169,16 @@ class LiteVSRModule(L.LightningModule):
         generator = torch.Generator(cond.device).manual_seed(hp.val_seed + batch_idx)
         return self.model.sample(cond, hp.val_steps, hp.val_shift, hp.val_sigma_start, generator, use_adapter)
 
+    def _super_resolve(self, cond, bicubic, batch_idx):
+        """The SR clip as prediction gives it: sampled, decoded and colour-fixed towards `bicubic`."""
+        return color_fix(self.backbone.decode(self._sample(cond, batch_idx)), bicubic, self.hparams.color_fix)
+
     def validation_step(self, batch, batch_idx):
         hq, lq = batch["hq"], batch["lq"]
         x0, cond = self._encode_batch(batch)
         scale = hq.shape[-1] // lq.shape[-1]
         bicubic = resize_video(lq, hq.shape[-2:]).clamp(-1, 1)
-        outputs = {"": color_fix(self.backbone.decode(self._sample(cond, batch_idx)), bicubic, self.hparams.color_fix),
-                   "_bicubic": bicubic}
+        outputs = {"": self._super_resolve(cond, bicubic, batch_idx), "_bicubic": bicubic}
         if self.hparams.val_references:
             outputs["_no_adapter"] = self.backbone.decode(self._sample(cond, batch_idx, use_adapter=False))
             outputs["_vae"] = self.backbone.decode(x0)
@@ -225,9 +228,9 @@ class LiteVSRModule(L.LightningModule):
         if "input" in batch:
             return upscale_file(self.model, batch["input"], batch["output"], batch["scale"], self.sampling(),
                                 overwrite=batch["overwrite"])
-        cond = self.model.condition(batch["lq"], batch["hq"].shape[-2:])
-        bicubic = resize_video(batch["lq"], batch["hq"].shape[-2:]).clamp(-1, 1)
-        return color_fix(self.backbone.decode(self._sample(cond, batch_idx)), bicubic, self.hparams.color_fix)
+        size = batch["hq"].shape[-2:]
+        return self._super_resolve(self.model.condition(batch["lq"], size),
+                                   resize_video(batch["lq"], size).clamp(-1, 1), batch_idx)
 
     # --- checkpoints hold the adapter only ---------------------------------------------------------
     def on_save_checkpoint(self, checkpoint):

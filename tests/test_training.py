@@ -268,3 +268,25 @@ def test_fit_on_cached_latents_and_a_stale_cache_is_one_line(cached_shards, caus
     retrained = write_twin("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", str(tmp_path / "retrained"), seed=1)["backbone"]
     line = run_error(capsys, ["fit", "--config", config, "--model.backbone.init_args.pretrained", retrained])
     assert line.startswith("litevsr: error: the cached latents were encoded by another VAE")
+
+
+def test_validation_applies_the_recipes_colour_fix(causal_twin, shard_dirs):
+    """model.color_fix corrects validation outputs towards the bicubic upsampling of the LQ clip."""
+    from litevsr.adapters import load_adapter
+    from litevsr.color import color_fix
+    from litevsr.data.degradations import resize_video
+    from litevsr.module import LiteVSRModule
+
+    data = VideoShardDataModule(shard_dirs[0], shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2)
+    data.setup("validate")
+    batch = next(iter(data.val_dataloader()))
+    outputs = {}
+    for fix in ("none", "wavelet"):
+        backbone = WanBackbone(causal_twin["backbone"])
+        module = LiteVSRModule(backbone, load_adapter(causal_twin["adapter"], backbone), color_fix=fix,
+                               val_references=False)
+        module.log = lambda *args, **kwargs: None
+        outputs[fix] = module.validation_step(batch, 0)
+    bicubic = resize_video(batch["lq"], batch["hq"].shape[-2:]).clamp(-1, 1)
+    torch.testing.assert_close(outputs["wavelet"], color_fix(outputs["none"], bicubic, "wavelet"))
+    assert not torch.equal(outputs["wavelet"], outputs["none"])

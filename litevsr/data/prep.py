@@ -306,9 +306,10 @@ def _sample(clip, base: dict, options: PrepOptions, device: str) -> dict:
         from litevsr.model import LiteVSR
 
         backbone = _cached("backbone", options, device)
+        model = LiteVSR(backbone, None)
         with torch.no_grad():  # the condition is encoded exactly as training would encode it
             latents = {"hq": backbone.encode(hq[None].to(device))[0]}
-            latents.update({f"cond{k}": LiteVSR(backbone, None).condition(lq[None].to(device), hq.shape[-2:])[0]
+            latents.update({f"cond{k}": model.condition(lq[None].to(device), hq.shape[-2:])[0]
                             for k, lq in enumerate(lqs)})
         latents = {k: v.to(LATENT_DTYPES[options.latents_dtype]).cpu() for k, v in latents.items()}
         meta["latents"] = {"backbone": options.latents, "vae_fingerprint": backbone.vae_fingerprint,
