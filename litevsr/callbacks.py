@@ -42,7 +42,7 @@ class AdapterExport(L.Callback):
         self.path = os.path.join(_run_dir(trainer), self.filename)
         scale = getattr(getattr(trainer.datamodule, "hparams", None), "scale", None)
         sampling = {k: v for k, v in vars(pl_module.sampling()).items()
-                    if k in ("steps", "sigma_start", "shift", "color_fix")}
+                    if k in ("steps", "sigma_start", "shift", "color_fix", "start_noise")}
         save_adapter(pl_module.adapter, self.path, pl_module.backbone.name, scale, sampling)
         ckpt = getattr(trainer.checkpoint_callback, "dirpath", None) or "(checkpointing disabled)"
         figures = validation_line(trainer.callback_metrics)

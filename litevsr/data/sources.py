@@ -128,3 +128,52 @@ def lavfi_clips(clips_per_source: int, clip_frames: int, size: int, skip: int = 
                 for _ in range(skip):
                     next(frames)
                 yield f"lavfi_{name}_{k:04d}", clip, {"source": f"lavfi:{name}", "license": "synthetic (FFmpeg lavfi)"}
+
+
+def _pseudo_words(generator: torch.Generator, count: int) -> list[str]:
+    letters = "etaoinshrdlucmfwypvbgkjqxz"
+    weights = torch.linspace(3.0, 0.2, len(letters))  # roughly English letter frequencies
+    words = []
+    for _ in range(count):
+        n = int(torch.randint(1, 10, (), generator=generator))
+        word = "".join(letters[int(i)] for i in torch.multinomial(weights, n, replacement=True, generator=generator))
+        if float(torch.rand((), generator=generator)) < 0.15:
+            word = word.capitalize() + "."
+        elif float(torch.rand((), generator=generator)) < 0.05:
+            word = str(int(torch.randint(0, 10000, (), generator=generator)))
+        words.append(word)
+    return words
+
+
+def text_page(width: int, height: int, generator: torch.Generator) -> np.ndarray:
+    """A synthetic screen: lines of text in Pillow's built-in font at random sizes and colours, on flat panels."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rand = lambda lo, hi: int(torch.randint(lo, hi, (), generator=generator))  # noqa: E731
+    dark = float(torch.rand((), generator=generator)) < 0.3
+    page = Image.new("RGB", (width, height), (rand(0, 40),) * 3 if dark else (rand(225, 256),) * 3)
+    draw = ImageDraw.Draw(page)
+    for _ in range(rand(1, 4)):  # panels, as windows and sidebars
+        x0, y0 = rand(0, width // 2), rand(0, height // 2)
+        draw.rectangle([x0, y0, x0 + rand(width // 8, width), y0 + rand(height // 8, height)],
+                       fill=tuple(rand(0, 256) for _ in range(3)))
+    y = rand(2, 12)
+    while y < height:
+        size = rand(9, 30)
+        font = ImageFont.load_default(size=size)
+        colour = tuple(rand(180, 256) for _ in range(3)) if dark else tuple(rand(0, 110) for _ in range(3))
+        draw.text((rand(2, 24), y), " ".join(_pseudo_words(generator, 12)), font=font, fill=colour,
+                  stroke_width=int(float(torch.rand((), generator=generator)) < 0.2))
+        y += int(size * (1.2 + 0.8 * float(torch.rand((), generator=generator))))
+    return np.asarray(page)
+
+
+def screen_clips(count: int, clip_frames: int, size: int, seed: int = 0) -> Iterator[tuple[str, np.ndarray, dict]]:
+    """Synthetic screen recordings: a text page scrolled by whole pixels per frame (as screens scroll)."""
+    generator = torch.Generator().manual_seed(seed)
+    for k in range(count):
+        speed = int(torch.randint(0, 5, (), generator=generator))
+        page = text_page(size, size + speed * clip_frames, generator)
+        clip = np.stack([page[t * speed:t * speed + size] for t in range(clip_frames)])
+        yield f"screen_{seed}_{k:04d}", clip, {"source": "synthetic text page (Pillow's built-in font)",
+                                               "license": "synthetic, no rights attached"}

