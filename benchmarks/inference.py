@@ -23,7 +23,7 @@ from common import report
 def _model():
     from litevsr.cli import load_models
 
-    (_, model, config), = load_models("demo", None)
+    (_, model, config), = load_models("general", None)
     return model, config
 
 

@@ -50,7 +50,8 @@ class AdapterExport(L.Callback):
         rank_zero_info(
             "\nlitevsr: done."
             + (f"\n  held-out validation PSNR-Y / SSIM-Y: {figures}" if figures else "")
-            + (f"\n  pictures (LQ | SR | GT) : {pictures} and TensorBoard's Images tab" if os.path.isfile(pictures) else "")
+            + (f"\n  pictures         : {pictures} (LQ | bicubic | litevsr | GT) and TensorBoard's Images tab"
+               if os.path.isfile(pictures) else "")
             + f"\n  exported adapter : {self.path}"
             f"\n  checkpoints      : {ckpt}"
             f"\n  TensorBoard      : tensorboard --logdir {os.path.dirname(_run_dir(trainer))}"

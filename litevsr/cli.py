@@ -93,7 +93,7 @@ def _one_line(err: BaseException) -> str:
 
 def _sampling_arguments(parser) -> None:
     parser.add_argument("--adapter", default=None,
-                        help="an exported adapter folder, or several separated by commas (default: the shipped 'demo' adapter)")
+                        help="an exported adapter folder, or several separated by commas (default: the shipped 'general' adapter)")
     parser.add_argument("--backbone", default=None, help="backbone folder or hub id (default: the adapters' own)")
     parser.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the adapter's)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the adapter's, usually 1)")
@@ -117,12 +117,12 @@ def load_models(adapter_arg: str | None, backbone_arg: str | None, device: str =
     """One backbone, several adapters on it: [(name, LiteVSR, adapter config)]. The backbone loads once, with its
     transformer in `dtype`, and everything moves to `device` (see `resolve_device`)."""
     from litevsr.adapters.base import load_adapter, read_adapter_config
-    from litevsr.backbones.wan import SHIPPED_ADAPTERS, WanBackbone
+    from litevsr.backbones.wan import DEFAULT_ADAPTER, SHIPPED_ADAPTERS, WanBackbone
     from litevsr.inference import resolve_device
     from litevsr.model import LiteVSR
 
     device, dtype = resolve_device(device, dtype)
-    paths = [str(SHIPPED_ADAPTERS.get(p, p)) for p in (adapter_arg or "demo").split(",") if p]
+    paths = [str(SHIPPED_ADAPTERS.get(p, p)) for p in (adapter_arg or DEFAULT_ADAPTER).split(",") if p]
     configs = [read_adapter_config(p) for p in paths]
     backbones = {c["backbone"] for c in configs}
     if backbone_arg is None and len(backbones) > 1:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from litevsr import LiteVSRError, flow
 from litevsr.color import check_color_fix, color_fix
@@ -21,6 +21,18 @@ from litevsr.inference import Sampling, upscale_file
 from litevsr.model import LiteVSR
 
 ADAPTER_PREFIX = "model.adapter."
+
+
+def labelled(grid, labels: list[str]) -> Image.Image:
+    """An image grid (H, W, 3) uint8 of equal columns under a header naming each column."""
+    header = Image.new("RGB", (grid.shape[1], 18), (255, 255, 255))
+    draw, width = ImageDraw.Draw(header), grid.shape[1] // len(labels)
+    for i, label in enumerate(labels):
+        draw.text((i * width + 4, 3), label, fill=(0, 0, 0))
+    image = Image.new("RGB", (grid.shape[1], grid.shape[0] + header.height))
+    image.paste(header, (0, 0))
+    image.paste(Image.fromarray(grid), (0, header.height))
+    return image
 
 
 def default_optimizer(params):
@@ -75,7 +87,7 @@ class LiteVSRModule(L.LightningModule):
             gradient_checkpointing: Recompute backbone and adapter activations in backward to save memory.
             num_logged_samples: Validation samples shown as LQ | SR | GT images in TensorBoard.
             init_adapter: Start from an exported adapter's weights: a path, or the name of a shipped adapter
-                ("animation": x4 on the tiny generator's own footage). Its configuration must match `adapter`.
+                ("general": the default x4 adapter of the tiny generator). Its configuration must match `adapter`.
             color_fix: Colour correction of validation and prediction outputs towards the bicubic upsampling of
                 the LQ: none, wavelet, adain or lab (see litevsr.color).
         """
@@ -191,7 +203,7 @@ class LiteVSRModule(L.LightningModule):
             for name, values in frame_metrics(video, hq, crop_border=scale).items():
                 self.log(f"val/{name}{suffix}", values.mean(), batch_size=values.numel(), sync_dist=True)
         if batch_idx == 0:
-            self._log_samples(lq, outputs[""], hq)
+            self._log_samples(lq, bicubic, outputs[""], hq)
         return outputs[""]
 
     @staticmethod
@@ -212,14 +224,16 @@ class LiteVSRModule(L.LightningModule):
         self._add_images("train/degraded_lq_hq",
                          self._side_by_side(resize_video(batch["lq"][:n], hq.shape[-2:], mode="nearest"), hq))
 
-    def _log_samples(self, lq, sr, hq):
-        """LQ | SR | GT (middle frames) to TensorBoard and, as a PNG, into the run folder."""
+    def _log_samples(self, lq, bicubic, sr, hq):
+        """Aligned middle frames, LQ (nearest) | bicubic | litevsr | GT, to TensorBoard and, as a labelled PNG, into
+        the run folder."""
         n = min(self.hparams.num_logged_samples, hq.shape[0])
-        rows = self._side_by_side(resize_video(lq[:n], hq.shape[-2:], mode="nearest"), sr[:n], hq[:n])
-        self._add_images("val/lq_sr_gt", rows)
+        rows = self._side_by_side(resize_video(lq[:n], hq.shape[-2:], mode="nearest"), bicubic[:n], sr[:n], hq[:n])
+        self._add_images("val/lq_bicubic_sr_gt", rows)
         if self.logger is not None and self.logger.log_dir and not self.trainer.sanity_checking:
             grid = (rows.permute(0, 2, 3, 1).flatten(0, 1) * 255).round().byte().cpu().numpy()
-            Image.fromarray(grid).save(os.path.join(self.logger.log_dir, "val_samples.png"))
+            labelled(grid, ["LQ (nearest)", "bicubic", "litevsr", "GT"]).save(
+                os.path.join(self.logger.log_dir, "val_samples.png"))
 
     def sampling(self) -> Sampling:
         """The sampler settings of validation, which prediction and exported adapters use too."""

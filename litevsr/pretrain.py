@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import time
 
@@ -96,7 +97,7 @@ class CosineDecay(L.Callback):
         self.base = self.base or [g["lr"] for g in optimizer.param_groups]
         self.start = self.start or time.time()
         step = trainer.global_step
-        factor = min(1.0, (step + 1) / self.warmup) * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * self.progress(step))))
+        factor = min(1.0, (step + 1) / self.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * self.progress(step))))
         for group, base in zip(optimizer.param_groups, self.base):
             group["lr"] = base * factor
 

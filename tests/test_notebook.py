@@ -3,13 +3,13 @@ import os
 import nbformat
 from nbclient import NotebookClient
 
-from litevsr.backbones.wan import DEMO_ADAPTER
+from litevsr.backbones.wan import GENERAL_ADAPTER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_quickstart_notebook_runs():
-    assert (DEMO_ADAPTER / "config.json").is_file(), "the demo adapter ships inside the package"
+    assert (GENERAL_ADAPTER / "config.json").is_file(), "the default adapter ships inside the package"
     nb = nbformat.read(os.path.join(ROOT, "notebooks", "quickstart.ipynb"), as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": os.path.join(ROOT, "notebooks")}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

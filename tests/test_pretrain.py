@@ -9,11 +9,13 @@ from litevsr.backbones import WanBackbone
 @pytest.mark.slow
 def test_pretraining_pipeline_end_to_end(tmp_path):
     """A few steps of each stage: the saved generator loads through from_pretrained and is measured."""
+    from litevsr.data.shards import write_shards
+    from litevsr.data.sources import lavfi_clips
     from litevsr.pretrain import pretrain
 
-    out = tmp_path / "gen"
-    runs = tmp_path / "runs"
-    results = pretrain(out=str(out), data_root=str(tmp_path / "data"), log_dir=str(runs), transformer_steps=2,
+    out, runs, data = tmp_path / "gen", tmp_path / "runs", tmp_path / "data"
+    write_shards(lavfi_clips(1, 17, 128), str(data / "generator"), clips_per_shard=4)  # small: no full build
+    results = pretrain(out=str(out), data_root=str(data), log_dir=str(runs), transformer_steps=2,
                        samples_png=str(tmp_path / "samples.png"), results_json=str(tmp_path / "results.json"))
     backbone = WanBackbone(str(out))
     assert backbone.vae_stride == (1, 2, 2) and backbone.patch_size == (1, 4, 4)
@@ -23,7 +25,7 @@ def test_pretraining_pipeline_end_to_end(tmp_path):
     assert saved["held_out"]["vae_psnr_y"] == results["held_out"]["vae_psnr_y"] > 0
     assert set(saved["cost_seconds"]) >= {"vae_s", "transformer_s"} and saved["transformer_steps"] == 2
     assert saved["held_out"]["vae_psnr_y"] >= 45  # the PCA VAE, on a video no stage saw
-    resumed = pretrain(out=str(tmp_path / "gen2"), data_root=str(tmp_path / "data"), log_dir=str(tmp_path / "runs2"),
+    resumed = pretrain(out=str(tmp_path / "gen2"), data_root=str(data), log_dir=str(tmp_path / "runs2"),
                        transformer_steps=3, resume=str(runs / "transformer.ckpt"), samples_png=str(tmp_path / "s2.png"),
                        results_json=str(tmp_path / "results2.json"))
     assert resumed["transformer_steps"] == 3  # continued from step 2, optimizer included

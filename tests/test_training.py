@@ -56,10 +56,10 @@ def test_fit_logs_to_tensorboard_and_exports(fitted):
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "val/psnr_y", "val/ssim_y", "val/psnr_y_bicubic", "val/ssim_y_bicubic",
             "val/psnr_y_no_adapter", "val/psnr_y_vae"} <= tags
-    assert {"val/lq_sr_gt", "train/degraded_lq_hq"} <= set(events.Tags()["images"])
+    assert {"val/lq_bicubic_sr_gt", "train/degraded_lq_hq"} <= set(events.Tags()["images"])
     assert (run / "val_samples.png").is_file()
     sampling = read_adapter_config(str(run / "adapter"))["sampling"]
-    assert set(sampling) == {"steps", "sigma_start", "shift", "color_fix"}
+    assert set(sampling) == {"steps", "sigma_start", "shift", "color_fix", "start_noise"}
 
 
 def test_checkpoint_holds_only_the_adapter(fitted):

@@ -194,9 +194,9 @@ def save_wan(transformer, vae, folder: str, prompt_embeds: torch.Tensor | None =
         save_file({"prompt_embeds": prompt_embeds.contiguous()}, os.path.join(folder, "prompt_embeds.safetensors"))
 
 
-#: The adapter trained by recipes/demo.yaml on the shipped generator; used when no adapter is given.
-DEMO_ADAPTER = TINY_PATH.parent / "demo-adapter"
-#: A x4 adapter trained by recipes/animation_x4.yaml on the generator's own (animation) footage; the demo starts here.
-ANIMATION_ADAPTER = TINY_PATH.parent / "animation-adapter"
-#: Shipped adapters by name, wherever a path to an adapter file is asked for.
-SHIPPED_ADAPTERS = {"demo": DEMO_ADAPTER, "animation": ANIMATION_ADAPTER}
+#: The default adapter: x4 on the shipped generator, trained by recipes/general_x4.yaml on natural, animation and
+#: screen footage with plain bicubic and real-world LQ. recipes/demo.yaml starts from it.
+GENERAL_ADAPTER = TINY_PATH.parent / "general-adapter"
+#: Shipped adapters by name, wherever a path to an adapter folder is asked for.
+SHIPPED_ADAPTERS = {"general": GENERAL_ADAPTER}
+DEFAULT_ADAPTER = "general"

