@@ -45,3 +45,19 @@ def test_pca_vae_refuses_a_layout_it_cannot_linearise():
     config = {**TINY_CONFIG["vae"], "dim_mult": [1, 2], "temperal_downsample": [False]}
     with pytest.raises(ValueError, match="one stage"):
         set_pca_vae(AutoencoderKLWan(**config), torch.zeros(12), torch.zeros(12, 6))
+
+
+@torch.no_grad()
+def test_loading_skips_attention_that_adds_nothing(tmp_path):
+    """The PCA VAE's zeroed mid-block attention is dropped at load time, with bit-identical output."""
+    from litevsr.backbones.wan import skip_noop_attention
+
+    mean, directions = block_pca(torch.rand(1, 3, 2, 16, 16) * 2 - 1, 6)
+    vae = set_pca_vae(_vae(), mean, directions)
+    clip = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    before = vae.decode(vae.encode(clip).latent_dist.mode()).sample
+    skip_noop_attention(vae)
+    assert all(isinstance(m.attentions[0], torch.nn.Identity) for m in (vae.encoder.mid_block, vae.decoder.mid_block))
+    assert torch.equal(vae.decode(vae.encode(clip).latent_dist.mode()).sample, before)
+    trained = _vae()  # random, non-zero projections: kept
+    assert not isinstance(skip_noop_attention(trained).encoder.mid_block.attentions[0], torch.nn.Identity)
