@@ -74,15 +74,38 @@ def main() -> None:
         summary[method] = {"psnr_y": float(np.mean([r["psnr_y"] for r in mine])),
                            "ssim_y": float(np.mean([r["ssim_y"] for r in mine])),
                            "gain_over_bicubic_db": float(np.mean(gains)), "worst_gain_db": float(np.min(gains)),
-                           "warp_error_ratio_to_bicubic": float(np.mean(
-                               [r["warp_error"] / bicubic[r["lq"], r["clip"]]["warp_error"] for r in mine]))}
+                           "warp_error": float(np.mean([r["warp_error"] for r in mine])),
+                           "warp_error_ratio_to_bicubic": float(np.mean([r["warp_error"] for r in mine]) / np.mean(
+                               [bicubic[r["lq"], r["clip"]]["warp_error"] for r in mine]))}
     columns = ["lq", "kind", "clip", "method", "psnr_y", "ssim_y", "warp_error"]
     report(opts.name, rows, columns, {"summary": summary, "manifest": manifest, "command": " ".join(sys.argv)})
-    print("\n| method | mean PSNR-Y | mean SSIM-Y | gain over bicubic (mean / worst clip) | warp error / bicubic's |")
-    print("|---|---|---|---|---|")
+    tables = "\n\n".join([clip_table(rows, adapters), summary_table(summary)])
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{opts.name}.md"), "w") as f:
+        f.write(tables + "\n")
+    print("\n" + tables)
+
+
+def clip_table(rows: list[dict], adapters: list[str]) -> str:
+    """One line per (LQ, clip): PSNR-Y / SSIM-Y of each method, and the VAE's reconstruction of the GT."""
+    methods = ["bicubic", "no adapter", *adapters]
+    cell = {(r["lq"], r["clip"], r["method"]): r for r in rows}
+    vae = {r["clip"]: r for r in rows if r["method"] == "VAE ceiling"}
+    lines = ["| LQ | clip | kind | " + " | ".join(methods) + " | VAE ceiling |", "|---" * (len(methods) + 4) + "|"]
+    for lq in LQ_KINDS:
+        for clip in sorted(vae):
+            values = [cell[lq, clip, m] for m in methods] + [vae[clip]]
+            lines.append(f"| {lq} | {clip} | {vae[clip]['kind']} | "
+                         + " | ".join(f"{v['psnr_y']:.2f} / {v['ssim_y']:.4f}" for v in values) + " |")
+    return "\n".join(lines)
+
+
+def summary_table(summary: dict) -> str:
+    lines = ["| method | mean PSNR-Y | mean SSIM-Y | gain over bicubic: mean / worst clip | mean warping error, / bicubic's |",
+             "|---|---|---|---|---|"]
     for method, s in summary.items():
-        print(f"| {method} | {s['psnr_y']:.2f} | {s['ssim_y']:.4f} | {s['gain_over_bicubic_db']:+.2f} / "
-              f"{s['worst_gain_db']:+.2f} dB | {s['warp_error_ratio_to_bicubic']:.2f} |")
+        lines.append(f"| {method} | {s['psnr_y']:.2f} dB | {s['ssim_y']:.4f} | {s['gain_over_bicubic_db']:+.2f} / "
+                     f"{s['worst_gain_db']:+.2f} dB | {s['warp_error']:.2e}, {s['warp_error_ratio_to_bicubic']:.2f}x |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,16 @@ def test_default_adapter_stays_within_the_papers_share_at_real_size(name):
     counts = LiteVSRModule(backbone, StateAwareAdapter()).parameter_counts()
     assert counts["transformer"] == sum(p.numel() for p in backbone.transformer.parameters())
     assert 0.05 < counts["share"] <= 0.1125
+
+
+def test_general_recipe_trains_a_light_adapter_that_the_demo_starts_from():
+    """The default adapter stays within 20 % of the generator's transformer, sees clean and damaged LQ, and the
+    demo's adapter settings match it (the demo loads the shipped one)."""
+    from litevsr.data.pipeline import MixedDegradation
+
+    general, demo = instantiate("recipes/general_x4.yaml"), instantiate("recipes/demo.yaml")
+    assert general.model.parameter_counts()["share"] <= 0.20
+    assert isinstance(general.datamodule.hparams.degradation, MixedDegradation)
+    assert demo.model.hparams.init_adapter == "general"
+    assert dict(demo.model.adapter.config) == dict(general.model.adapter.config)
+    assert (demo.model.hparams.start_noise, general.model.hparams.start_noise) == (0.0, 0.0)
