@@ -48,13 +48,14 @@ def main() -> None:
     parser.add_argument("--adapter", default=None, help="adapter folders or shipped names, comma-separated "
                         "(default: the default shipped adapter)")
     parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--color-fix", default=None, help="override the adapters' colour fix (see litevsr.color)")
     parser.add_argument("--name", default="heldout", help="results name: benchmarks/results/<name>.json")
     opts = parser.parse_args()
     manifest = json.load(open(os.path.join(opts.root, "manifest.json")))
     scale = manifest["scale"]
     models = load_models(opts.adapter, None, "cpu", "float32")
     backbone = models[0][1].backbone
-    methods = [(name, model, Sampling.of_adapter(config)) for name, model, config in models]
+    methods = [(name, model, Sampling.of_adapter(config, color_fix=opts.color_fix)) for name, model, config in models]
     methods.insert(0, ("no adapter", LiteVSR(backbone, None), methods[0][2]))
     rows = []
     for kind, folder in LQ_KINDS.items():

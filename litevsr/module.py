@@ -6,7 +6,6 @@ import os
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image, ImageDraw
@@ -21,6 +20,7 @@ from litevsr.inference import Sampling, upscale_file
 from litevsr.model import LiteVSR
 
 ADAPTER_PREFIX = "model.adapter."
+LOSS_WEIGHTINGS = ("uniform", "vae_scale")
 
 
 def labelled(grid, labels: list[str]) -> Image.Image:
@@ -55,6 +55,7 @@ class LiteVSRModule(L.LightningModule):
         start_noise: float = 1.0,
         val_seed: int = 0,
         start_state_prob: float = 0.0,
+        loss_weighting: str = "uniform",
         val_references: bool = True,
         gradient_checkpointing: bool = False,
         num_logged_samples: int = 4,
@@ -83,6 +84,9 @@ class LiteVSRModule(L.LightningModule):
             start_state_prob: Share of training samples taken at the sampler's start state (the LQ latent noised
                 to val_sigma_start), with the velocity that lands on the HQ latent in one step. 0 is plain
                 flow matching; with val_sigma_start = 1 both coincide.
+            loss_weighting: "uniform" (every normalised latent channel alike, as flow matching usually does) or
+                "vae_scale" (each channel's error weighted by its variance before normalisation, latents_std^2:
+                the loss of the unnormalised latent; for the PCA VAE that is the pixel MSE, which PSNR measures).
             val_references: Also log the frozen generator without adapter and the VAE reconstruction.
             gradient_checkpointing: Recompute backbone and adapter activations in backward to save memory.
             num_logged_samples: Validation samples shown as LQ | SR | GT images in TensorBoard.
@@ -93,6 +97,8 @@ class LiteVSRModule(L.LightningModule):
         """
         super().__init__()
         check_color_fix(color_fix)
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise LiteVSRError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {loss_weighting!r}")
         self.save_hyperparameters(ignore=["backbone", "adapter", "optimizer", "lr_scheduler"])
         if init_adapter is not None:
             from litevsr.backbones.wan import SHIPPED_ADAPTERS
@@ -176,7 +182,11 @@ class LiteVSRModule(L.LightningModule):
             target = torch.where(pick, flow.landing_velocity(x_start, x0, hp.val_sigma_start), target)
             sigma = torch.where(start, torch.full_like(sigma, hp.val_sigma_start), sigma)
         v_hat = self.model.velocity(x, sigma, cond, self.model.refinement_state(x, sigma))
-        loss = F.mse_loss(v_hat.float(), target)
+        error = (v_hat.float() - target) ** 2
+        if hp.loss_weighting == "vae_scale":
+            variance = self.backbone.latents_std ** 2
+            error = error * (variance / variance.mean())
+        loss = error.mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])
         return loss
 

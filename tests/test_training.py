@@ -290,3 +290,34 @@ def test_validation_applies_the_recipes_colour_fix(causal_twin, shard_dirs):
     bicubic = resize_video(batch["lq"], batch["hq"].shape[-2:]).clamp(-1, 1)
     torch.testing.assert_close(outputs["wavelet"], color_fix(outputs["none"], bicubic, "wavelet"))
     assert not torch.equal(outputs["wavelet"], outputs["none"])
+
+
+def test_vae_scale_loss_weights_each_channel_by_its_unnormalised_variance(cached_shards, causal_twin, shard_dirs,
+                                                                          monkeypatch):
+    from litevsr.adapters import StateAwareAdapter
+    from litevsr.module import LiteVSRModule
+
+    data = VideoShardDataModule(cached_shards, shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2,
+                                use_cached_latents=True)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    backbone = WanBackbone(causal_twin["backbone"])
+
+    def channel0_only(x0, eps):  # the velocity target: ones on latent channel 0, zeros elsewhere
+        target = torch.zeros_like(x0)
+        target[:, 0] = 1
+        return target
+
+    monkeypatch.setattr("litevsr.module.flow.velocity_target", channel0_only)
+    losses = {}
+    for weighting in ("uniform", "vae_scale"):
+        module = LiteVSRModule(backbone, StateAwareAdapter(), loss_weighting=weighting)
+        module.log = lambda *args, **kwargs: None
+        monkeypatch.setattr(module.model, "velocity", lambda x, *args: torch.zeros_like(x))
+        losses[weighting] = float(module.training_step(batch, 1))
+    variance = backbone.latents_std.flatten() ** 2
+    channels = variance.numel()
+    assert losses["uniform"] == pytest.approx(1 / channels)
+    assert losses["vae_scale"] == pytest.approx(float(variance[0] / variance.mean()) / channels)
+    with pytest.raises(LiteVSRError, match="loss_weighting must be one of"):
+        LiteVSRModule(backbone, StateAwareAdapter(), loss_weighting="pixel")
