@@ -1,4 +1,4 @@
-"""Training plumbing: adapter export, readable validation summaries, atomic checkpoint writes."""
+"""Training plumbing: adapter export, readable validation summaries, atomic and resumable checkpoints."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 
 import lightning as L
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
 from litevsr.adapters.base import save_adapter
@@ -19,6 +20,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = f"{path}.tmp{os.getpid()}"
         super().save_checkpoint(checkpoint, tmp, storage_options)
         os.replace(tmp, path)
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint (litevsr keeps the latest checkpoint and last.ckpt, see the CLI defaults) whose last.ckpt also
+    holds the final step: Lightning writes `last` at the end of training only if nothing was saved before."""
+
+    def on_train_end(self, trainer, pl_module):
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def _run_dir(trainer: L.Trainer) -> str:

@@ -10,11 +10,10 @@ import pickle
 import re
 import sys
 
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from litevsr import LiteVSRError
-from litevsr.callbacks import AdapterExport, ValidationSummary
+from litevsr.callbacks import AdapterExport, ResumableCheckpoint, ValidationSummary
 import lightning as L
 from litevsr.module import LiteVSRModule
 
@@ -70,8 +69,10 @@ class LiteVSRCLI(LightningCLI):
         init.version = os.path.basename(os.path.dirname(os.path.dirname(found[-1])))
 
     def add_arguments_to_parser(self, parser):
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
+        # Lightning writes last.ckpt only next to a top-k save: keeping the latest one (top 1, no metric) makes
+        # every validation leave a resumable last.ckpt, not only the end of training.
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1})
         parser.add_lightning_class_args(AdapterExport, "export")
         parser.add_lightning_class_args(ValidationSummary, "summary")
 

@@ -81,6 +81,30 @@ def test_resume_from_last_continues_at_the_right_step(fitted):
     assert max(steps) >= 3 and len(steps) == len(set(steps))  # no step logged twice
 
 
+def test_every_validation_leaves_a_resumable_checkpoint(tmp_path, backbone_dir, shard_dirs):
+    """A crash after a mid-run validation can resume from last.ckpt (Lightning saves `last` only with a top-k save)."""
+    import lightning as L
+
+    from litevsr.cli import TRAINER_DEFAULTS, LiteVSRCLI
+    from litevsr.module import LiteVSRModule
+
+    seen = {}
+
+    class Probe(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 3:  # after the validation at step 2, before the end of training
+                last = glob.glob(str(tmp_path / "runs/t/version_0/checkpoints/last.ckpt"))
+                seen["step"] = torch.load(last[0], weights_only=True)["global_step"] if last else None
+
+    config = write_config(tmp_path, backbone_dir, shard_dirs)
+    cli = LiteVSRCLI(LiteVSRModule, VideoShardDataModule, subclass_mode_data=True, run=False,
+                     trainer_defaults=TRAINER_DEFAULTS, args=["--config", config, "--trainer.max_steps", "4",
+                                                              "--trainer.val_check_interval", "2"])
+    cli.trainer.callbacks.append(Probe())
+    cli.trainer.fit(cli.model, cli.datamodule)
+    assert seen == {"step": 2}
+
+
 def _module_from(ckpt, backbone_dir):
     from litevsr.module import LiteVSRModule
     from litevsr.adapters import StateAwareAdapter
