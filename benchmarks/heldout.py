@@ -27,6 +27,7 @@ from litevsr.model import LiteVSR
 from litevsr.data.pipeline import frames_to_video, video_to_frames
 
 LQ_KINDS = {"bicubic": "lq_bicubic", "realworld": "lq_realworld"}
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")  # per-clip CSVs go under <name>/
 
 
 @torch.no_grad()
@@ -60,7 +61,7 @@ def main() -> None:
     rows = []
     for kind, folder in LQ_KINDS.items():
         for row in evaluate(methods, os.path.join(opts.root, "gt"), os.path.join(opts.root, folder), scale,
-                            os.path.join("results", opts.name, kind), max_frames=opts.max_frames):
+                            os.path.join(RESULTS, opts.name, kind), max_frames=opts.max_frames):
             rows.append({"lq": kind, **row})
     for clip, gt, _ in find_pairs(os.path.join(opts.root, "gt"), os.path.join(opts.root, "lq_bicubic")):
         rows.append({"lq": "-", "clip": clip, "method": "VAE ceiling", **vae_ceiling(backbone, gt, scale, opts.max_frames)})
@@ -81,7 +82,7 @@ def main() -> None:
     columns = ["lq", "kind", "clip", "method", "psnr_y", "ssim_y", "warp_error"]
     report(opts.name, rows, columns, {"summary": summary, "manifest": manifest, "command": " ".join(sys.argv)})
     tables = "\n\n".join([clip_table(rows, adapters), summary_table(summary)])
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{opts.name}.md"), "w") as f:
+    with open(os.path.join(RESULTS, f"{opts.name}.md"), "w") as f:
         f.write(tables + "\n")
     print("\n" + tables)
 
