@@ -93,31 +93,49 @@ def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.dev
     return resolved, dtype
 
 
-#: Tokens one transformer call may hold when tiles are chosen automatically. CPU: attention time grows with the
-#: square of this, per-call overhead with its inverse (on the 2-core CPU, 128 px tiles with 9 frames ran faster than
-#: 256 px). GPU: a Wan2.1 480x832, 81-frame clip, what the real model generates in one call, scaled down where less
-#: than 40 GiB is free.
-TOKEN_BUDGET = {"cpu": 4096, "cuda": 32760}
+#: Tokens one transformer call may hold when tiles are chosen automatically: a Wan2.1 480x832, 81-frame clip, what
+#: the real model generates in one call, scaled down on a GPU with less than 40 GiB free.
+TOKEN_BUDGET = 32760
+
+
+def _default_overlap(tile: int, unit: int) -> int:
+    return max(2 * unit, tile // 8 // unit * unit)
+
+
+def _cheapest_tile_side(backbone, latent_frames: int, max_side: int) -> int:
+    """The tile side (tokens) with the fewest modelled multiply-adds per output token. Smaller tiles spend more on
+    their overlaps, larger ones more on attention per token; on a CPU, compute is the time."""
+    unit = backbone.spatial_multiple
+
+    def cost(side: int) -> float:
+        kept = side - _default_overlap(side * unit, unit) // unit
+        return (side / kept) ** 2 * backbone.macs_per_token(latent_frames * side * side)
+
+    return min(range(3, max(3, max_side) + 1), key=cost)
 
 
 def resolve_tiles(sampling: Sampling, backbone, size: tuple[int, int], frames: int) -> Sampling:
     """`sampling` with a concrete tile and overlap for output frames of `size` (H, W) in windows of `frames`.
 
-    Automatic tiles are the largest squares whose tokens over the window stay within TOKEN_BUDGET, so time grows
-    linearly with area and length; frames that fit are not tiled."""
+    Automatic tiles are squares of a fixed token count, so time grows linearly with area and length: on a GPU
+    the largest within TOKEN_BUDGET (large calls keep it busy), on a CPU the cheapest by the backbone's cost
+    model within it. Frames that fit in one tile are not tiled."""
     unit = backbone.spatial_multiple  # output pixels per token side
     tile = sampling.tile
     if tile is None:
         device = backbone.device
-        budget = TOKEN_BUDGET.get(device.type, TOKEN_BUDGET["cpu"])
+        budget = TOKEN_BUDGET
         if device.type == "cuda":
             budget = int(budget * min(1.0, torch.cuda.mem_get_info(device)[0] / 40 * 2**-30))
         latent_frames = 1 + (frames - 1) // backbone.vae_stride[0]
-        tile = max(2, math.isqrt(budget // latent_frames)) * unit
+        side = max(2, math.isqrt(budget // latent_frames))
+        if device.type != "cuda":
+            side = _cheapest_tile_side(backbone, latent_frames, side)
+        tile = side * unit
         tile = 0 if tile >= max(size) else tile
     overlap = sampling.tile_overlap
     if overlap is None:
-        overlap = max(2 * unit, tile // 8 // unit * unit) if tile else 0
+        overlap = _default_overlap(tile, unit) if tile else 0
     return dataclasses.replace(sampling, tile=tile, tile_overlap=overlap)
 
 
@@ -165,9 +183,10 @@ def upscale_clip(model: LiteVSR, lq: torch.Tensor, scale: int, sampling: Samplin
 
 @contextmanager
 def vae_tiling(model: LiteVSR, sampling: Sampling):
-    """Tile the VAE's convolutions like the transformer while sampling.tile is set."""
+    """Tile the VAE's convolutions like the transformer while sampling.tile is set (a pointwise VAE's memory is
+    linear in the area already, and tiles would only add overhead)."""
     vae = model.backbone.vae
-    if sampling.tile:
+    if sampling.tile and not model.backbone.vae_is_pointwise:
         stride = sampling.tile - sampling.tile_overlap
         vae.enable_tiling(tile_sample_min_height=sampling.tile, tile_sample_min_width=sampling.tile,
                           tile_sample_stride_height=stride, tile_sample_stride_width=stride)

@@ -352,14 +352,33 @@ def test_automatic_tiles_keep_each_transformer_call_within_the_token_budget(caus
     from litevsr.backbones import WanBackbone
     from litevsr.inference import TOKEN_BUDGET, resolve_tiles
 
-    for backbone, frames in ((WanBackbone("tiny"), 17), (WanBackbone(causal_twin["backbone"]), 17)):
+    sides = {}
+    for name, backbone, frames in (("tiny", WanBackbone("tiny"), 17), ("twin", WanBackbone(causal_twin["backbone"]), 17),
+                                   ("1.3B", WanBackbone("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", empty_weights=True), 17)):
         unit = backbone.spatial_multiple
         latent_frames = 1 + (frames - 1) // backbone.vae_stride[0]
-        big = resolve_tiles(Sampling(), backbone, (960, 1280), frames)
-        bigger = resolve_tiles(Sampling(), backbone, (1920, 2560), frames)
+        big = resolve_tiles(Sampling(), backbone, (960 * 2, 1280 * 2), frames)
+        bigger = resolve_tiles(Sampling(), backbone, (1920 * 2, 2560 * 2), frames)
         assert big.tile == bigger.tile > 0 and big.tile % unit == 0  # same tiles: time grows with the area
-        assert (big.tile // unit) ** 2 * latent_frames <= TOKEN_BUDGET["cpu"] < (big.tile // unit + 1) ** 2 * latent_frames
+        assert (big.tile // unit) ** 2 * latent_frames <= TOKEN_BUDGET
         assert 0 < big.tile_overlap < big.tile and big.tile_overlap % unit == 0
-        assert resolve_tiles(Sampling(), backbone, (64, 48), frames).tile == 0  # fits: whole frames
+        assert resolve_tiles(Sampling(), backbone, (big.tile, big.tile // 2), frames).tile == 0  # fits: whole frames
         assert resolve_tiles(Sampling(tile=0), backbone, (960, 1280), frames).tile == 0  # --tile 0
         assert resolve_tiles(Sampling(tile=256), backbone, (960, 1280), frames).tile == 256
+        sides[name] = big.tile // unit
+    # On a CPU the tile follows the cost model: the tiny generator's attention outweighs its narrow projections from
+    # a few hundred tokens on, so its tiles stay far below the budget; the 1.3B's wide projections favour larger ones.
+    assert sides["tiny"] ** 2 * 17 < TOKEN_BUDGET / 8
+    assert sides["1.3B"] > sides["tiny"]
+
+
+def test_only_a_vae_that_reads_neighbouring_pixels_is_tiled(causal_twin):
+    """The embedded PCA VAE is pointwise once its no-op layers are dropped: tiling it would only add overhead."""
+    from litevsr.backbones import WanBackbone
+    from litevsr.inference import vae_tiling
+
+    for backbone, tiles in ((WanBackbone("tiny"), False), (WanBackbone(causal_twin["backbone"]), True)):
+        assert backbone.vae_is_pointwise is not tiles
+        with vae_tiling(LiteVSR(backbone, None), Sampling(tile=64, tile_overlap=16)):
+            assert backbone.vae.use_tiling is tiles
+        assert not backbone.vae.use_tiling

@@ -25,6 +25,7 @@ class VideoBackbone(nn.Module):
     latent_channels: int
     vae_stride: tuple[int, int, int]
     frame_step: int  # videos need 1 + k * frame_step frames
+    vae_is_pointwise: bool = False  # each latent pixel reads one patch of one frame: the VAE needs no tiles
     name: str
 
     def _freeze(self) -> None:
@@ -89,6 +90,10 @@ class VideoBackbone(nn.Module):
 
     def velocity(self, latents: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The transformer's flow velocity for noisy `latents` at noise level `sigma` (B,)."""
+        raise NotImplementedError
+
+    def macs_per_token(self, tokens: int) -> float:
+        """Multiply-adds per token of one transformer pass over `tokens` tokens (the tile cost model)."""
         raise NotImplementedError
 
     def forward(self, latents, sigma, injections: dict[int, torch.Tensor] | None = None) -> torch.Tensor:

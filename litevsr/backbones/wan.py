@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
+from diffusers.models.autoencoders.autoencoder_kl_wan import (AvgDown3D, DupUp3D, WanAttentionBlock, WanCausalConv3d,
+                                                           WanResidualBlock)
 from safetensors.torch import load_file
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -91,6 +93,7 @@ class WanBackbone(VideoBackbone):
         self.vae_stride = (vcfg.scale_factor_temporal, vcfg.scale_factor_spatial, vcfg.scale_factor_spatial)
         # AutoencoderKLWan encodes the first frame, then chunks of 4, whatever its temporal stride.
         self.frame_step = max(4, self.vae_stride[0] * self.patch_size[0])
+        self.vae_is_pointwise = is_pointwise(self.vae)
         device = "meta" if empty_weights else "cpu"
         self.register_buffer("latents_mean", torch.tensor(vcfg.latents_mean, device=device).view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("latents_std", torch.tensor(vcfg.latents_std, device=device).view(1, -1, 1, 1, 1), persistent=False)
@@ -117,6 +120,12 @@ class WanBackbone(VideoBackbone):
         out = self.transformer(latents.to(dtype), sigma.float() * 1000, prompt, return_dict=False)[0]
         return out.float()
 
+    def macs_per_token(self, tokens: int) -> float:
+        """Per block: projections (self-attention q, k, v, out; cross-attention q, out) and the FFN, fixed per
+        token, plus self-attention scores and values over all `tokens` (the one short text context is left out)."""
+        d = self.hidden_dim
+        return self.num_blocks * (6 * d * d + 2 * d * self.transformer.config.ffn_dim + 2 * d * tokens)
+
 
 def _load(source, transformer_subfolder, vae_subfolder, revision, dtype):
     if source.startswith(("/", ".", "~")) and not os.path.isdir(source):
@@ -129,19 +138,76 @@ def _load(source, transformer_subfolder, vae_subfolder, revision, dtype):
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         where = "folder" if os.path.isdir(source) else "hub id (is the hub reachable?)"
         raise LiteVSRError(f"could not load a Wan backbone from {where} {source!r}: {first_line}") from err
-    return transformer, skip_noop_attention(vae)
+    return transformer, skip_noop_layers(vae)
 
 
-def skip_noop_attention(vae: AutoencoderKLWan) -> AutoencoderKLWan:
-    """Replace the VAE's mid-block attention blocks whose output projection is exactly zero by identities.
+class _PassThrough(torch.nn.Module):
+    """Stands in for a VAE layer that adds exactly zero: takes the same arguments (feature caches), returns x."""
 
-    Such a block adds nothing (as in litevsr.backbones.pca_vae), yet attends over every latent pixel of a frame:
-    the same output without it, and the embedded VAE runs 2.3x faster at 256x256."""
-    for mid in (vae.encoder.mid_block, vae.decoder.mid_block):
-        for i, attention in enumerate(mid.attentions):
-            if not (attention.proj.weight.any() or attention.proj.bias.any()):
-                mid.attentions[i] = torch.nn.Identity()
+    def forward(self, x, *args, **kwargs):
+        return x
+
+
+def _adds_nothing(module: torch.nn.Module) -> bool:
+    """A residual block with an identity shortcut whose last conv is zero, or an attention block whose output
+    projection is zero: either returns its input unchanged."""
+    if isinstance(module, WanResidualBlock):
+        last, shortcut_is_identity = module.conv2, isinstance(module.conv_shortcut, torch.nn.Identity)
+    elif isinstance(module, WanAttentionBlock):
+        last, shortcut_is_identity = module.proj, True
+    else:
+        return False
+    return shortcut_is_identity and not (last.weight.any() or last.bias.any())
+
+
+def _current_pixel_only(conv: WanCausalConv3d) -> torch.nn.Module:
+    """A causal conv whose only non-zero tap is the current frame's centre pixel, as a 1x1x1 conv (same output,
+    no neighbours read); any other conv unchanged."""
+    t, h, w = conv.kernel_size
+    aligned = (conv.stride == (1, 1, 1) and conv.dilation == (1, 1, 1) and conv.groups == 1
+               and conv._padding == (w // 2, w // 2, h // 2, h // 2, t - 1, 0))
+    if (t, h, w) == (1, 1, 1) or not aligned:
+        return conv
+    centre = conv.weight[:, :, t - 1, h // 2, w // 2]
+    others = conv.weight.clone()
+    others[:, :, t - 1, h // 2, w // 2] = 0
+    if others.any():
+        return conv
+    pointwise = WanCausalConv3d(conv.in_channels, conv.out_channels, 1).to(conv.weight)
+    with torch.no_grad():
+        pointwise.weight.copy_(centre[:, :, None, None, None])
+        pointwise.bias.copy_(conv.bias)
+    return pointwise
+
+
+def skip_noop_layers(vae: AutoencoderKLWan) -> AutoencoderKLWan:
+    """Drop the VAE's layers that add exactly zero, and shrink convs that read only the current pixel to 1x1x1.
+
+    The embedded PCA VAE (litevsr.backbones.pca_vae) is a per-pixel linear map held in a full Wan VAE: its
+    residual blocks and attention add zero and its convs have one tap, yet as loaded it runs 3x3x3 convs at full
+    resolution frame by frame. The output is the same; trained VAEs have no such layers and are left as they are."""
+    for parent in list(vae.modules()):
+        for name, child in list(parent.named_children()):
+            if _adds_nothing(child):
+                setattr(parent, name, _PassThrough())
+            elif isinstance(child, WanCausalConv3d):
+                setattr(parent, name, _current_pixel_only(child))
+    # The feature caches are sized by counting the causal convs once, at construction.
+    vae._cached_conv_counts = {half: sum(isinstance(m, WanCausalConv3d) for m in getattr(vae, half).modules())
+                               for half in ("encoder", "decoder")}
     return vae
+
+
+def is_pointwise(vae: torch.nn.Module) -> bool:
+    """Whether every output pixel (of the patchified frame) depends on the same input pixel only: no conv with
+    a spatial or temporal extent, no attention and no resampling. Such a VAE needs no tiles."""
+    for module in vae.modules():
+        if isinstance(module, torch.nn.modules.conv._ConvNd) and (
+                any(k != 1 for k in module.kernel_size) or any(s != 1 for s in module.stride)):
+            return False
+        if isinstance(module, (WanAttentionBlock, torch.nn.Upsample, AvgDown3D, DupUp3D)):
+            return False
+    return True
 
 
 def _build_empty(source, transformer_subfolder, vae_subfolder):
