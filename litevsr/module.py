@@ -60,6 +60,7 @@ class LiteVSRModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         num_logged_samples: int = 4,
         init_adapter: str | None = None,
+        init_adapter_grow: bool = False,
         color_fix: str = "none",
     ):
         """Train an adapter on a frozen backbone with rectified flow matching.
@@ -92,6 +93,8 @@ class LiteVSRModule(L.LightningModule):
             num_logged_samples: Validation samples shown as LQ | SR | GT images in TensorBoard.
             init_adapter: Start from an exported adapter's weights: a path, or the name of a shipped adapter
                 ("general": the default x4 adapter of the tiny generator). Its configuration must match `adapter`.
+            init_adapter_grow: Let `adapter` be larger than `init_adapter` (e.g. injecting into more blocks): every
+                stored tensor must fit, and the new ones keep their initialisation (zero injections add nothing).
             color_fix: Colour correction of validation and prediction outputs towards the bicubic upsampling of
                 the LQ: none, wavelet, adain or lab (see litevsr.color).
         """
@@ -108,7 +111,10 @@ class LiteVSRModule(L.LightningModule):
                 adapter = load_adapter(path, backbone)
             else:
                 adapter.bind(backbone)
-                load_adapter_weights(adapter, path)
+                new = load_adapter_weights(adapter, path, grow=init_adapter_grow)
+                if new:
+                    rank_zero_info(f"litevsr: {len(new)} adapter tensors are new to {path} and start as "
+                                   f"initialised (e.g. {new[0]})")
         elif adapter is None:
             raise LiteVSRError("give the model an adapter (model.adapter) or an adapter file (model.init_adapter)")
         self.model = LiteVSR(backbone, adapter)

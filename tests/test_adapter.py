@@ -98,6 +98,30 @@ def test_export_and_load_round_trip(backbone, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.adapter(cond, x0, sigma).values(), loaded(cond, x0, sigma).values()))
 
 
+def test_an_adapter_grows_into_more_blocks_from_a_smaller_one(backbone, tmp_path):
+    """init_adapter_grow: the stored tensors load, the new injectors stay zero, so the grown adapter starts as the
+    stored one; without it, or with a tensor of another shape, loading is a one-line error."""
+    from litevsr import LiteVSRError
+    from litevsr.module import LiteVSRModule
+
+    small = make_model(backbone)
+    for p in small.adapter.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    path = str(tmp_path / "small")
+    save_adapter(small.adapter, path, backbone.name)
+    grown = LiteVSRModule(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=1), init_adapter=path,
+                          init_adapter_grow=True).adapter
+    x0, eps, cond, sigma = batch()
+    before, after = small.adapter(cond, x0, sigma), grown(cond, x0, sigma)
+    assert sorted(after) == list(range(backbone.num_blocks)) and sorted(before) == [0, 2]
+    assert all(torch.equal(after[i], before[i]) if i in before else not after[i].any() for i in after)
+    with pytest.raises(LiteVSRError, match="not a StateAwareAdapter with"):
+        LiteVSRModule(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=1), init_adapter=path)
+    with pytest.raises(LiteVSRError, match="is .*, not"):
+        LiteVSRModule(backbone, StateAwareAdapter(width=48, time_dim=32, inject_every=1), init_adapter=path,
+                      init_adapter_grow=True)
+
+
 def test_adapter_tokens_are_in_the_backbones_patch_order(causal_twin):
     """With the backbone's own patch weights, the adapter's embedder must give the tokens block 0 receives."""
     from litevsr.adapters.state_aware import PatchEmbedder

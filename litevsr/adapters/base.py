@@ -137,14 +137,17 @@ def adapter_class(name) -> type:
     return ADAPTER_CLASSES[name]
 
 
-def _load_weights(adapter: Adapter, path: str) -> None:
-    """Load the folder's weights strictly: a missing or unexpected tensor is an error."""
+def _load_weights(adapter: Adapter, path: str, grow: bool = False) -> list[str]:
+    """Load the folder's weights strictly: a missing or unexpected tensor is an error. With `grow`, the adapter may
+    hold tensors the file lacks; they keep their initial values (zero output projections add nothing). Returns
+    their names."""
     try:
         state = load_file(os.path.join(path, WEIGHTS_NAME), device=str(adapter.device))
     except (SafetensorError, OSError) as err:
         raise LiteVSRError(f"{path}: unreadable weights: {str(err).strip().splitlines()[0]}") from err
     expected = adapter.state_dict()
-    problems = [f"missing {k}" for k in sorted(set(expected) - set(state))]
+    new = sorted(set(expected) - set(state))
+    problems = [] if grow else [f"missing {k}" for k in new]
     problems += [f"unexpected {k}" for k in sorted(set(state) - set(expected))]
     problems += [f"{k} is {tuple(state[k].shape)}, not {tuple(v.shape)}" for k, v in expected.items()
                  if k in state and state[k].shape != v.shape]
@@ -152,7 +155,8 @@ def _load_weights(adapter: Adapter, path: str) -> None:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise LiteVSRError(f"{path}: the weights do not fit the adapter its config describes: "
                            f"{', '.join(problems[:3])}{more}")
-    adapter.load_state_dict(state, strict=True)
+    adapter.load_state_dict(state, strict=not grow)
+    return new
 
 
 def load_adapter(path: str, backbone=None) -> Adapter:
@@ -172,16 +176,19 @@ def load_adapter(path: str, backbone=None) -> Adapter:
     return adapter
 
 
-def load_adapter_weights(adapter: Adapter, path: str) -> None:
-    """Load an exported adapter's weights into a bound adapter built with the same arguments."""
+def load_adapter_weights(adapter: Adapter, path: str, grow: bool = False) -> list[str]:
+    """Load an exported adapter's weights into a bound adapter built with the same arguments. With `grow`, the
+    arguments may differ as long as every stored tensor fits (e.g. more injected blocks): the adapter's other
+    tensors keep their initial values, and their names are returned."""
     config = _read_config(path)
-    if config.get("_class_name") != type(adapter).__name__ or _arguments(config) != _arguments(adapter.config):
+    if config.get("_class_name") != type(adapter).__name__ or (
+            not grow and _arguments(config) != _arguments(adapter.config)):
         raise LiteVSRError(f"{path} holds a {config.get('_class_name')} built with {_arguments(config)}, not a "
                            f"{type(adapter).__name__} with {_arguments(adapter.config)}")
     if dict(config["backbone_dims"]) != dict(adapter.config.backbone_dims):
         raise LiteVSRError(f"{path} was built for a backbone with {config['backbone_dims']}, "
                            f"not {dict(adapter.config.backbone_dims)}")
-    _load_weights(adapter, path)
+    return _load_weights(adapter, path, grow)
 
 
 def read_old_adapter_metadata(path: str) -> dict:
