@@ -16,7 +16,7 @@ from litevsr.data.datamodule import VideoShardDataModule
 from litevsr.data.pipeline import frames_to_video
 from litevsr.data.prep import PrepOptions, prepare_shards
 from litevsr.data.shards import decode_sample, shard_urls, write_shards
-from litevsr.data.video import encode_video
+from litevsr.data.video import encode_video, read_video
 from videos import pan, write_video
 
 
@@ -172,3 +172,33 @@ def test_split_folder_is_refused_with_a_hint(tmp_path):
     with pytest.raises(LiteVSRError, match="point at one of them"):
         VideoShardDataModule(str(tmp_path), None).setup("fit")
 
+
+
+def test_a_clip_with_flipped_bytes_is_skipped_and_counted(tmp_path):
+    """Bits flipped inside an FFV1 clip decode without an error, into wrong frames; the CRC-32 stored in each
+    sample's JSON catches them, in shards of both writers (write_shards and make_shards)."""
+    write_shards(list(random_clips(3, 9, 64, seed=5)), str(tmp_path / "plain"), clips_per_shard=8)
+    write_video(tmp_path / "in" / "pan.mkv", pan(18, 64, 9))
+    prepare_shards([str(tmp_path / "in")], str(tmp_path / "prepared"),
+                   PrepOptions(clip_frames=9, lq_variants=1, min_size=16), progress=False)
+    for folder in ("plain", "prepared"):
+        shard = shard_urls(str(tmp_path / folder))[0]
+        with tarfile.open(shard) as tar:
+            member = next(m for m in tar.getmembers() if m.name.endswith("hq.mkv"))
+            clip = tar.extractfile(member).read()
+        data = bytearray(open(shard, "rb").read())
+        for i in range(400):  # spread over the middle of the clip's payload
+            data[member.offset_data + member.size // 2 + 7 * i] ^= 0x01
+        open(shard, "wb").write(bytes(data))
+        damaged = bytes(data[member.offset_data:member.offset_data + member.size])
+        wrong, right = read_video(damaged), read_video(clip)  # decodes without an error: what the checksum is for
+        assert wrong.shape != right.shape or (wrong != right).any()
+        dm = VideoShardDataModule(str(tmp_path / folder), str(tmp_path / folder), clip_frames=9, crop_size=16,
+                                  batch_size=1)
+        dm.setup("validate")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            keys = keys_of(dm.val_dataloader())
+        assert member.name.rsplit(".", 2)[0] not in keys and len(keys) >= 1
+        assert dm.skipped_samples == 1
+        assert any("hq.mkv is damaged" in str(w.message) for w in caught)

@@ -9,7 +9,6 @@ loader workers. Corrupt samples are skipped, counted and reported (see `SkippedS
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import warnings
 import zlib
@@ -23,7 +22,7 @@ from torch.utils.data import DataLoader
 from litevsr import LiteVSRError
 from litevsr.data.pipeline import ClipTooSmallError, Degradation, SimpleDegradation, crop_clip, frames_to_video
 from litevsr.data.shards import (LATENTS_MEMBER, SampleFormatError, decode_latents, decode_sample, read_manifest,
-                                 shard_urls, stored_lq_variants)
+                                 sample_metadata, shard_urls, stored_lq_variants)
 
 
 class SkippedSamples:
@@ -220,7 +219,7 @@ class VideoShardDataModule(L.LightningDataModule):
     def _cached_latents(sample: dict) -> dict:
         """HQ latents and the condition latents of a random stored LQ variant; no pixels are decoded."""
         key = sample["__key__"]
-        meta = json.loads(sample.get("json", b"{}")).get("latents") or {}
+        meta = sample_metadata(sample).get("latents") or {}
         if LATENTS_MEMBER not in sample or "vae_fingerprint" not in meta:
             raise SampleFormatError(f"sample {key} holds no cached latents with a VAE fingerprint: build the shards "
                                     "with make_shards.py --latents BACKBONE --lq-variants K")

@@ -35,7 +35,7 @@ import webdataset as wds
 
 from litevsr import LiteVSRError
 from litevsr.data.clipping import ClipOptions, ClipStats, VideoSkipped, cut_clips
-from litevsr.data.shards import LATENTS_MEMBER, MANIFEST, latents_member, write_json_atomic
+from litevsr.data.shards import LATENTS_MEMBER, MANIFEST, latents_member, member_checksums, write_json_atomic
 from litevsr.data.video import VIDEO_EXTENSIONS, encode_video, is_video_file, iter_frames, video_info
 
 STATE_DIR = ".make_shards"
@@ -316,7 +316,7 @@ def _sample(clip, base: dict, options: PrepOptions, device: str) -> dict:
                            "shape": list(latents["hq"].shape), "dtype": options.latents_dtype, "conditions": len(lqs)}
         sample[LATENTS_MEMBER] = latents_member(latents, {"backbone": options.latents, "key": clip.key,
                                                           "vae_fingerprint": backbone.vae_fingerprint})
-    sample["json"] = json.dumps(meta).encode()
+    sample["json"] = json.dumps({**meta, "checksums": member_checksums(sample)}).encode()
     return sample
 
 

@@ -3,7 +3,8 @@
 A sample holds a lossless HQ clip ("hq.mkv", FFV1 RGB) and JSON metadata ("json"); shards made with
 `make_shards.py --lq-variants K` add pre-degraded LQ clips "lq0.mkv" ... "lq{K-1}.mkv" (also lossless), and
 `--latents` adds "latents.safetensors": the HQ clip's latents and the condition latents of each stored LQ variant.
-No member is ever a pickle.
+No member is ever a pickle. The JSON records a CRC-32 of every other member ("checksums"): FFV1 decodes flipped
+bytes without an error, so damage is caught by the checksum and the sample skipped like a truncated one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import glob
 import json
 import os
 import re
+import zlib
 from typing import Iterable
 
 import numpy as np
@@ -27,6 +29,27 @@ LATENTS_MEMBER = "latents.safetensors"
 
 class SampleFormatError(LiteVSRError):
     """Shards lack what the configuration asks for (e.g. stored LQ): a setup problem, never skipped."""
+
+
+class DamagedSampleError(LiteVSRError):
+    """A member's bytes differ from the checksum stored when it was written: skipped and counted."""
+
+
+def member_checksums(sample: dict) -> dict[str, str]:
+    """CRC-32 (hex) of each member of a sample to be written, but its key and JSON (which will hold them)."""
+    return {name: f"{zlib.crc32(data):08x}" for name, data in sorted(sample.items())
+            if name not in ("__key__", "json")}
+
+
+def sample_metadata(sample: dict) -> dict:
+    """A raw sample's JSON, after checking every member that has a stored checksum (shards written before
+    checksums have none, and are read unchecked)."""
+    meta = json.loads(sample.get("json", b"{}"))
+    for name, expected in (meta.get("checksums") or {}).items():
+        if name in sample and f"{zlib.crc32(sample[name]):08x}" != expected:
+            raise DamagedSampleError(f"sample {sample['__key__']}: {name} is damaged (its CRC-32 differs from the "
+                                     "one stored when the shard was written)")
+    return meta
 
 
 def write_json_atomic(path: str, obj) -> None:
@@ -46,9 +69,9 @@ def write_shards(clips: Iterable[tuple[str, np.ndarray, dict]], out_dir: str, cl
     with wds.ShardWriter(pattern, maxcount=clips_per_shard, verbose=0) as sink:
         for key, frames, meta in clips:
             t, h, w = frames.shape[:3]
-            meta = {**meta, "frames": t, "height": h, "width": w}
-            sink.write({"__key__": key, "hq.mkv": encode_video(frames, fps=meta.get("fps", 25.0)),
-                        "json": json.dumps(meta).encode()})
+            sample = {"__key__": key, "hq.mkv": encode_video(frames, fps=meta.get("fps", 25.0))}
+            meta = {**meta, "frames": t, "height": h, "width": w, "checksums": member_checksums(sample)}
+            sink.write({**sample, "json": json.dumps(meta).encode()})
             stats["clips"] += 1
             for field, value in (("min_frames", t), ("min_height", h), ("min_width", w)):
                 stats[field] = value if stats[field] is None else min(stats[field], value)
@@ -110,7 +133,8 @@ def decode_sample(sample: dict, lq_variant: int | None = None) -> dict:
     key = sample["__key__"]
     if "hq.mkv" not in sample:
         raise LiteVSRError(f"sample {key} has no hq.mkv member")
-    out = {"key": key, "frames": read_video(sample["hq.mkv"]), "meta": json.loads(sample.get("json", b"{}"))}
+    meta = sample_metadata(sample)
+    out = {"key": key, "frames": read_video(sample["hq.mkv"]), "meta": meta}
     if lq_variant is not None:
         member = f"lq{lq_variant}.mkv"
         if member not in sample:

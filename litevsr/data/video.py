@@ -93,10 +93,12 @@ def read_video(source, max_frames: int | None = None) -> np.ndarray:
 
 
 def encode_video(frames_u8: np.ndarray, codec: str = "ffv1", fps: float = 25.0, **options) -> bytes:
-    """Encode (T, H, W, 3) uint8 frames in memory. ffv1 (the default) is lossless RGB in Matroska."""
+    """Encode (T, H, W, 3) uint8 frames in memory. ffv1 (the default) is lossless RGB in Matroska, muxed bit-exactly
+    (Matroska otherwise writes a random segment UID), so the same frames give the same bytes and checksum."""
     lossless = codec == "ffv1"
     buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="matroska" if lossless else "mp4") as container:
+    with av.open(buffer, mode="w", format="matroska" if lossless else "mp4",
+                 options={"fflags": "+bitexact"} if lossless else {}) as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = frames_u8.shape[1:3]
         stream.pix_fmt = "bgr0" if lossless else "yuv420p"
