@@ -117,7 +117,7 @@ def _sampling_arguments(parser) -> None:
 def load_models(adapter_arg: str | None, backbone_arg: str | None, device: str = "auto", dtype: str = "auto"):
     """One backbone, several adapters on it: [(name, LiteVSR, adapter config)]. The backbone loads once, with its
     transformer in `dtype`, and everything moves to `device` (see `resolve_device`)."""
-    from litevsr.adapters.base import load_adapter, read_adapter_config
+    from litevsr.adapters.base import adapter_class, load_adapter, read_adapter_config
     from litevsr.backbones.wan import DEFAULT_ADAPTER, SHIPPED_ADAPTERS, WanBackbone
     from litevsr.inference import resolve_device
     from litevsr.model import LiteVSR
@@ -131,9 +131,13 @@ def load_models(adapter_arg: str | None, backbone_arg: str | None, device: str =
     names = [os.path.basename(os.path.normpath(p)) for p in paths]  # they name the outputs: out.<name>.mp4
     if len(set(names)) < len(names):
         raise LiteVSRError(f"the adapter folders {paths} share names; give each a distinct folder name")
-    backbone = WanBackbone(backbone_arg or configs[0]["backbone"], dtype=dtype).to(device)
+    def build():
+        return WanBackbone(backbone_arg or configs[0]["backbone"], dtype=dtype).to(device)
+
+    shared = build()  # methods that edit their backbone (LoRA, full fine-tuning) get one of their own
+    backbones = [build() if adapter_class(c["class_name"]).edits_backbone else shared for c in configs]
     return [(name, LiteVSR(backbone, load_adapter(p, backbone).to(device)), c)
-            for name, p, c in zip(names, paths, configs)]
+            for name, p, c, backbone in zip(names, paths, configs, backbones)]
 
 
 def _sampling(opts, config: dict):

@@ -19,6 +19,24 @@ class LiteVSR(nn.Module):
         if adapter is not None:
             adapter.bind(backbone)
 
+    def trained_parameters(self) -> dict[str, nn.Parameter]:
+        """What the method trains, by name in this module: the adapter's parameters and the backbone parameters
+        it declares (LoRA layers, a full fine-tune's transformer). Everything else is frozen."""
+        if self.adapter is None:
+            return {}
+        params = {f"adapter.{k}": p for k, p in self.adapter.named_parameters()}
+        backbone = dict(self.backbone.named_parameters())
+        params.update({f"backbone.{k}": backbone[k] for k in self.adapter.trained_backbone_parameters()})
+        return params
+
+    def check_frozen(self) -> None:
+        """Exactly the trained parameters require gradients: the frozen guarantee, for every method."""
+        trained = {id(p) for p in self.trained_parameters().values()}
+        wrong = [k for k, p in self.named_parameters() if p.requires_grad != (id(p) in trained)]
+        if wrong:
+            raise LiteVSRError(f"{len(wrong)} parameters break the frozen guarantee (e.g. {wrong[0]}): exactly the "
+                               "method's trained parameters may require gradients")
+
     def condition(self, lq: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Latent of the LQ video upsampled (bicubic) to the HQ `size`: the structural stream's input."""
         return self.backbone.encode(resize_video(lq, size).clamp(-1, 1))

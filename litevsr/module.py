@@ -19,7 +19,7 @@ from litevsr.metrics import frame_metrics
 from litevsr.inference import Sampling, upscale_file
 from litevsr.model import LiteVSR
 
-ADAPTER_PREFIX = "model.adapter."
+TRAINED_PREFIX = "model."  # checkpoint keys are "model." + LiteVSR.trained_parameters() names
 LOSS_WEIGHTINGS = ("uniform", "vae_scale")
 
 
@@ -136,21 +136,20 @@ class LiteVSRModule(L.LightningModule):
     def parameter_counts(self) -> dict[str, float]:
         """Trainable and frozen parameters. `share` is trainable / the transformer's parameters (VAE excluded), as
         the paper counts "trainable parameters within the diffusion backbone"."""
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        transformer = sum(p.numel() for p in self.backbone.transformer.parameters())
-        frozen = sum(p.numel() for p in self.backbone.parameters())
+        trainable = sum(p.numel() for p in self.model.trained_parameters().values())
+        transformer = self.backbone.transformer_parameters  # as loaded, before a method adds layers
+        frozen = sum(p.numel() for p in self.backbone.parameters() if not p.requires_grad)
         return {"trainable": trainable, "transformer": transformer, "frozen": frozen, "share": trainable / transformer}
 
     def on_fit_start(self) -> None:
         counts = self.parameter_counts()
-        rank_zero_info(f"litevsr: trainable (adapter) {counts['trainable']:,} | frozen transformer "
+        rank_zero_info(f"litevsr: trainable {counts['trainable']:,} | transformer "
                        f"{counts['transformer']:,} (+ VAE: {counts['frozen']:,} frozen in all) "
                        f"| trainable share of the transformer {100 * counts['share']:.2f}%")
 
     def configure_optimizers(self):
-        if any(p.requires_grad for p in self.backbone.parameters()):
-            raise LiteVSRError("the backbone must stay frozen, but some of its parameters require gradients")
-        optimizer = self.optimizer_factory(self.adapter.parameters())
+        self.model.check_frozen()
+        optimizer = self.optimizer_factory(list(self.model.trained_parameters().values()))
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer,
@@ -213,7 +212,8 @@ class LiteVSRModule(L.LightningModule):
         bicubic = resize_video(lq, hq.shape[-2:]).clamp(-1, 1)
         outputs = {"": self._super_resolve(cond, bicubic, batch_idx), "_bicubic": bicubic}
         if self.hparams.val_references:
-            outputs["_no_adapter"] = self.backbone.decode(self._sample(cond, batch_idx, use_adapter=False))
+            if not self.adapter.edits_backbone:  # an edited backbone is not the bare generator any more
+                outputs["_no_adapter"] = self.backbone.decode(self._sample(cond, batch_idx, use_adapter=False))
             outputs["_vae"] = self.backbone.decode(x0)
         for suffix, video in outputs.items():
             for name, values in frame_metrics(video, hq, crop_border=scale).items():
@@ -267,16 +267,21 @@ class LiteVSRModule(L.LightningModule):
         return self._super_resolve(self.model.condition(batch["lq"], size),
                                    resize_video(batch["lq"], size).clamp(-1, 1), batch_idx)
 
-    # --- checkpoints hold the adapter only ---------------------------------------------------------
+    # --- checkpoints hold what the method trains only --------------------------------------------------
+    def _trained_keys(self) -> set[str]:
+        backbone = {f"backbone.{k}" for k in self.adapter.trained_backbone_parameters()}
+        return {TRAINED_PREFIX + k for k in [f"adapter.{k}" for k in self.adapter.state_dict()] + sorted(backbone)}
+
     def on_save_checkpoint(self, checkpoint):
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(ADAPTER_PREFIX)}
+        keys = self._trained_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keys}
 
     def on_load_checkpoint(self, checkpoint):
-        """Loading is non-strict (the backbone is not in the file), so check the adapter's keys here."""
-        expected = {ADAPTER_PREFIX + k for k in self.adapter.state_dict()}
+        """Loading is non-strict (the frozen backbone is not in the file), so check the trained keys here."""
+        expected = self._trained_keys()
         found = set(checkpoint.get("state_dict", {}))
         missing, unexpected = sorted(expected - found), sorted(found - expected)
         if missing or unexpected:
-            problem = f"misses {len(missing)} adapter tensors (e.g. {missing[0]})" if missing else \
+            problem = f"misses {len(missing)} trained tensors (e.g. {missing[0]})" if missing else \
                 f"holds {len(unexpected)} unexpected tensors (e.g. {unexpected[0]})"
-            raise LiteVSRError(f"the checkpoint does not fit this adapter: it {problem}")
+            raise LiteVSRError(f"the checkpoint does not fit this method: it {problem}")

@@ -237,3 +237,31 @@ def test_x0_hat_sampling_reads_the_bare_backbones_estimate_at_every_step(backbon
         state = x - sigma * backbone(x, s)
         x = x + (sigma_next - sigma) * backbone(x, s, model.adapter(cond, state, s))
     torch.testing.assert_close(sampled, x, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["full", "gate", "none"])
+def test_time_conditioning_ablations_remove_what_they_name(backbone, mode):
+    """full: blocks and gate follow sigma; gate: only the stream gate does (blocks see a constant); none: nothing
+    does, so the injections are the same at every sigma."""
+    torch.manual_seed(0)
+    adapter = StateAwareAdapter(width=32, time_dim=32, inject_every=2, time_conditioning=mode, output_init_std=0.05)
+    adapter.bind(backbone)
+    for p in adapter.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x0, _, cond, _ = batch()
+    seen = []
+    adapter.structure_blocks[0].modulation.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    low, high = (adapter(cond, x0, torch.full((2,), s)) for s in (0.1, 0.9))
+    blocks_follow_sigma = not torch.equal(seen[0], seen[1])
+    assert blocks_follow_sigma == (mode == "full")
+    assert (not all(torch.equal(low[i], high[i]) for i in low)) == (mode != "none")
+
+
+def test_without_the_refinement_stream_the_state_is_not_read(backbone):
+    torch.manual_seed(0)
+    adapter = StateAwareAdapter(width=32, time_dim=32, inject_every=2, refinement_depth=0, output_init_std=0.05)
+    adapter.bind(backbone)
+    assert not hasattr(adapter, "state_embedder") and not hasattr(adapter, "stream_gate")
+    x0, eps, cond, sigma = batch()
+    assert all(torch.equal(a, b) for a, b in zip(adapter(cond, x0, sigma).values(), adapter(cond, eps, sigma).values()))
+    assert not all(torch.equal(a, b) for a, b in zip(adapter(cond, x0, sigma).values(), adapter(eps, x0, sigma).values()))

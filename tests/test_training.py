@@ -222,7 +222,7 @@ def test_checkpoints_load_strictly_and_as_weights_only(fitted, tmp_path, capsys,
     module = _module_from(str(tmp / "runs/t/version_0/checkpoints/last.ckpt"), backbone_dir)
     for broken, message in (({}, "misses"), ({**ckpt["state_dict"], "model.adapter.extra": torch.zeros(1)},
                                              "unexpected")):
-        with pytest.raises(LiteVSRError, match=f"the checkpoint does not fit this adapter: it .*{message}"):
+        with pytest.raises(LiteVSRError, match=f"the checkpoint does not fit this method: it .*{message}"):
             module.on_load_checkpoint({"state_dict": broken})
 
     marker = tmp_path / "ran"
@@ -244,7 +244,7 @@ def test_a_backbone_parameter_that_trains_is_an_error(backbone_dir):
 
     module = LiteVSRModule(WanBackbone(backbone_dir), StateAwareAdapter(width=32, time_dim=32))
     next(module.backbone.parameters()).requires_grad_(True)
-    with pytest.raises(LiteVSRError, match="the backbone must stay frozen"):
+    with pytest.raises(LiteVSRError, match="break the frozen guarantee"):
         module.configure_optimizers()
 
 

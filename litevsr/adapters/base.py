@@ -8,6 +8,7 @@ the user registered with `register_adapter`; it never imports a name read from a
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -39,16 +40,22 @@ def backbone_dims(backbone) -> dict:
 
 
 class Adapter(ModelMixin, ConfigMixin):
-    """Steers a frozen `VideoBackbone`: forward returns {block_index: (B, N, D)} residuals.
+    """A method of steering a `VideoBackbone`: forward returns {block_index: (B, N, D)} residuals added to those
+    blocks' outputs, and optionally {"input": (B, N, D)} tokens added to the first block's input (how a
+    channel-concatenated condition enters: a zero-initialised extension of the patch embedding).
 
     Subclasses decorate `__init__` with diffusers' `@register_to_config` and take `backbone_dims`: given (as when
     loading an export), the layers are built at once; left out (as in a recipe), they are built by `bind` once the
-    backbone is known.
+    backbone is known. Methods that train backbone parameters too (LoRA, full fine-tuning) set `edits_backbone`,
+    change the backbone in `edit_backbone`, name what they train in `trained_backbone_parameters`, and store it
+    beside their own weights with `save_extra` / `load_extra`.
     """
 
     config_name = CONFIG_NAME
     #: what the refinement stream reads: "x_sigma" (the noisy latent) or "x0_hat" (the clean estimate)
     state_input: str = "x_sigma"
+    #: whether this method changes the backbone it is bound to (so that backbone is its own, not shared)
+    edits_backbone: bool = False
 
     @property
     def bound(self) -> bool:
@@ -64,17 +71,43 @@ class Adapter(ModelMixin, ConfigMixin):
         elif dict(self.config.backbone_dims) != dims:
             raise LiteVSRError(f"this adapter was built for a backbone with {dict(self.config.backbone_dims)}, "
                                f"not {dims}")
+        if self.edits_backbone and self.edited_backbone is not backbone:
+            if self.edited_backbone is not None:
+                raise LiteVSRError(f"a {type(self).__name__} edits its backbone, so it cannot be bound to a second one")
+            self.edit_backbone(backbone)
+            self.__dict__["_edited_backbone"] = backbone  # a reference, not a submodule: not in this state_dict
 
     def build(self, dims: dict) -> None:
         raise NotImplementedError
+
+    @property
+    def edited_backbone(self):
+        """The backbone this adapter has edited (methods with `edits_backbone`), else None."""
+        return self.__dict__.get("_edited_backbone")
+
+    def edit_backbone(self, backbone) -> None:
+        """Change `backbone` for this method (e.g. add LoRA layers); called once, when the adapter is bound."""
+
+    def trained_backbone_parameters(self) -> list[str]:
+        """Names (in the edited backbone's `named_parameters()`) of the backbone parameters this method trains."""
+        return []
+
+    def save_extra(self, folder: str) -> None:
+        """Write what this method trains in the backbone into an export folder."""
+
+    def load_extra(self, folder: str) -> None:
+        """Read back what `save_extra` wrote, into the edited backbone."""
 
     def forward(self, cond: torch.Tensor, state: torch.Tensor, sigma: torch.Tensor) -> dict[int, torch.Tensor]:
         raise NotImplementedError
 
 
-def _arguments(config) -> dict:
-    """The user-chosen arguments of a config, as JSON would hold them (no private keys, no backbone dims)."""
-    return json.loads(json.dumps({k: v for k, v in dict(config).items()
+def _arguments(config, cls: type) -> dict:
+    """The arguments of a `cls` config, as JSON would hold them, with the defaults of any it does not name (a file
+    written before an argument existed), less private keys and backbone dims."""
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return json.loads(json.dumps({k: v for k, v in {**defaults, **dict(config)}.items()
                                   if not k.startswith("_") and k != "backbone_dims"}))
 
 
@@ -86,6 +119,7 @@ def save_adapter(adapter: Adapter, folder: str, backbone_name: str, scale: int |
     folder = os.path.abspath(folder)
     tmp, old = f"{folder}.tmp{os.getpid()}", f"{folder}.old{os.getpid()}"
     adapter.save_pretrained(tmp, safe_serialization=True)
+    adapter.save_extra(tmp)
     config_path = os.path.join(tmp, CONFIG_NAME)
     with open(config_path) as f:
         config = json.load(f)
@@ -171,8 +205,11 @@ def load_adapter(path: str, backbone=None) -> Adapter:
     if not adapter.bound:
         raise LiteVSRError(f"{path}: the config records no backbone_dims")
     _load_weights(adapter, path)
+    if adapter.edits_backbone and backbone is None:
+        raise LiteVSRError(f"{path}: a {cls.__name__} trains backbone weights; load it with its backbone")
     if backbone is not None:
         adapter.bind(backbone)
+        adapter.load_extra(path)
     return adapter
 
 
@@ -182,13 +219,16 @@ def load_adapter_weights(adapter: Adapter, path: str, grow: bool = False) -> lis
     tensors keep their initial values, and their names are returned."""
     config = _read_config(path)
     if config.get("_class_name") != type(adapter).__name__ or (
-            not grow and _arguments(config) != _arguments(adapter.config)):
-        raise LiteVSRError(f"{path} holds a {config.get('_class_name')} built with {_arguments(config)}, not a "
-                           f"{type(adapter).__name__} with {_arguments(adapter.config)}")
+            not grow and _arguments(config, type(adapter)) != _arguments(adapter.config, type(adapter))):
+        raise LiteVSRError(f"{path} holds a {config.get('_class_name')} built with "
+                           f"{_arguments(config, type(adapter))}, not a {type(adapter).__name__} with "
+                           f"{_arguments(adapter.config, type(adapter))}")
     if dict(config["backbone_dims"]) != dict(adapter.config.backbone_dims):
         raise LiteVSRError(f"{path} was built for a backbone with {config['backbone_dims']}, "
                            f"not {dict(adapter.config.backbone_dims)}")
-    return _load_weights(adapter, path, grow)
+    new = _load_weights(adapter, path, grow)
+    adapter.load_extra(path)
+    return new
 
 
 def read_old_adapter_metadata(path: str) -> dict:

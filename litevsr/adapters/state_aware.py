@@ -95,6 +95,9 @@ class AdapterBlock(nn.Module):
         return x
 
 
+TIME_CONDITIONING = ("full", "gate", "none")
+
+
 @register_adapter
 class StateAwareAdapter(Adapter):
     @register_to_config
@@ -109,6 +112,7 @@ class StateAwareAdapter(Adapter):
         inject_every: int = 3,
         inject_blocks: list[int] | None = None,
         state_input: str = "x_sigma",
+        time_conditioning: str = "full",
         output_init_std: float = 0.0,
         backbone_dims: dict | None = None,
     ):
@@ -118,6 +122,7 @@ class StateAwareAdapter(Adapter):
             width: Token width of both streams. Default: the backbone's hidden size.
             structure_depth: Blocks in the structural stream (reads the LQ latent).
             refinement_depth: Blocks in the refinement stream (reads the denoising state, cross-attends to structure).
+                0 drops the stream: the adapter reads the LQ latent only (an ablation).
             head_dim: Attention head size; heads = width // head_dim (at least one).
             mlp_ratio: MLP hidden size as a multiple of width.
             time_dim: Width of the noise-level embedding that modulates every block.
@@ -125,6 +130,9 @@ class StateAwareAdapter(Adapter):
             inject_blocks: Explicit backbone block indices to inject into; overrides inject_every.
             state_input: What the refinement stream reads: "x_sigma" (no extra cost) or "x0_hat"
                 (x_sigma - sigma * v_hat; one extra no-grad backbone pass in training).
+            time_conditioning: What the noise level steers: "full" (every block's modulation and the stream gate),
+                "gate" (the stream gate only: no time modulation of the blocks) or "none" (nothing: one fixed
+                injection pattern for every sigma). The last two are ablations.
             output_init_std: Std of the output projections at initialisation. 0 (training) starts from the bare
                 backbone exactly; > 0 gives an adapter that visibly acts from the start (twins, tests).
             backbone_dims: The backbone's dimensions (hidden_dim, num_blocks, latent_channels, patch_size). Leave
@@ -133,6 +141,8 @@ class StateAwareAdapter(Adapter):
         super().__init__()
         if state_input not in ("x_sigma", "x0_hat"):
             raise LiteVSRError(f"state_input must be 'x_sigma' or 'x0_hat', got {state_input!r}")
+        if time_conditioning not in TIME_CONDITIONING:
+            raise LiteVSRError(f"time_conditioning must be one of {TIME_CONDITIONING}, got {time_conditioning!r}")
         if inject_every < 1:
             raise LiteVSRError(f"inject_every must be >= 1, got {inject_every}")
         self.state_input = state_input
@@ -154,11 +164,12 @@ class StateAwareAdapter(Adapter):
         channels, patch = dims["latent_channels"], tuple(dims["patch_size"])
         self.time_embedder = TimestepEmbedder(cfg.time_dim)
         self.structure_embedder = PatchEmbedder(channels, width, patch)
-        self.state_embedder = PatchEmbedder(channels, width, patch)
         block = lambda cross: AdapterBlock(width, heads, cfg.mlp_ratio, cfg.time_dim, cross)  # noqa: E731
         self.structure_blocks = nn.ModuleList(block(False) for _ in range(cfg.structure_depth))
-        self.refinement_blocks = nn.ModuleList(block(True) for _ in range(cfg.refinement_depth))
-        self.stream_gate = nn.Sequential(nn.SiLU(), nn.Linear(cfg.time_dim, width))
+        if cfg.refinement_depth:
+            self.state_embedder = PatchEmbedder(channels, width, patch)
+            self.refinement_blocks = nn.ModuleList(block(True) for _ in range(cfg.refinement_depth))
+            self.stream_gate = nn.Sequential(nn.SiLU(), nn.Linear(cfg.time_dim, width))
         self.out_norm = nn.LayerNorm(width)
         self.injectors = nn.ModuleDict({str(i): nn.Linear(width, dims["hidden_dim"]) for i in self.targets})
         for proj in self.injectors.values():
@@ -174,13 +185,19 @@ class StateAwareAdapter(Adapter):
         return block(*args)
 
     def forward(self, cond: torch.Tensor, state: torch.Tensor, sigma: torch.Tensor) -> dict[int, torch.Tensor]:
+        mode = self.config.time_conditioning
         temb = self.time_embedder(sigma)
+        constant = torch.zeros_like(temb)  # what a sigma-blind part reads: its learned biases only
+        block_temb, gate_temb = (temb if mode == "full" else constant), (constant if mode == "none" else temb)
         structure = self.structure_embedder(cond)
         for block in self.structure_blocks:
-            structure = self._run(block, structure, temb)
-        refined = self.state_embedder(state)
-        for block in self.refinement_blocks:
-            refined = self._run(block, refined, temb, structure)
-        gate = torch.sigmoid(self.stream_gate(temb)).unsqueeze(1)
-        fused = self.out_norm(gate * structure + (1 - gate) * refined)
+            structure = self._run(block, structure, block_temb)
+        if not self.config.refinement_depth:
+            fused = self.out_norm(structure)
+        else:
+            refined = self.state_embedder(state)
+            for block in self.refinement_blocks:
+                refined = self._run(block, refined, block_temb, structure)
+            gate = torch.sigmoid(self.stream_gate(gate_temb)).unsqueeze(1)
+            fused = self.out_norm(gate * structure + (1 - gate) * refined)
         return {i: self.injectors[str(i)](fused) for i in self.targets}
