@@ -11,7 +11,7 @@ import yaml
 from safetensors.torch import load_file
 
 from litevsr import LiteVSRError
-from litevsr.adapters import FullFinetuneAdapter, LoRAAdapter, StateAwareAdapter, load_adapter, save_adapter
+from litevsr.adapters import ControlNetAdapter, FullFinetuneAdapter, LoRAAdapter, StateAwareAdapter, load_adapter, save_adapter
 from litevsr.adapters.concat import LORA_WEIGHTS_FILE, PATCH_EMBEDDING_FILE
 from litevsr.backbones import WanBackbone
 from litevsr.cli import main
@@ -19,7 +19,7 @@ from litevsr.model import LiteVSR
 from litevsr.module import LiteVSRModule
 from test_training import write_config
 
-METHODS = {"lora": lambda: LoRAAdapter(rank=4), "full": FullFinetuneAdapter,
+METHODS = {"lora": lambda: LoRAAdapter(rank=4), "full": FullFinetuneAdapter, "controlnet": ControlNetAdapter,
            "state_aware": lambda: StateAwareAdapter(width=32, time_dim=32, inject_every=2)}
 
 
@@ -51,7 +51,7 @@ def test_exactly_the_declared_parameters_train_and_are_checkpointed(method, whic
     module, moved = _trained_step(backbone, METHODS[method]())
     declared = set(module.model.trained_parameters())
     assert moved == declared  # every declared parameter moved, nothing else did (buffers included)
-    if method == "state_aware":
+    if method in ("state_aware", "controlnet"):
         assert all(k.startswith("adapter.") for k in declared)
     else:
         assert any(k.startswith("backbone.transformer.") for k in declared)
@@ -74,7 +74,7 @@ def test_a_stray_trainable_backbone_parameter_breaks_the_frozen_guarantee(method
         module.configure_optimizers()
 
 
-@pytest.mark.parametrize("method", ["lora", "full"])
+@pytest.mark.parametrize("method", ["lora", "full", "controlnet"])
 def test_exports_load_back_with_the_same_velocity(method, backbone_dir, tmp_path):
     module, _ = _trained_step(WanBackbone(backbone_dir), METHODS[method]())
     save_adapter(module.adapter, str(tmp_path / method), module.backbone.name)
@@ -83,7 +83,8 @@ def test_exports_load_back_with_the_same_velocity(method, backbone_dir, tmp_path
     x, cond, sigma = _inputs(fresh, seed=1)
     with torch.no_grad():
         assert torch.equal(loaded.velocity(x, sigma, cond, x), module.model.velocity(x, sigma, cond, x))
-        assert not torch.allclose(fresh(x, sigma), WanBackbone(backbone_dir)(x, sigma))  # the weights were loaded
+        edited = not torch.allclose(fresh(x, sigma), WanBackbone(backbone_dir)(x, sigma))  # the weights were loaded
+        assert edited == loaded.adapter.edits_backbone
     with pytest.raises(LiteVSRError, match="load it with its backbone"):
         load_adapter(str(tmp_path / method))
 
@@ -119,17 +120,19 @@ def test_a_lora_file_of_another_rank_is_a_one_line_error(backbone_dir, tmp_path)
         load_adapter(str(tmp_path / "lora"), WanBackbone(backbone_dir))
 
 
-@pytest.mark.parametrize("method", ["lora", "full"])
+@pytest.mark.parametrize("method", ["lora", "full", "controlnet"])
 def test_each_baseline_runs_fit_export_upscale_from_a_recipe(method, tmp_path, backbone_dir, shard_dirs):
     config = write_config(tmp_path, backbone_dir, shard_dirs)
     recipe = yaml.safe_load(open(config))
     recipe["model"]["adapter"] = {"class_path": f"litevsr.adapters.{type(METHODS[method]()).__name__}",
                                   "init_args": {"rank": 4} if method == "lora" else {}}
+    if method == "controlnet":
+        recipe["model"]["val_references"] = True
     with open(config, "w") as f:
         yaml.safe_dump(recipe, f)
     main(["fit", "--config", config])
     exported = tmp_path / "runs" / "t" / "version_0" / "adapter"
-    assert (exported / PATCH_EMBEDDING_FILE).is_file()
+    assert (exported / PATCH_EMBEDDING_FILE).is_file() == (method != "controlnet")
     from conftest import random_clips
     from litevsr.data.video import encode_video, video_info
 
@@ -138,3 +141,21 @@ def test_each_baseline_runs_fit_export_upscale_from_a_recipe(method, tmp_path, b
     main(["upscale", str(tmp_path / "in.mkv"), str(tmp_path / "out.mp4"), "--adapter", str(exported)])
     info = video_info(str(tmp_path / "out.mp4"))
     assert (info["frames"], info["width"], info["height"]) == (5, 32, 32)
+
+
+@pytest.mark.parametrize("method", ["controlnet", "lora"])
+def test_gradient_checkpointing_gives_the_same_gradients(method, backbone_dir):
+    """The ControlNet copy runs inside the first block's pre-hook, which checkpointing runs again in backward."""
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        module, _ = _trained_step(WanBackbone(backbone_dir), METHODS[method]())
+        module.zero_grad()
+        if checkpointing:
+            module.backbone.transformer.enable_gradient_checkpointing()
+        x, cond, sigma = _inputs(module.backbone, seed=3)
+        torch.manual_seed(0)
+        module.model.velocity(x, sigma, cond, x).pow(2).mean().backward()
+        grads.append({k: p.grad.clone() for k, p in module.model.trained_parameters().items()})
+    assert grads[0].keys() == grads[1].keys()
+    assert all(torch.allclose(grads[0][k], grads[1][k], atol=1e-6) for k in grads[0])

@@ -42,7 +42,9 @@ def backbone_dims(backbone) -> dict:
 class Adapter(ModelMixin, ConfigMixin):
     """A method of steering a `VideoBackbone`: forward returns {block_index: (B, N, D)} residuals added to those
     blocks' outputs, and optionally {"input": (B, N, D)} tokens added to the first block's input (how a
-    channel-concatenated condition enters: a zero-initialised extension of the patch embedding).
+    channel-concatenated condition enters: a zero-initialised extension of the patch embedding), or
+    {"from_input": fn}: fn(first block's arguments) -> {block_index: residual}, for methods that run backbone-like
+    blocks on the backbone's own tokens, time and rotary embeddings (a ControlNet copy).
 
     Subclasses decorate `__init__` with diffusers' `@register_to_config` and take `backbone_dims`: given (as when
     loading an export), the layers are built at once; left out (as in a recipe), they are built by `bind` once the
@@ -56,6 +58,8 @@ class Adapter(ModelMixin, ConfigMixin):
     state_input: str = "x_sigma"
     #: whether this method changes the backbone it is bound to (so that backbone is its own, not shared)
     edits_backbone: bool = False
+    #: whether its layers are built from the backbone's (a ControlNet copy), so it loads only with a backbone
+    copies_backbone: bool = False
 
     @property
     def bound(self) -> bool:
@@ -204,11 +208,12 @@ def load_adapter(path: str, backbone=None) -> Adapter:
         raise LiteVSRError(f"{path}: cannot build {cls.__name__} from its config: {err}") from err
     if not adapter.bound:
         raise LiteVSRError(f"{path}: the config records no backbone_dims")
-    _load_weights(adapter, path)
-    if adapter.edits_backbone and backbone is None:
-        raise LiteVSRError(f"{path}: a {cls.__name__} trains backbone weights; load it with its backbone")
+    if backbone is None and (adapter.edits_backbone or adapter.copies_backbone):
+        raise LiteVSRError(f"{path}: a {cls.__name__} is built on backbone weights; load it with its backbone")
     if backbone is not None:
         adapter.bind(backbone)
+    _load_weights(adapter, path)
+    if backbone is not None:
         adapter.load_extra(path)
     return adapter
 

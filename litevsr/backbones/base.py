@@ -15,7 +15,8 @@ class VideoBackbone(nn.Module):
     """A frozen video DiT + VAE. Subclasses set `transformer`, `vae`, `blocks` and the geometry fields.
 
     Adapters write into the backbone through `injections`: a dict {block_index: (B, N, D)} added to
-    that block's output, and {"input": (B, N, D)} added to the first block's input. Hooks on the blocks read
+    that block's output, {"input": (B, N, D)} added to the first block's input, and {"from_input": fn} whose
+    fn(first block's arguments) gives more block residuals (see `Adapter`). Hooks on the blocks read
     them from `self._injections`, which is kept until the next forward so that gradient-checkpoint
     recomputation sees the same values.
     """
@@ -36,13 +37,15 @@ class VideoBackbone(nn.Module):
         self._injections: dict[int, torch.Tensor] = {}
         for index, block in enumerate(self.blocks):
             block.register_forward_hook(self._make_injection_hook(index))
-        self.blocks[0].register_forward_pre_hook(self._add_input_tokens)
+        self.blocks[0].register_forward_pre_hook(self._before_first_block)
 
-    def _add_input_tokens(self, module, args):
-        tokens = self._injections.get("input")
-        if tokens is None:
-            return None
-        return (args[0] + tokens.to(args[0].dtype), *args[1:])
+    def _before_first_block(self, module, args):
+        tokens, from_input = self._injections.get("input"), self._injections.get("from_input")
+        if tokens is not None:
+            args = (args[0] + tokens.to(args[0].dtype), *args[1:])
+        if from_input is not None:  # the same values when gradient checkpointing recomputes this block
+            self._injections.update(from_input(args))
+        return args
 
     def _make_injection_hook(self, index: int):
         def add_injection(module, args, output):
@@ -107,7 +110,7 @@ class VideoBackbone(nn.Module):
 
     def forward(self, latents, sigma, injections: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         self._injections = dict(injections or {})
-        bad = [i for i in self._injections if i != "input" and not 0 <= i < self.num_blocks]
+        bad = [i for i in self._injections if i not in ("input", "from_input") and not 0 <= i < self.num_blocks]
         if bad:
             raise LiteVSRError(f"injection targets {bad} are outside the backbone's {self.num_blocks} blocks")
         return self.velocity(latents, sigma)
