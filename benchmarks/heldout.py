@@ -55,7 +55,8 @@ def main() -> None:
     manifest = json.load(open(os.path.join(opts.root, "manifest.json")))
     scale = manifest["scale"]
     models = load_models(opts.adapter, None, "cpu", "float32")
-    backbone = models[0][1].backbone
+    bare = [model.backbone for _, model, _ in models if not model.adapter.edits_backbone]
+    backbone = bare[0] if bare else load_models("general", models[0][2]["backbone"], "cpu", "float32")[0][1].backbone
     methods = [(name, model, Sampling.of_adapter(config, color_fix=opts.color_fix)) for name, model, config in models]
     methods.insert(0, ("no adapter", LiteVSR(backbone, None), methods[0][2]))
     rows = []

@@ -56,3 +56,13 @@ def test_general_recipe_trains_a_light_adapter_that_the_demo_starts_from():
     assert demo.model.hparams.init_adapter == "general"
     assert dict(demo.model.adapter.config) == dict(general.model.adapter.config)
     assert (demo.model.hparams.start_noise, general.model.hparams.start_noise) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("method, cls", [("lora", "LoRAAdapter"), ("controlnet", "ControlNetAdapter"),
+                                         ("full", "FullFinetuneAdapter")])
+def test_each_method_is_one_recipe_piece(method, cls):
+    """A baseline replaces the adapter of any recipe, the demo's (which starts from the shipped adapter) included."""
+    for base in ("recipes/general_x4.yaml", "recipes/demo.yaml"):
+        cli = instantiate(base, "--config", f"recipes/methods/{method}.yaml")
+        assert type(cli.model.adapter).__name__ == cls and cli.model.hparams.init_adapter is None
+        assert cli.model.parameter_counts()["trainable"] > 0
