@@ -345,3 +345,19 @@ def test_vae_scale_loss_weights_each_channel_by_its_unnormalised_variance(cached
     assert losses["vae_scale"] == pytest.approx(float(variance[0] / variance.mean()) / channels)
     with pytest.raises(LiteVSRError, match="loss_weighting must be one of"):
         LiteVSRModule(backbone, StateAwareAdapter(), loss_weighting="pixel")
+
+
+def test_the_same_recipe_and_seed_give_the_same_adapter(tmp_path, backbone_dir, shard_dirs):
+    """Two fits with 2 loader workers end bitwise equal: webdataset's shard draws and shuffle buffer would otherwise
+    seed themselves from the pid and the clock."""
+    from safetensors.torch import load_file
+
+    adapters = []
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        config = write_config(tmp_path / run, backbone_dir, shard_dirs, num_workers=2)
+        main(["fit", "--config", config, "--trainer.max_steps", "6", "--trainer.val_check_interval", "6"])
+        adapters.append(load_file(str(tmp_path / run / "runs" / "t" / "version_0" / "adapter" /
+                                      "diffusion_pytorch_model.safetensors")))
+    assert adapters[0].keys() == adapters[1].keys()
+    assert all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])

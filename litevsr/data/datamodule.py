@@ -248,17 +248,18 @@ class VideoShardDataModule(L.LightningDataModule):
         world = self.trainer.world_size if self.trainer else 1
         per_worker = max(1, hp.samples_per_epoch // (world * max(1, hp.num_workers)))
         skip = self._handler()
-        dataset = (
-            wds.WebDataset(self.train_urls, resampled=True, shardshuffle=False, nodesplitter=wds.split_by_node,
-                           workersplitter=wds.split_by_worker, handler=skip, empty_check=False)
-            .shuffle(hp.shuffle_buffer)
-        )
+        # Shard draws and the shuffle buffer are seeded from seed_everything's seed (webdataset's defaults mix in
+        # the pid and the clock), so the same recipe and seed give the same stream; each rank and worker draws its
+        # own shards (ResampledShards seeds per rank and worker), and the workers' torch RNGs, which crop and
+        # degrade, are seeded by the DataLoader from the main process's.
+        seed = torch.initial_seed()
+        stages = [wds.ResampledShards(self.train_urls, seed=seed, deterministic=True),
+                  wds.tarfile_to_samples(handler=skip), wds.shuffle(hp.shuffle_buffer, seed=seed)]
         if hp.use_cached_latents:
-            dataset = dataset.map(self._cached_latents, handler=skip)
+            stages.append(wds.map(self._cached_latents, handler=skip))
         else:
-            dataset = dataset.map(self._decode_train, handler=skip).map(self._train_pair, handler=skip)
-        dataset = dataset.with_epoch(per_worker)
-        return self._loader(dataset, hp.batch_size)
+            stages += [wds.map(self._decode_train, handler=skip), wds.map(self._train_pair, handler=skip)]
+        return self._loader(wds.DataPipeline(*stages).with_epoch(per_worker), hp.batch_size)
 
     def val_dataloader(self):
         if not self.val_urls:
