@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from litevsr import LiteVSRError
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 BT601_Y = (65.481, 128.553, 24.966)  # RGB weights for [0, 1] input -> Y in [16, 235]
 
@@ -25,6 +25,27 @@ def y_channel(frames_u8: torch.Tensor) -> torch.Tensor:
     return ((frames_u8.double() / 255 * w).sum(1, keepdim=True) + 16.0)
 
 
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM of (N, 1, H, W) images in [0, 255], BasicSR's `_ssim`: an 11x11 Gaussian window of sigma 1.5
+    over the valid region only (no padding), in float64, the map averaged. Images smaller than the window (where
+    BasicSR's map is empty) use the largest odd window that fits."""
+    size = min(11, (min(x.shape[-2:]) - 1) // 2 * 2 + 1)
+    i = torch.arange(size, dtype=torch.float64, device=x.device) - size // 2
+    g = torch.exp(-i ** 2 / (2 * 1.5 ** 2))
+    g = g / g.sum()
+    window = (g[:, None] * g[None, :])[None, None]
+    x, y = x.double(), y.double()
+
+    def blur(t):
+        return torch.nn.functional.conv2d(t, window)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x, var_y, cov = blur(x * x) - mu_x ** 2, blur(y * y) - mu_y ** 2, blur(x * y) - mu_x * mu_y
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return ssim_map.mean(dim=(1, 2, 3))
+
+
 def _crop(x: torch.Tensor, border: int) -> torch.Tensor:
     return x[..., border:-border, border:-border] if border > 0 else x
 
@@ -36,7 +57,7 @@ def frame_metrics(sr: torch.Tensor, gt: torch.Tensor, crop_border: int = 0) -> d
     per_frame = dict(data_range=255.0, reduction="none", dim=(1, 2, 3))
     return {
         "psnr_y": peak_signal_noise_ratio(sr_y, gt_y, **per_frame).float(),
-        "ssim_y": structural_similarity_index_measure(sr_y, gt_y, data_range=255.0, reduction="none").float(),
+        "ssim_y": ssim(sr_y, gt_y).float(),
         "psnr_rgb": peak_signal_noise_ratio(_crop(sr_u8, crop_border), _crop(gt_u8, crop_border), **per_frame).float(),
     }
 
