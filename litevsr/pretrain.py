@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from litevsr import flow
 from litevsr.backbones.pca_vae import block_pca, set_pca_vae
-from litevsr.backbones.wan import TINY_CONFIG, TINY_PATH, WanBackbone, build_wan, save_wan
+from litevsr.backbones.wan import TINY_CONFIG, WanBackbone, build_wan, save_wan
 from litevsr.data.datamodule import VideoShardDataModule
 from litevsr.data.degradations import resize_video
 from litevsr.data.demo import build_pretrain_shards
@@ -177,7 +177,7 @@ def fit_pca_vae(vae: AutoencoderKLWan, shards: str, frames_per_clip: int = 2) ->
 
 
 def pretrain(
-    out: str = str(TINY_PATH),
+    out: str,
     data_root: str = "data/pretrain",
     log_dir: str = "runs/pretrain",
     accelerator: str = "cpu",
@@ -194,6 +194,8 @@ def pretrain(
     """Pretrain the tiny generator and save it to `out` (diffusers layout).
 
     Args:
+        out: Folder of the new generator. Required: nothing defaults to overwriting the shipped one (the
+            recipes/pretrain_tiny*.yaml recipes name the source tree's litevsr/assets/tiny-wan on purpose).
         accelerator: Lightning accelerator ("cpu", "gpu", "auto").
         time_limit_s: Optional wall-clock limit of the transformer's training.
         warm_start_from: A saved generator folder (diffusers layout) to start the transformer from, copying every
