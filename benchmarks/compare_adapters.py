@@ -5,9 +5,14 @@ ControlNet copy, full fine-tuning), each trained by LiteVSRModule on the same fr
 2. Step time and gradient + optimizer memory on cached latents, one process per method (peak RSS is its own): a
    backbone with Wan2.1-1.3B's proportions at width 512 (`--size mid`, as benchmarks/train_step.py), fp32, no
    gradient checkpointing. `--size tiny` is the CI-sized run.
-3. Quality after an equal budget: not measured here yet (see README, "Baselines"); the JSON says so.
+3. With `--quality-steps N`: quality after an equal budget. Each method is trained for N steps by the same
+   recipe (recipes/general_x4.yaml, plus recipes/methods/<method>.yaml for the baselines, from scratch) for every
+   `--seeds`, then scored on the held-out set (benchmarks/heldout_data.py) at x4, 1 step, over both LQ kinds:
+   PSNR-Y (mean over seeds, and its spread), SSIM-Y and the temporal warping error, with bicubic and the bare
+   generator as floors. Hours on a 2-core CPU at N = 300 with two seeds.
 
     python benchmarks/compare_adapters.py [--size mid|tiny] [--steps 3] [--methods state_aware,lora,...]
+    python benchmarks/compare_adapters.py --quality-steps 300 --seeds 0 1
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import torch
 from common import report
 from train_step import CACHED_LATENTS, CACHED_TRANSFORMER, state_bytes
 
-#: name -> (adapter class name in litevsr.adapters, arguments). The State-Aware rows use the default adapter.
+#: name -> (adapter class name in litevsr.adapters, arguments). The State-Aware rows use the default adapter; in the
+#: quality runs, the recipe's adapter with these arguments instead.
 METHODS = {
     "state_aware": ("StateAwareAdapter", {}),
     "no_refinement": ("StateAwareAdapter", {"refinement_depth": 0}),
@@ -43,6 +49,74 @@ SIZES = {
              "latents": (16, 2, 4, 4), "time_dim": 16},
 }
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: learning rates of the quality runs: the recipe's for the adapters, lower where all the transformer trains
+QUALITY_LR = {"full": 1e-4}
+
+
+def fit_command(method: str, steps: int, seed: int, out: str, recipe: str, train_shards: str | None) -> list[str]:
+    """`litevsr fit` of one method for an equal-budget comparison: the recipe, the method's piece, no warm start."""
+    name, kwargs = METHODS[method]
+    command = [sys.executable, "-m", "litevsr", "fit", "--config", recipe]
+    if name != "StateAwareAdapter":
+        command += ["--config", os.path.join(ROOT, "recipes", "methods", f"{method}.yaml")]
+    for key, value in kwargs.items():
+        command += [f"--model.adapter.init_args.{key}", json.dumps(value)]
+    command += ["--model.init_adapter", "null", "--seed_everything", str(seed), "--trainer.max_steps", str(steps),
+                "--trainer.val_check_interval", str(steps), "--trainer.limit_val_batches", "1",
+                "--trainer.enable_progress_bar", "false",
+                "--trainer.logger.init_args.save_dir", out, "--trainer.logger.init_args.name", f"{method}_seed{seed}"]
+    if method in QUALITY_LR:
+        command += ["--model.optimizer.init_args.lr", str(QUALITY_LR[method])]
+    if train_shards:
+        command += ["--data.init_args.train_shards", train_shards, "--data.init_args.val_shards", train_shards]
+    return command
+
+
+def quality(methods: list[str], steps: int, seeds: list[int], heldout: str, recipe: str,
+            train_shards: str | None, out: str) -> tuple[dict, dict]:
+    """{method: {psnr_y, psnr_y_std, ssim_y, warp_error}} after `steps` steps per seed, and the floors."""
+    import numpy as np
+
+    from litevsr.backbones import WanBackbone
+    from litevsr.cli import load_models
+    from litevsr.evaluate import evaluate
+    from litevsr.inference import Sampling
+    from litevsr.model import LiteVSR
+
+    scale = json.load(open(os.path.join(heldout, "manifest.json")))["scale"]
+    lq_folders = [f for f in ("lq_bicubic", "lq_realworld") if os.path.isdir(os.path.join(heldout, f))]
+
+    def score(models) -> dict[str, list[dict]]:
+        rows = [row for folder in lq_folders for row in evaluate(
+            models, os.path.join(heldout, "gt"), os.path.join(heldout, folder), scale, os.path.join(out, "eval"))]
+        return {m: [r for r in rows if r["method"] == m] for m in {r["method"] for r in rows}}
+
+    per_method, floors = {}, None
+    for method in methods:
+        runs = []
+        for seed in seeds:
+            subprocess.run(fit_command(method, steps, seed, out, recipe, train_shards), check=True, cwd=ROOT,
+                           capture_output=True, text=True)
+            adapter = os.path.join(out, f"{method}_seed{seed}", "version_0", "adapter")
+            (_, model, config), = load_models(adapter, None, "cpu", "float32")
+            sampling = Sampling.of_adapter(config)
+            trained = sum(p.numel() for p in model.trained_parameters().values())
+            models = [("method", model, sampling)]
+            if floors is None:  # the bare generator, with the same sampler
+                models.append(("no adapter", LiteVSR(WanBackbone(config["backbone"]), None), sampling))
+            scores = score(models)
+            if floors is None:
+                floors = {k: float(np.mean([r["psnr_y"] for r in scores[k]])) for k in ("bicubic", "no adapter")}
+            runs.append({k: float(np.mean([r[k] for r in scores["method"]])) for k in ("psnr_y", "ssim_y",
+                                                                                       "warp_error")})
+            print(f"{method} seed {seed}: PSNR-Y {runs[-1]['psnr_y']:.3f}", file=sys.stderr, flush=True)
+        psnr = [r["psnr_y"] for r in runs]
+        per_method[method] = {"quality_trainable_params": trained, "psnr_y": float(np.mean(psnr)),
+                              "psnr_y_std": float(np.std(psnr)),
+                              "ssim_y": float(np.mean([r["ssim_y"] for r in runs])),
+                              "warp_error": float(np.mean([r["warp_error"] for r in runs])), "seeds": runs}
+    return per_method, floors
 
 
 def make_adapter(method: str, size: dict | None = None):
@@ -112,7 +186,8 @@ def run_steps(method: str, size_name: str, steps: int) -> dict:
             "peak_memory_mib": peak_rss_mib()}
 
 
-def plot(rows: list[dict], path: str) -> None:
+def plot(rows: list[dict], name: str) -> None:
+    """<name>_step_time.png, and <name>_quality.png (PSNR-Y against trainable parameters) where quality was run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,7 +198,18 @@ def plot(rows: list[dict], path: str) -> None:
     ax.set_xlabel("seconds per training step (same backbone, batch and precision)")
     ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(os.path.join(RESULTS, f"{name}_step_time.png"), dpi=120)
+    scored = [r for r in rows if r["psnr_y"] is not None]
+    if scored:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in scored:
+            ax.errorbar(r["quality_trainable_params"], r["psnr_y"], yerr=r["psnr_y_std"], fmt="o")
+            ax.annotate(r["name"], (r["quality_trainable_params"], r["psnr_y"]), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters (embedded generator)")
+        ax.set_ylabel("held-out PSNR-Y (dB), mean over seeds")
+        fig.tight_layout()
+        fig.savefig(os.path.join(RESULTS, f"{name}_quality.png"), dpi=120)
 
 
 def main() -> None:
@@ -133,6 +219,12 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--name", default="compare_adapters", help="results name: benchmarks/results/<name>.json")
+    parser.add_argument("--quality-steps", type=int, default=0, help="train every method this many steps and score "
+                        "it on the held-out set (0: skip)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--heldout", default="data/heldout", help="held-out set (benchmarks/heldout_data.py)")
+    parser.add_argument("--recipe", default=os.path.join(ROOT, "recipes", "general_x4.yaml"))
+    parser.add_argument("--train-shards", default=None, help="override the recipe's training (and validation) shards")
     opts = parser.parse_args()
     if opts.one:
         print(json.dumps(run_steps(opts.one, opts.size, opts.steps)))
@@ -149,18 +241,28 @@ def main() -> None:
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(f"{method}: {rows[-1]['step_seconds']:.3f} s/step", file=sys.stderr, flush=True)
     base = next((r for r in rows if r["name"] == "state_aware"), rows[0])
+    scores, floors = {}, {"bicubic": None, "no adapter": None}
+    if opts.quality_steps:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as out:
+            scores, floors = quality(methods, opts.quality_steps, opts.seeds, os.path.abspath(opts.heldout),
+                                     os.path.abspath(opts.recipe), opts.train_shards, out)
     for row in rows:
         row["step_vs_state_aware"] = row["step_seconds"] / base["step_seconds"]
-        row.update(psnr_y=None, psnr_y_std=None, ssim_y=None)  # quality after an equal budget: not measured yet
+        found = scores.get(row["name"], {})
+        row.update({k: found.get(k) for k in ("psnr_y", "psnr_y_std", "ssim_y", "warp_error",
+                                               "quality_trainable_params")})
     os.makedirs(RESULTS, exist_ok=True)
-    plot(rows, os.path.join(RESULTS, f"{opts.name}_step_time.png"))
-    report(opts.name, rows, ["name", "trainable_params", "share", "step_seconds", "step_vs_state_aware",
-                             "grad_and_optimizer_MiB", "peak_memory_mib"],
+    plot(rows, opts.name)
+    columns = ["name", "trainable_params", "share", "step_seconds", "step_vs_state_aware", "grad_and_optimizer_MiB",
+               "peak_memory_mib"] + (["psnr_y", "psnr_y_std", "ssim_y", "warp_error"] if scores else [])
+    report(opts.name, rows, columns,
            {"methods": rows, "real_shapes": real, "size": opts.size, "steps_timed": opts.steps,
             "precision": "fp32", "gradient_checkpointing": False, "batch": f"2 latent clips {SIZES[opts.size]['latents']}",
-            "bicubic_psnr_y": None, "no_adapter_psnr_y": None,
-            "quality": "not measured: an equal-budget training of every method on the embedded generator takes "
-                       "hours on this CPU"})
+            "bicubic_psnr_y": floors["bicubic"], "no_adapter_psnr_y": floors["no adapter"],
+            "quality": {"steps": opts.quality_steps, "seeds": opts.seeds, "recipe": opts.recipe,
+                        "heldout": opts.heldout} if scores else "not measured (run with --quality-steps N)"})
     print()
     report(f"{opts.name}_real_shapes", real, ["backbone", "method", "trainable_params", "share_of_transformer"])
 

@@ -25,3 +25,33 @@ def test_compare_adapters_runs_every_method_in_one_harness(tmp_path):
     assert real[wan13, "full"]["share_of_transformer"] >= 1.0
     assert real[wan13, "state_aware"]["trainable_params"] * 4 <= real[wan13, "controlnet"]["trainable_params"]
     assert os.path.getsize(f"{name}_step_time.png") > 0
+
+
+def test_quality_after_an_equal_budget_trains_each_method_by_its_recipe(tmp_path, backbone_dir, shard_dirs):
+    """--quality-steps: each method fits by the same recipe (plus its piece), then is scored on held-out clips with
+    bicubic and the bare generator as floors."""
+    from conftest import random_clips
+    from litevsr.data.degradations import resize_video
+    from litevsr.data.pipeline import frames_to_video, video_to_frames
+    from litevsr.data.video import encode_video
+    from test_training import write_config
+
+    heldout = tmp_path / "heldout"
+    for folder in ("gt", "lq_bicubic"):
+        (heldout / folder).mkdir(parents=True)
+    for key, frames, _ in random_clips(2, 5, 32, seed=9):
+        (heldout / "gt" / f"{key}.mkv").write_bytes(encode_video(frames))
+        lq = video_to_frames(resize_video(frames_to_video(frames)[None], (8, 8))[0].clamp(-1, 1))
+        (heldout / "lq_bicubic" / f"{key}.mkv").write_bytes(encode_video(lq))
+    (heldout / "manifest.json").write_text(json.dumps({"scale": 4}))
+    recipe = write_config(tmp_path, backbone_dir, shard_dirs)
+    name = str(tmp_path / "compare")
+    subprocess.run([sys.executable, BENCHMARK, "--size", "tiny", "--steps", "1", "--methods", "state_aware,lora",
+                    "--name", name, "--quality-steps", "2", "--seeds", "0", "1", "--heldout", str(heldout),
+                    "--recipe", recipe], check=True, capture_output=True, text=True)
+    result = json.load(open(f"{name}.json"))
+    for row in result["methods"]:
+        assert 0 < row["psnr_y"] < 100 and row["psnr_y_std"] >= 0 and 0 < row["ssim_y"] <= 1
+        assert row["quality_trainable_params"] > 0
+    assert result["bicubic_psnr_y"] > 0 and result["no_adapter_psnr_y"] > 0
+    assert os.path.getsize(f"{name}_quality.png") > 0
