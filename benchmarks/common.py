@@ -17,6 +17,31 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Gradients plus optimizer state, in bytes, of the parameters `optimizer` trains."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None)
+    states = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
+                 if torch.is_tensor(v) and v.dim() > 0)
+    return grads + states
+
+
+def time_training_steps(loss_fn, optimizer: torch.optim.Optimizer, steps: int) -> tuple[float, int]:
+    """(seconds per step, gradient + optimizer bytes held after a step) over `steps` steps after one warm-up."""
+    def step() -> int:
+        loss_fn().backward()
+        optimizer.step()
+        held = state_bytes(optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        return held
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        held = step()
+    return (time.perf_counter() - start) / steps, held
+
+
 def report(name: str, rows: list[dict], columns: list[str], notes: dict | None = None) -> None:
     """Print one markdown table and write benchmarks/results/<name>.json."""
     print("| " + " | ".join(columns) + " |")

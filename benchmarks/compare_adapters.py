@@ -22,12 +22,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import torch
 
-from common import report
-from train_step import CACHED_LATENTS, CACHED_TRANSFORMER, state_bytes
+from common import report, time_training_steps
+from train_step import CACHED_LATENTS, CACHED_TRANSFORMER
 
 #: name -> (adapter class name in litevsr.adapters, arguments). The State-Aware rows use the default adapter; in the
 #: quality runs, the recipe's adapter with these arguments instead.
@@ -169,20 +168,10 @@ def run_steps(method: str, size_name: str, steps: int) -> dict:
     x0, cond = (torch.randn(2, *size["latents"], generator=g) for _ in range(2))
     batch = {"hq_latents": x0, "cond_latents": cond, "vae_fingerprint": [backbone.vae_fingerprint] * 2}
 
-    def step() -> int:
-        module.training_step(batch, 1).backward()
-        optimizer.step()
-        held = state_bytes(optimizer)
-        optimizer.zero_grad(set_to_none=True)
-        return held
-
-    step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        held = step()
+    seconds, held = time_training_steps(lambda: module.training_step(batch, 1), optimizer, steps)
     counts = module.parameter_counts()
     return {"name": method, "trainable_params": counts["trainable"], "share": counts["share"],
-            "step_seconds": (time.perf_counter() - start) / steps, "grad_and_optimizer_MiB": held / 2**20,
+            "step_seconds": seconds, "grad_and_optimizer_MiB": held / 2**20,
             "peak_memory_mib": peak_rss_mib()}
 
 

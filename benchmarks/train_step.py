@@ -86,15 +86,6 @@ CACHED_VARIANTS = {"adapter": {"time_dim": 96},
                    "full fine-tune": None}
 
 
-def state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Gradients plus optimizer state, in bytes, of the parameters `optimizer` trains."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    grads = sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None)
-    states = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
-                 if torch.is_tensor(v) and v.dim() > 0)
-    return grads + states
-
-
 def run_cached(variant: str, steps: int, device: str) -> dict:
     """One training step on cached latents: the adapter through LiteVSRModule, or the whole transformer."""
     import tempfile
@@ -133,18 +124,9 @@ def run_cached(variant: str, steps: int, device: str) -> dict:
         def loss_fn():
             return module.training_step(batch, 1)
 
-    def step() -> int:
-        loss_fn().backward()
-        optimizer.step()
-        held = state_bytes(optimizer)
-        optimizer.zero_grad(set_to_none=True)
-        return held
+    from common import time_training_steps
 
-    step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        held = step()
-    seconds = (time.perf_counter() - start) / steps
+    seconds, held = time_training_steps(loss_fn, optimizer, steps)
     peak = (torch.cuda.max_memory_allocated() if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
     return {"variant": variant, "trained_params_M": trained / 1e6, "share": trained / transformer_params,
