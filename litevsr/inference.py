@@ -209,11 +209,12 @@ def _windows(frames: Iterator[np.ndarray], window: int, overlap: int) -> Iterato
 
 
 def temporal_windows(backbone, window: int | None = None, overlap: int | None = None) -> tuple[int, int]:
-    """(window, overlap) in frames: defaults from the backbone's frame rule (4 latent frames' worth per window,
-    one latent frame's worth shared), and a one-line error for values that break it."""
+    """(window, overlap) in frames: defaults from the backbone's frame rule (1 + 4 x frame_step frames per window;
+    one latent frame's worth shared: 4 frames under Wan2.1's 4x temporal VAE, 1 under the embedded VAE, which
+    does not compress time), and a one-line error for values that break it."""
     step = backbone.frame_step
     window = 1 + 4 * step if window is None else window
-    overlap = step if overlap is None else overlap
+    overlap = backbone.vae_stride[0] if overlap is None else overlap
     if window < 1 or (window - 1) % step:
         raise LiteVSRError(f"the window must be 1 + a multiple of {step} frames for {backbone.name}, got {window}")
     if not 0 <= overlap < window:
