@@ -20,6 +20,7 @@ import torch
 
 from common import report
 
+from litevsr.backbones import WanBackbone
 from litevsr.cli import load_models
 from litevsr.evaluate import ClipScores, evaluate, find_pairs
 from litevsr.inference import Sampling, open_source
@@ -56,7 +57,7 @@ def main() -> None:
     scale = manifest["scale"]
     models = load_models(opts.adapter, None, "cpu", "float32")
     bare = [model.backbone for _, model, _ in models if not model.adapter.edits_backbone]
-    backbone = bare[0] if bare else load_models("general", models[0][2]["backbone"], "cpu", "float32")[0][1].backbone
+    backbone = bare[0] if bare else WanBackbone(models[0][2]["backbone"])
     methods = [(name, model, Sampling.of_adapter(config, color_fix=opts.color_fix)) for name, model, config in models]
     methods.insert(0, ("no adapter", LiteVSR(backbone, None), methods[0][2]))
     rows = []

@@ -269,8 +269,9 @@ class LiteVSRModule(L.LightningModule):
 
     # --- checkpoints hold what the method trains only --------------------------------------------------
     def _trained_keys(self) -> set[str]:
-        backbone = {f"backbone.{k}" for k in self.adapter.trained_backbone_parameters()}
-        return {TRAINED_PREFIX + k for k in [f"adapter.{k}" for k in self.adapter.state_dict()] + sorted(backbone)}
+        """The trained parameters' names (LiteVSR.trained_parameters) and the adapter's buffers."""
+        names = set(self.model.trained_parameters()) | {f"adapter.{k}" for k in self.adapter.state_dict()}
+        return {TRAINED_PREFIX + k for k in names}
 
     def on_save_checkpoint(self, checkpoint):
         keys = self._trained_keys()
