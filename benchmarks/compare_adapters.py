@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -51,11 +52,15 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: learning rates of the quality runs: the recipe's for the adapters, lower where all the transformer trains
 QUALITY_LR = {"full": 1e-4}
+#: arguments of the quality runs on the embedded generator: LoRA at about the State-Aware Adapter's count there
+#: (rank 16: 320 k + the widened patch embedding, against 345 k)
+QUALITY_ARGS = {"lora": {"rank": 16}}
 
 
 def fit_command(method: str, steps: int, seed: int, out: str, recipe: str, train_shards: str | None) -> list[str]:
     """`litevsr fit` of one method for an equal-budget comparison: the recipe, the method's piece, no warm start."""
     name, kwargs = METHODS[method]
+    kwargs = {**kwargs, **QUALITY_ARGS.get(method, {})}
     command = [sys.executable, "-m", "litevsr", "fit", "--config", recipe]
     if name != "StateAwareAdapter":
         command += ["--config", os.path.join(ROOT, "recipes", "methods", f"{method}.yaml")]
@@ -64,7 +69,8 @@ def fit_command(method: str, steps: int, seed: int, out: str, recipe: str, train
     command += ["--model.init_adapter", "null", "--seed_everything", str(seed), "--trainer.max_steps", str(steps),
                 "--trainer.val_check_interval", str(steps), "--trainer.limit_val_batches", "1",
                 "--trainer.enable_progress_bar", "false",
-                "--trainer.logger.init_args.save_dir", out, "--trainer.logger.init_args.name", f"{method}_seed{seed}"]
+                "--trainer.logger.init_args.save_dir", out, "--trainer.logger.init_args.name", f"{method}_seed{seed}",
+                "--trainer.logger.init_args.version", f"steps{steps}"]
     if method in QUALITY_LR:
         command += ["--model.optimizer.init_args.lr", str(QUALITY_LR[method])]
     if train_shards:
@@ -81,6 +87,7 @@ def quality(methods: list[str], steps: int, seeds: list[int], heldout: str, reci
     from litevsr.cli import load_models
     from litevsr.evaluate import evaluate
     from litevsr.inference import Sampling
+    from litevsr.data.shards import write_json_atomic
     from litevsr.model import LiteVSR
 
     scale = json.load(open(os.path.join(heldout, "manifest.json")))["scale"]
@@ -91,24 +98,38 @@ def quality(methods: list[str], steps: int, seeds: list[int], heldout: str, reci
             models, os.path.join(heldout, "gt"), os.path.join(heldout, folder), scale, os.path.join(out, "eval"))]
         return {m: [r for r in rows if r["method"] == m] for m in {r["method"] for r in rows}}
 
-    per_method, floors = {}, None
+    # Each scored run is kept in <out>/scores.json, so an interrupted comparison resumes where it stopped.
+    done_path = os.path.join(out, "scores.json")
+    done = json.load(open(done_path)) if os.path.exists(done_path) else {}
+    per_method, floors = {}, done.get("floors")
     for method in methods:
         runs = []
         for seed in seeds:
-            subprocess.run(fit_command(method, steps, seed, out, recipe, train_shards), check=True, cwd=ROOT,
-                           capture_output=True, text=True)
-            adapter = os.path.join(out, f"{method}_seed{seed}", "version_0", "adapter")
-            (_, model, config), = load_models(adapter, None, "cpu", "float32")
-            sampling = Sampling.of_adapter(config)
-            trained = sum(p.numel() for p in model.trained_parameters().values())
-            models = [("method", model, sampling)]
-            if floors is None:  # the bare generator, with the same sampler
-                models.append(("no adapter", LiteVSR(WanBackbone(config["backbone"]), None), sampling))
-            scores = score(models)
-            if floors is None:
-                floors = {k: float(np.mean([r["psnr_y"] for r in scores[k]])) for k in ("bicubic", "no adapter")}
-            runs.append({k: float(np.mean([r[k] for r in scores["method"]])) for k in ("psnr_y", "ssim_y",
-                                                                                       "warp_error")})
+            key = f"{method}_seed{seed}_steps{steps}"
+            run = os.path.join(out, f"{method}_seed{seed}", f"steps{steps}")
+            if key not in done:
+                shutil.rmtree(run, ignore_errors=True)  # what an interrupted fit left
+                log = os.path.join(out, f"{key}.log")
+                with open(log, "w") as f:
+                    fit = subprocess.run(fit_command(method, steps, seed, out, recipe, train_shards), cwd=ROOT,
+                                         stdout=f, stderr=subprocess.STDOUT)
+                if fit.returncode:
+                    raise SystemExit(f"training {method} (seed {seed}) failed: see {log}")
+                (_, model, config), = load_models(os.path.join(run, "adapter"), None, "cpu", "float32")
+                sampling = Sampling.of_adapter(config)
+                models = [("method", model, sampling)]
+                if floors is None:  # the bare generator, with the same sampler
+                    models.append(("no adapter", LiteVSR(WanBackbone(config["backbone"]), None), sampling))
+                scores = score(models)
+                if floors is None:
+                    floors = {k: float(np.mean([r["psnr_y"] for r in scores[k]])) for k in ("bicubic", "no adapter")}
+                done[key] = {k: float(np.mean([r[k] for r in scores["method"]]))
+                             for k in ("psnr_y", "ssim_y", "warp_error")}
+                done[key]["trained"] = sum(p.numel() for p in model.trained_parameters().values())
+                done["floors"] = floors
+                write_json_atomic(done_path, done)
+            runs.append(done[key])
+            trained = done[key]["trained"]
             print(f"{method} seed {seed}: PSNR-Y {runs[-1]['psnr_y']:.3f}", file=sys.stderr, flush=True)
         psnr = [r["psnr_y"] for r in runs]
         per_method[method] = {"quality_trainable_params": trained, "psnr_y": float(np.mean(psnr)),
@@ -130,13 +151,13 @@ def make_adapter(method: str, size: dict | None = None):
 
 
 def real_shape_params(methods: list[str]) -> list[dict]:
-    from litevsr.backbones.wan import KNOWN_CONFIGS, WanBackbone
+    from litevsr.backbones import KNOWN_BACKBONES
     from litevsr.module import LiteVSRModule
 
     rows = []
-    for backbone_name in KNOWN_CONFIGS:
+    for backbone_name, cls in KNOWN_BACKBONES.items():
         for method in methods:
-            counts = LiteVSRModule(WanBackbone(backbone_name, empty_weights=True), make_adapter(method)).parameter_counts()
+            counts = LiteVSRModule(cls(backbone_name, empty_weights=True), make_adapter(method)).parameter_counts()
             rows.append({"backbone": backbone_name, "method": method, "trainable_params": counts["trainable"],
                          "share_of_transformer": counts["share"]})
     return rows
@@ -152,13 +173,13 @@ def run_steps(method: str, size_name: str, steps: int) -> dict:
     import tempfile
 
     from litevsr.backbones.twins import twin_config
-    from litevsr.backbones.wan import WanBackbone, build_wan, save_wan
+    from litevsr.backbones.wan import WanBackbone
     from litevsr.module import LiteVSRModule
 
     size = SIZES[size_name]
     config = {"transformer": size["transformer"], "vae": twin_config("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["vae"]}
     with tempfile.TemporaryDirectory() as folder:
-        save_wan(*build_wan(config), folder, torch.randn(1, 16, size["transformer"]["text_dim"]))
+        WanBackbone.save(*WanBackbone.build(config), folder, torch.randn(1, 16, size["transformer"]["text_dim"]))
         backbone = WanBackbone(folder)
     torch.manual_seed(0)
     module = LiteVSRModule(backbone, make_adapter(method, size))
@@ -214,6 +235,8 @@ def main() -> None:
     parser.add_argument("--heldout", default="data/heldout", help="held-out set (benchmarks/heldout_data.py)")
     parser.add_argument("--recipe", default=os.path.join(ROOT, "recipes", "general_x4.yaml"))
     parser.add_argument("--train-shards", default=None, help="override the recipe's training (and validation) shards")
+    parser.add_argument("--work", default=os.path.join(ROOT, "runs", "compare_adapters"),
+                        help="the quality runs' folder: their logs, adapters and scores (a rerun resumes from it)")
     opts = parser.parse_args()
     if opts.one:
         print(json.dumps(run_steps(opts.one, opts.size, opts.steps)))
@@ -232,11 +255,9 @@ def main() -> None:
     base = next((r for r in rows if r["name"] == "state_aware"), rows[0])
     scores, floors = {}, {"bicubic": None, "no adapter": None}
     if opts.quality_steps:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as out:
-            scores, floors = quality(methods, opts.quality_steps, opts.seeds, os.path.abspath(opts.heldout),
-                                     os.path.abspath(opts.recipe), opts.train_shards, out)
+        os.makedirs(opts.work, exist_ok=True)
+        scores, floors = quality(methods, opts.quality_steps, opts.seeds, os.path.abspath(opts.heldout),
+                                 os.path.abspath(opts.recipe), opts.train_shards, os.path.abspath(opts.work))
     for row in rows:
         row["step_vs_state_aware"] = row["step_seconds"] / base["step_seconds"]
         found = scores.get(row["name"], {})

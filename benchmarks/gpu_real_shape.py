@@ -23,12 +23,12 @@ REPO = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 def build_backbone(folder: str, config: dict, device: str):
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-    from litevsr.backbones.wan import WanBackbone, save_wan
+    from litevsr.backbones.wan import WanBackbone
 
     with torch.device(device):
         transformer = WanTransformer3DModel.from_config(config["transformer"]).to(torch.bfloat16)
         vae = AutoencoderKLWan.from_config(config["vae"])
-    save_wan(transformer, vae, folder, torch.randn(1, 64, config["transformer"]["text_dim"]))
+    WanBackbone.save(transformer, vae, folder, torch.randn(1, 64, config["transformer"]["text_dim"]))
     del transformer, vae
     start = time.perf_counter()
     backbone = WanBackbone(folder, dtype="bfloat16").to(device)

@@ -16,12 +16,12 @@ PAPER_SHARE = 0.1125
 
 def main() -> None:
     from litevsr.adapters import StateAwareAdapter
-    from litevsr.backbones.wan import KNOWN_CONFIGS, WanBackbone
+    from litevsr.backbones import KNOWN_BACKBONES
     from litevsr.module import LiteVSRModule
 
     rows = []
-    for name in KNOWN_CONFIGS:
-        backbone = WanBackbone(name, empty_weights=True)
+    for name, cls in KNOWN_BACKBONES.items():
+        backbone = cls(name, empty_weights=True)
         adapter = StateAwareAdapter()
         counts = LiteVSRModule(backbone, adapter).parameter_counts()
         rows.append({"backbone": name, "hidden": backbone.hidden_dim, "blocks": backbone.num_blocks,

@@ -28,7 +28,7 @@ SIZES = {  # backbone config overrides, adapter width, clip shape (T, H, W) in p
 
 def run_one(size: str, precision: str, checkpointing: bool, steps: int, device: str) -> dict:
     from litevsr.adapters import StateAwareAdapter
-    from litevsr.backbones.wan import TINY_CONFIG, WanBackbone, build_wan, save_wan
+    from litevsr.backbones.wan import TINY_CONFIG, WanBackbone
     from litevsr.module import LiteVSRModule
     import tempfile
 
@@ -38,7 +38,7 @@ def run_one(size: str, precision: str, checkpointing: bool, steps: int, device: 
                               "ffn_dim": 4 * spec["heads"] * spec["head_dim"]},
               "vae": TINY_CONFIG["vae"]}
     with tempfile.TemporaryDirectory() as folder:
-        save_wan(*build_wan(config), folder)
+        WanBackbone.save(*WanBackbone.build(config), folder)
         backbone = WanBackbone(folder)
     adapter = StateAwareAdapter(width=spec["adapter"], time_dim=min(256, spec["adapter"]), inject_every=2)
     module = LiteVSRModule(backbone, adapter, gradient_checkpointing=checkpointing).to(device)
@@ -95,12 +95,12 @@ def run_cached(variant: str, steps: int, device: str) -> dict:
     from litevsr import flow
     from litevsr.adapters import StateAwareAdapter
     from litevsr.backbones.twins import twin_config
-    from litevsr.backbones.wan import WanBackbone, build_wan, save_wan
+    from litevsr.backbones.wan import WanBackbone
     from litevsr.module import LiteVSRModule
 
     config = {"transformer": CACHED_TRANSFORMER, "vae": twin_config("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["vae"]}
     with tempfile.TemporaryDirectory() as folder:
-        save_wan(*build_wan(config), folder, torch.randn(1, 16, CACHED_TRANSFORMER["text_dim"]))
+        WanBackbone.save(*WanBackbone.build(config), folder, torch.randn(1, 16, CACHED_TRANSFORMER["text_dim"]))
         backbone = WanBackbone(folder).to(device)
     g = torch.Generator().manual_seed(0)
     x0, cond = (torch.randn(2, *CACHED_LATENTS, generator=g).to(device) for _ in range(2))

@@ -55,9 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     extra.add_argument("--scale", type=int, default=4, help="downscaling factor of the LQ variants (default 4)")
     extra.add_argument("--degradation-preset", default=None, metavar="NAME",
                        help="degrade with RealWorldDegradation(preset=NAME) (default: SimpleDegradation)")
-    extra.add_argument("--latents", default=None, metavar="tiny|FOLDER",
-                       help="store latents from this Wan backbone (latents.safetensors): the whole stored clip's and each "
-                       "LQ variant's condition, for training with use_cached_latents")
+    extra.add_argument("--latents", default=None, metavar="tiny|FOLDER|HUB_ID|twin:HUB_ID",
+                       help="store latents from this backbone of any family (latents.safetensors): the whole stored "
+                       "clip's and each LQ variant's condition, for training with use_cached_latents")
     extra.add_argument("--latents-dtype", choices=sorted(LATENT_DTYPES), default="float16")
     extra.add_argument("--device", default="cpu", help="device for --latents encoding (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed combined with clip keys for crops and LQ variants")

@@ -53,7 +53,8 @@ class AdapterExport(L.Callback):
         scale = getattr(getattr(trainer.datamodule, "hparams", None), "scale", None)
         sampling = {k: v for k, v in vars(pl_module.sampling()).items()
                     if k in ("steps", "sigma_start", "shift", "color_fix", "start_noise")}
-        save_adapter(pl_module.adapter, self.path, pl_module.backbone.name, scale, sampling)
+        save_adapter(pl_module.adapter, self.path, pl_module.backbone.name, scale, sampling,
+                     family=pl_module.backbone.family)
         ckpt = getattr(trainer.checkpoint_callback, "dirpath", None) or "(checkpointing disabled)"
         figures = validation_line(trainer.callback_metrics)
         pictures = os.path.join(_run_dir(trainer), "val_samples.png")

@@ -118,7 +118,8 @@ def load_models(adapter_arg: str | None, backbone_arg: str | None, device: str =
     """One backbone, several adapters on it: [(name, LiteVSR, adapter config)]. The backbone loads once, with its
     transformer in `dtype`, and everything moves to `device` (see `resolve_device`)."""
     from litevsr.adapters.base import adapter_class, load_adapter, read_adapter_config
-    from litevsr.backbones.wan import DEFAULT_ADAPTER, SHIPPED_ADAPTERS, WanBackbone
+    from litevsr.backbones import backbone_class
+    from litevsr.backbones.wan import DEFAULT_ADAPTER, SHIPPED_ADAPTERS
     from litevsr.inference import resolve_device
     from litevsr.model import LiteVSR
 
@@ -128,11 +129,15 @@ def load_models(adapter_arg: str | None, backbone_arg: str | None, device: str =
     backbones = {c["backbone"] for c in configs}
     if backbone_arg is None and len(backbones) > 1:
         raise LiteVSRError(f"the adapters were trained on different backbones {sorted(backbones)}; pass --backbone")
+    families = {c["family"] for c in configs}
+    if len(families) > 1:
+        raise LiteVSRError(f"the adapters were trained on different backbone families {sorted(families)}")
+    cls = backbone_class(families.pop())
     names = [os.path.basename(os.path.normpath(p)) for p in paths]  # they name the outputs: out.<name>.mp4
     if len(set(names)) < len(names):
         raise LiteVSRError(f"the adapter folders {paths} share names; give each a distinct folder name")
     def build():
-        return WanBackbone(backbone_arg or configs[0]["backbone"], dtype=dtype).to(device)
+        return cls(backbone_arg or configs[0]["backbone"], dtype=dtype).to(device)
 
     shared = build()  # methods that edit their backbone (LoRA, full fine-tuning) get one of their own
     backbones = [build() if adapter_class(c["class_name"]).edits_backbone else shared for c in configs]
@@ -262,13 +267,13 @@ def twin_command(args: list[str]) -> None:
     """litevsr twin NAME OUT: a tiny random-weight backbone with NAME's structure, and an active adapter for it."""
     import argparse
 
+    from litevsr.backbones import KNOWN_BACKBONES
     from litevsr.backbones.twins import write_twin
-    from litevsr.backbones.wan import KNOWN_CONFIGS
 
     parser = argparse.ArgumentParser(prog="litevsr twin", description="Write a tiny random-weight twin of a known "
                                      "backbone (same VAE compression, latent channels, patch, blocks and repository "
                                      "layout) and a random adapter for it: smoke-test recipes and upscaling on a CPU.")
-    parser.add_argument("name", help=f"one of: {', '.join(sorted(KNOWN_CONFIGS))}")
+    parser.add_argument("name", help=f"one of: {', '.join(sorted(KNOWN_BACKBONES))}")
     parser.add_argument("output", help="a new (or empty) folder")
     parser.add_argument("--seed", type=int, default=0)
     opts = parser.parse_args(args)

@@ -185,15 +185,13 @@ def upscale_clip(model: LiteVSR, lq: torch.Tensor, scale: int, sampling: Samplin
 def vae_tiling(model: LiteVSR, sampling: Sampling):
     """Tile the VAE's convolutions like the transformer while sampling.tile is set (a pointwise VAE's memory is
     linear in the area already, and tiles would only add overhead)."""
-    vae = model.backbone.vae
     if sampling.tile and not model.backbone.vae_is_pointwise:
-        stride = sampling.tile - sampling.tile_overlap
-        vae.enable_tiling(tile_sample_min_height=sampling.tile, tile_sample_min_width=sampling.tile,
-                          tile_sample_stride_height=stride, tile_sample_stride_width=stride)
+        stride = model.backbone.vae_stride[1]  # whole latent pixels, as the transformer's tiles hold whole tokens
+        model.backbone.tile_vae(max(stride, sampling.tile // stride * stride), sampling.tile_overlap // stride * stride)
     try:
         yield
     finally:
-        vae.disable_tiling()
+        model.backbone.vae.disable_tiling()
 
 
 def _windows(frames: Iterator[np.ndarray], window: int, overlap: int) -> Iterator[tuple[int, np.ndarray]]:

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from litevsr import flow
 from litevsr.backbones.pca_vae import block_pca, set_pca_vae
-from litevsr.backbones.wan import TINY_CONFIG, WanBackbone, build_wan, save_wan
+from litevsr.backbones.wan import TINY_CONFIG, WanBackbone
 from litevsr.data.datamodule import VideoShardDataModule
 from litevsr.data.degradations import resize_video
 from litevsr.data.demo import build_pretrain_shards
@@ -206,7 +206,7 @@ def pretrain(
     L.seed_everything(seed)
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it
     shards = build_pretrain_shards(data_root)
-    transformer, vae = build_wan(TINY_CONFIG, seed)
+    transformer, vae = WanBackbone.build(TINY_CONFIG, seed)
     if warm_start_from is not None:
         fresh = warm_start(transformer, os.path.join(warm_start_from, "transformer"))
         print(f"warm start of the transformer from {warm_start_from}: {len(fresh)} tensors start fresh")
@@ -231,7 +231,7 @@ def pretrain(
                                                          time_limit_s, resume)
     transformer.cpu().eval()
 
-    save_wan(transformer, vae, out, prompt)
+    WanBackbone.save(transformer, vae, out, prompt)
     backbone = WanBackbone(out)
     sample_grid(backbone, samples_png)
     results = {"cost_seconds": cost, "transformer_steps": transformer_steps_done, "transformer_batch": transformer_batch,

@@ -18,11 +18,11 @@ TEST_CONFIG = {
 
 @pytest.fixture(scope="session")
 def backbone_dir(tmp_path_factory):
-    from litevsr.backbones.wan import build_wan, save_wan
+    from litevsr.backbones.wan import WanBackbone
 
     folder = tmp_path_factory.mktemp("tiny-wan")
-    transformer, vae = build_wan(TEST_CONFIG, seed=0)
-    save_wan(transformer, vae, str(folder), torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(0)))
+    transformer, vae = WanBackbone.build(TEST_CONFIG, seed=0)
+    WanBackbone.save(transformer, vae, str(folder), torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(0)))
     return str(folder)
 
 

@@ -48,10 +48,12 @@ def test_quality_after_an_equal_budget_trains_each_method_by_its_recipe(tmp_path
     name = str(tmp_path / "compare")
     subprocess.run([sys.executable, BENCHMARK, "--size", "tiny", "--steps", "1", "--methods", "state_aware,lora",
                     "--name", name, "--quality-steps", "2", "--seeds", "0", "1", "--heldout", str(heldout),
-                    "--recipe", recipe], check=True, capture_output=True, text=True)
+                    "--recipe", recipe, "--work", str(tmp_path / "runs")], check=True, capture_output=True, text=True)
     result = json.load(open(f"{name}.json"))
     for row in result["methods"]:
         assert 0 < row["psnr_y"] < 100 and row["psnr_y_std"] >= 0 and 0 < row["ssim_y"] <= 1
         assert row["quality_trainable_params"] > 0
     assert result["bicubic_psnr_y"] > 0 and result["no_adapter_psnr_y"] > 0
     assert os.path.getsize(f"{name}_quality.png") > 0
+    scored = json.load(open(tmp_path / "runs" / "scores.json"))  # what a rerun resumes from
+    assert {"state_aware_seed0_steps2", "lora_seed1_steps2", "floors"} <= set(scored)

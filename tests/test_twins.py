@@ -11,15 +11,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from litevsr import LiteVSRError, flow
 from litevsr.adapters import load_adapter, read_adapter_config
-from litevsr.backbones import WanBackbone
+from litevsr.backbones import KNOWN_BACKBONES
 from litevsr.backbones.twins import TRANSFORMER_SHARDS, twin_config
-from litevsr.backbones.wan import KNOWN_CONFIGS
 from litevsr.cli import main
 from litevsr.data.video import encode_video, read_video, video_info
 from litevsr.model import LiteVSR
 from videos import pan
 
-NAMES = sorted(KNOWN_CONFIGS)
+NAMES = sorted(KNOWN_BACKBONES)  # every family
 
 
 @pytest.fixture(scope="module", params=NAMES, ids=[n.split("/")[1] for n in NAMES])
@@ -41,19 +40,22 @@ def videos(tmp_path_factory):
 
 def test_twin_has_the_structure_of_the_real_backbone(twin):
     name, folder, _ = twin
-    real = WanBackbone(name, empty_weights=True)
-    tiny = WanBackbone(folder)
-    for field in ("vae_stride", "patch_size", "latent_channels", "frame_step", "spatial_multiple"):
+    cls = KNOWN_BACKBONES[name]
+    real = cls(name, empty_weights=True)
+    tiny = cls(folder)
+    for field in ("vae_stride", "patch_size", "latent_channels", "frame_step", "spatial_multiple", "family"):
         assert getattr(tiny, field) == getattr(real, field), field
     assert type(tiny.blocks[0]) is type(real.blocks[0])
-    assert tiny.vae.config.is_residual == real.vae.config.is_residual
-    assert tiny.vae.config.patch_size == real.vae.config.patch_size
-    # causal 1 + 4k layout: 9 frames -> 3 latent frames
-    latents = tiny.encode(torch.zeros(1, 3, 9, tiny.spatial_multiple, tiny.spatial_multiple))
-    assert latents.shape[1:3] == (real.latent_channels, 3)
-    assert tiny.decode(latents).shape[2] == 9
+    assert tiny.prompt_embeds.shape[1] == cls.prompt_shape(real.transformer.config)[0] or cls.family == "wan"
+    for key in ("is_residual", "patch_size", "scaling_factor", "temporal_compression_ratio"):
+        assert tiny.vae.config.get(key) == real.vae.config.get(key), key
+    # the causal layout: 1 + 2 x frame_step frames -> 1 + 2 x frame_step / temporal stride latent frames
+    frames = 1 + 2 * real.frame_step
+    latents = tiny.encode(torch.zeros(1, 3, frames, tiny.spatial_multiple, tiny.spatial_multiple))
+    assert latents.shape[1:3] == (real.latent_channels, 1 + 2 * real.frame_step // real.vae_stride[0])
+    assert tiny.decode(latents).shape[2] == frames
     index = json.loads(open(os.path.join(folder, "model_index.json")).read())
-    assert index["transformer"] == ["diffusers", "WanTransformer3DModel"]
+    assert index["transformer"] == ["diffusers", cls.TRANSFORMER_CLASS.__name__]
     sharded = os.path.isfile(os.path.join(folder, "transformer", "diffusion_pytorch_model.safetensors.index.json"))
     assert sharded == (TRANSFORMER_SHARDS[name] > 1)
     assert sum(p.numel() for p in tiny.transformer.parameters()) < 1e6
@@ -61,8 +63,8 @@ def test_twin_has_the_structure_of_the_real_backbone(twin):
 
 def _model_and_latents(twin, seed):
     """The twin with its adapter, and two random latents of its shape."""
-    _, folder, adapter_path = twin
-    backbone = WanBackbone(folder)
+    name, folder, adapter_path = twin
+    backbone = KNOWN_BACKBONES[name](folder)
     g = torch.Generator().manual_seed(seed)
     latents = [torch.randn(1, backbone.latent_channels, 2, 4, 4, generator=g) for _ in range(2)]
     return backbone, LiteVSR(backbone, load_adapter(adapter_path, backbone)), *latents
@@ -87,7 +89,7 @@ def test_twin_is_refused_for_unknown_names_and_used_folders(tmp_path, capsys):
     assert os.listdir(tmp_path / "full") == ["mine.txt"]
 
 
-def _fit_config(tmp_path, folder, shard_dirs, multiple):
+def _fit_config(tmp_path, folder, shard_dirs, multiple, frames, backbone_class):
     train, val = shard_dirs
     config = {
         "seed_everything": 0,
@@ -95,10 +97,10 @@ def _fit_config(tmp_path, folder, shard_dirs, multiple):
                     "limit_val_batches": 1, "log_every_n_steps": 1, "enable_progress_bar": False,
                     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                                "init_args": {"save_dir": str(tmp_path / "runs"), "name": "twin"}}},
-        "model": {"backbone": {"class_path": "litevsr.backbones.WanBackbone", "init_args": {"pretrained": folder}},
+        "model": {"backbone": {"class_path": f"litevsr.backbones.{backbone_class}", "init_args": {"pretrained": folder}},
                   "adapter": {"class_path": "litevsr.adapters.StateAwareAdapter"}},
         "data": {"class_path": "litevsr.data.datamodule.VideoShardDataModule",
-                 "init_args": {"train_shards": train, "val_shards": val, "clip_frames": 5, "crop_size": multiple,
+                 "init_args": {"train_shards": train, "val_shards": val, "clip_frames": frames, "crop_size": multiple,
                                "batch_size": 1, "samples_per_epoch": 100}},
     }
     path = tmp_path / "recipe.yaml"
@@ -107,13 +109,16 @@ def _fit_config(tmp_path, folder, shard_dirs, multiple):
 
 
 def test_fit_runs_from_shards_and_validates(twin, shard_dirs, tmp_path):
-    _, folder, _ = twin
-    multiple = WanBackbone(folder).spatial_multiple  # 16 or 32: the test shards are 32x32
-    main(["fit", "--config", _fit_config(tmp_path, folder, shard_dirs, multiple)])
+    name, folder, _ = twin
+    cls = KNOWN_BACKBONES[name]
+    backbone = cls(folder)  # 16 or 32 pixels and 5 or 9 frames: the test shards are 9x32x32
+    main(["fit", "--config", _fit_config(tmp_path, folder, shard_dirs, backbone.spatial_multiple,
+                                         1 + backbone.frame_step, cls.__name__)])
     run = tmp_path / "runs" / "twin" / "version_0"
     scalars = set(EventAccumulator(str(run)).Reload().Tags()["scalars"])
     assert {"train/loss", "val/psnr_y", "val/psnr_y_bicubic", "val/psnr_y_no_adapter"} <= scalars
-    assert read_adapter_config(str(run / "adapter"))["backbone"] == folder
+    exported = read_adapter_config(str(run / "adapter"))
+    assert (exported["backbone"], exported["family"]) == (folder, cls.family)
 
 
 @pytest.mark.parametrize("video,fps,size", [("odd.mkv", 25, (13, 11)), ("h264.mp4", 24, (14, 10))])
@@ -128,7 +133,7 @@ def test_upscale_with_default_options_is_exact(twin, videos, tmp_path, video, fp
 
 
 def test_litevsr_test_and_predict_run(twin, videos, tmp_path, capsys):
-    _, folder, adapter = twin
+    name, folder, adapter = twin
     lq = videos / "odd.mkv"
     gt = tmp_path / "gt" / "odd.mkv"
     gt.parent.mkdir()
@@ -138,7 +143,9 @@ def test_litevsr_test_and_predict_run(twin, videos, tmp_path, capsys):
     rows = (tmp_path / "eval" / "per_clip.csv").read_text().splitlines()
     assert rows[1].startswith("odd,bicubic,9,") and rows[2].startswith("odd,adapter,9,")
 
-    main(["predict", "--config", "recipes/upscale.yaml", "--model.backbone.init_args.pretrained", folder,
+    main(["predict", "--config", "recipes/upscale.yaml",
+          "--model.backbone.class_path", f"litevsr.backbones.{KNOWN_BACKBONES[name].__name__}",
+          "--model.backbone.init_args.pretrained", folder,
           "--model.init_adapter", adapter, "--model.val_sigma_start", "1.0", "--data.inputs", f"[{lq}]",
           "--data.output_dir", str(tmp_path / "pred"), "--trainer.accelerator", "cpu",
           "--trainer.default_root_dir", str(tmp_path)])

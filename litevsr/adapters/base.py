@@ -43,8 +43,9 @@ class Adapter(ModelMixin, ConfigMixin):
     """A method of steering a `VideoBackbone`: forward returns {block_index: (B, N, D)} residuals added to those
     blocks' outputs, and optionally {"input": (B, N, D)} tokens added to the first block's input (how a
     channel-concatenated condition enters: a zero-initialised extension of the patch embedding), or
-    {"from_input": fn}: fn(first block's arguments) -> {block_index: residual}, for methods that run backbone-like
-    blocks on the backbone's own tokens, time and rotary embeddings (a ControlNet copy).
+    {"from_input": fn}: fn(tokens, run) -> {block_index: residual}, for methods that run backbone-like blocks on
+    the first block's input tokens, where run(block, tokens) calls a block with the backbone's own time, text and
+    position arguments (a ControlNet copy).
 
     Subclasses decorate `__init__` with diffusers' `@register_to_config` and take `backbone_dims`: given (as when
     loading an export), the layers are built at once; left out (as in a recipe), they are built by `bind` once the
@@ -116,10 +117,10 @@ def _arguments(config, cls: type) -> dict:
 
 
 def save_adapter(adapter: Adapter, folder: str, backbone_name: str, scale: int | None = None,
-                 sampling: dict | None = None) -> None:
-    """Export `adapter` into `folder` (config.json + safetensors), recording the backbone it was trained on, its
-    scale and `sampling`, the settings it was validated with (steps, sigma_start, shift). Atomic: the folder is
-    complete or untouched."""
+                 sampling: dict | None = None, family: str = "wan") -> None:
+    """Export `adapter` into `folder` (config.json + safetensors), recording the backbone it was trained on (its
+    name and its family's, see `litevsr.backbones.FAMILIES`), its scale and `sampling`, the settings it was
+    validated with (steps, sigma_start, shift). Atomic: the folder is complete or untouched."""
     folder = os.path.abspath(folder)
     tmp, old = f"{folder}.tmp{os.getpid()}", f"{folder}.old{os.getpid()}"
     adapter.save_pretrained(tmp, safe_serialization=True)
@@ -127,7 +128,7 @@ def save_adapter(adapter: Adapter, folder: str, backbone_name: str, scale: int |
     config_path = os.path.join(tmp, CONFIG_NAME)
     with open(config_path) as f:
         config = json.load(f)
-    config["_litevsr"] = {"backbone": backbone_name, "scale": scale, "sampling": sampling or {},
+    config["_litevsr"] = {"backbone": backbone_name, "family": family, "scale": scale, "sampling": sampling or {},
                           "litevsr_version": litevsr.__version__}
     with open(config_path, "w") as f:
         json.dump(config, f, indent=2)
@@ -162,9 +163,10 @@ def _read_config(path: str) -> dict:
 
 
 def read_adapter_config(path: str) -> dict:
-    """What an exported adapter records: {"class_name", "backbone", "scale", "sampling", "litevsr_version"}."""
+    """What an exported adapter records: {"class_name", "backbone", "family", "scale", "sampling",
+    "litevsr_version"}. Adapters written before families existed were all trained on Wan."""
     config = _read_config(path)
-    return {"class_name": config.get("_class_name"), **config["_litevsr"]}
+    return {"class_name": config.get("_class_name"), "family": "wan", **config["_litevsr"]}
 
 
 def adapter_class(name) -> type:

@@ -39,14 +39,16 @@ class InputConcatAdapter(Adapter):
     def forward(self, cond: torch.Tensor, state: torch.Tensor, sigma: torch.Tensor) -> dict:
         return {"input": self.input_projection(cond).flatten(2).transpose(1, 2)}
 
-    def _transformer(self):
+    def _backbone(self):
         if self.edited_backbone is None:
             raise LiteVSRError(f"this {type(self).__name__} is not bound to a backbone yet")
-        return self.edited_backbone.transformer
+        return self.edited_backbone
 
     def save_extra(self, folder: str) -> None:
-        embedding = self._transformer().patch_embedding
-        weight = torch.cat([embedding.weight.detach().float(), self.input_projection.weight.detach().float()], dim=1)
+        embedding = self._backbone().patch_embedding  # a Conv3d (Wan) or a per-frame Conv2d (CogVideoX)
+        extension = self.input_projection.weight.detach().float().reshape(
+            embedding.weight.shape[0], -1, *embedding.weight.shape[2:])
+        weight = torch.cat([embedding.weight.detach().float(), extension], dim=1)
         save_file({"weight": weight.contiguous(), "bias": embedding.bias.detach().float().contiguous()},
                   os.path.join(folder, PATCH_EMBEDDING_FILE))
 
@@ -69,8 +71,8 @@ class LoRAAdapter(InputConcatAdapter):
         Args:
             rank: LoRA rank.
             alpha: LoRA scaling numerator (the update is scaled by alpha / rank). Default: rank.
-            target_modules: Module names (suffixes) that get LoRA layers. Default: Wan's self- and cross-attention
-                projections and both FFN layers.
+            target_modules: Module names (suffixes) that get LoRA layers. Default: the backbone family's attention
+                projections and both FFN layers (`LORA_TARGETS`).
             backbone_dims: Filled in when the adapter is bound to its backbone (see StateAwareAdapter).
         """
         super().__init__()
@@ -82,7 +84,7 @@ class LoRAAdapter(InputConcatAdapter):
     def edit_backbone(self, backbone) -> None:
         from peft import LoraConfig
 
-        targets = self.config.target_modules or ["to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2"]
+        targets = self.config.target_modules or list(backbone.LORA_TARGETS)
         backbone.transformer.add_adapter(LoraConfig(r=self.config.rank, lora_alpha=self.config.alpha or self.config.rank,
                                                     target_modules=targets), adapter_name=LORA_NAME)
         for name, param in backbone.named_parameters():
@@ -93,13 +95,13 @@ class LoRAAdapter(InputConcatAdapter):
 
     def save_extra(self, folder: str) -> None:
         super().save_extra(folder)
-        self._transformer().save_lora_adapter(folder, adapter_name=LORA_NAME, weight_name=LORA_WEIGHTS_FILE)
+        self._backbone().transformer.save_lora_adapter(folder, adapter_name=LORA_NAME, weight_name=LORA_WEIGHTS_FILE)
 
     def load_extra(self, folder: str) -> None:
         from peft import set_peft_model_state_dict
         from peft.utils import get_peft_model_state_dict
 
-        transformer = self._transformer()
+        transformer = self._backbone().transformer
         stored = _load_file(folder, LORA_WEIGHTS_FILE)
         expected = get_peft_model_state_dict(transformer, adapter_name=LORA_NAME)
         stored = {k.removeprefix("transformer."): v for k, v in stored.items()}
@@ -128,15 +130,15 @@ class FullFinetuneAdapter(InputConcatAdapter):
         backbone.transformer.requires_grad_(True)
 
     def trained_backbone_parameters(self) -> list[str]:
-        return [f"transformer.{k}" for k, _ in self._transformer().named_parameters()]
+        return [f"transformer.{k}" for k, _ in self._backbone().transformer.named_parameters()]
 
     def save_extra(self, folder: str) -> None:
         super().save_extra(folder)
-        state = {k: v.detach().contiguous() for k, v in self._transformer().state_dict().items()}
+        state = {k: v.detach().contiguous() for k, v in self._backbone().transformer.state_dict().items()}
         save_file(state, os.path.join(folder, TRANSFORMER_FILE))
 
     def load_extra(self, folder: str) -> None:
-        transformer = self._transformer()
+        transformer = self._backbone().transformer
         stored, expected = _load_file(folder, TRANSFORMER_FILE), transformer.state_dict()
         problems = sorted(set(expected) ^ set(stored)) + [
             k for k in expected if k in stored and stored[k].shape != expected[k].shape]

@@ -59,11 +59,10 @@ class ControlNetAdapter(Adapter):
     def forward(self, cond, state, sigma) -> dict:
         hint = self.input_projection(cond).flatten(2).transpose(1, 2)
 
-        def control(args):
-            hidden, rest = args[0] + hint.to(args[0].dtype), args[1:]
-            residuals = {}
+        def control(tokens, run):
+            hidden, residuals = tokens + hint.to(tokens.dtype), {}
             for index, (block, output) in enumerate(zip(self.copies, self.outputs)):
-                hidden = block(hidden, *rest)
+                hidden = run(block, hidden)
                 residuals[index] = output(hidden)
             return residuals
 

@@ -1,13 +1,21 @@
-"""The frozen half of litevsr: a diffusers video transformer plus its VAE behind one interface."""
+"""The frozen half of litevsr: a diffusers video transformer plus its VAE behind one interface.
+
+Each family (Wan, CogVideoX, ...) is one `VideoBackbone` subclass that also knows its published configs (for the
+meta device and twins), how to build fresh models from a config, and how its hub folder is laid out. Families are
+named in files by `family`, a known name, never by an import path.
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import os
 
 import torch
 from torch import nn
 
+import diffusers
 from litevsr import LiteVSRError
 
 
@@ -15,11 +23,24 @@ class VideoBackbone(nn.Module):
     """A frozen video DiT + VAE. Subclasses set `transformer`, `vae`, `blocks` and the geometry fields.
 
     Adapters write into the backbone through `injections`: a dict {block_index: (B, N, D)} added to
-    that block's output, {"input": (B, N, D)} added to the first block's input, and {"from_input": fn} whose
-    fn(first block's arguments) gives more block residuals (see `Adapter`). Hooks on the blocks read
-    them from `self._injections`, which is kept until the next forward so that gradient-checkpoint
+    that block's video tokens, {"input": (B, N, D)} added to the first block's input tokens, and {"from_input": fn}
+    whose fn(tokens, run) gives more block residuals, where run(block, tokens) calls a block like the first one
+    with the same time, text and position arguments (see `Adapter`). Blocks may take their video tokens as the
+    first argument or as `hidden_states`, and return them alone or first in a tuple. Hooks on the blocks read
+    the injections from `self._injections`, which is kept until the next forward so that gradient-checkpoint
     recomputation sees the same values.
     """
+
+    #: the family's name in exported adapters and in `litevsr.backbones.FAMILIES`
+    family: str
+    #: published checkpoints' {"transformer": config, "vae": config}, by hub id: meta-device builds and twins
+    KNOWN_CONFIGS: dict[str, dict] = {}
+    #: what a twin shrinks (widths and depths only): {"transformer": {...}, "vae": {...}}
+    TWIN_SHRINK: dict[str, dict] = {}
+    #: the diffusers pipeline class of the family's hub folders (model_index.json)
+    PIPELINE: str
+    #: module names (suffixes) of the attention and FFN projections, where LoRA goes by default
+    LORA_TARGETS: tuple[str, ...]
 
     hidden_dim: int
     num_blocks: int
@@ -30,6 +51,84 @@ class VideoBackbone(nn.Module):
     vae_is_pointwise: bool = False  # each latent pixel reads one patch of one frame: the VAE needs no tiles
     name: str
 
+    #: the diffusers classes of the transformer and the VAE
+    TRANSFORMER_CLASS: type
+    VAE_CLASS: type
+    #: short names of local folders, e.g. {"tiny": the generator shipped with litevsr}
+    ALIASES: dict[str, str] = {}
+
+    # --- building, loading and saving the family's models --------------------------------------
+    @classmethod
+    def build(cls, config: dict, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+        """A freshly initialised transformer + VAE from a {"transformer": ..., "vae": ...} config."""
+        torch.manual_seed(seed)
+        return cls.TRANSFORMER_CLASS(**config["transformer"]), cls.VAE_CLASS(**config["vae"])
+
+    @classmethod
+    def twin_config(cls, name: str) -> dict:
+        """The {"transformer", "vae"} config of the twin of published checkpoint `name`."""
+        real = cls.KNOWN_CONFIGS[name]
+        return {part: {**real[part], **cls.TWIN_SHRINK.get(part, {})} for part in ("transformer", "vae")}
+
+    @classmethod
+    def prompt_shape(cls, transformer_config) -> tuple[int, int]:
+        """(text length, width) of the prompt embedding the transformer reads."""
+        raise NotImplementedError
+
+    @classmethod
+    def save(cls, transformer, vae, folder: str, prompt_embeds: torch.Tensor | None = None,
+             max_shard_size: int | str = "10GB", components: dict | None = None) -> None:
+        """Save in the family's diffusers layout, which `cls(pretrained=folder)` loads, with `components` (see
+        `extra_components`) beside them; the transformer is split into shards with an index where it exceeds
+        `max_shard_size` (bytes), as large hub checkpoints are."""
+        transformer.save_pretrained(os.path.join(folder, "transformer"), max_shard_size=max_shard_size)
+        vae.save_pretrained(os.path.join(folder, "vae"))
+        index = {"transformer": ["diffusers", type(transformer).__name__], "vae": ["diffusers", type(vae).__name__]}
+        for name, component in (components or {}).items():
+            component.save_pretrained(os.path.join(folder, name))
+            index[name] = ["diffusers", type(component).__name__]
+        with open(os.path.join(folder, "model_index.json"), "w") as f:
+            json.dump({"_class_name": cls.PIPELINE, "_diffusers_version": diffusers.__version__, **index}, f, indent=2)
+        if prompt_embeds is not None:
+            from safetensors.torch import save_file
+
+            save_file({"prompt_embeds": prompt_embeds.contiguous()}, os.path.join(folder, "prompt_embeds.safetensors"))
+
+    @classmethod
+    def extra_components(cls, config: dict) -> dict:
+        """Components besides transformer and VAE that a folder of this family holds (e.g. its scheduler), built
+        from a {"transformer", "vae", ...} config."""
+        return {}
+
+    @classmethod
+    def _load_models(cls, pretrained: str, transformer_subfolder: str, vae_subfolder: str, revision: str | None,
+                     dtype: torch.dtype, empty_weights: bool) -> tuple[str, nn.Module, nn.Module]:
+        """(source, transformer, vae): from a local folder or hub id, or on the meta device for `empty_weights`."""
+        source = resolve_source(cls, pretrained)
+        names = f"a {cls.__name__.removesuffix('Backbone')} backbone"
+        if empty_weights:
+            if os.path.isdir(source):
+                tcfg = cls.TRANSFORMER_CLASS.load_config(source, subfolder=transformer_subfolder)
+                vcfg = cls.VAE_CLASS.load_config(source, subfolder=vae_subfolder)
+            elif source in cls.KNOWN_CONFIGS:
+                tcfg, vcfg = cls.KNOWN_CONFIGS[source]["transformer"], cls.KNOWN_CONFIGS[source]["vae"]
+            else:
+                raise LiteVSRError(f"empty_weights needs a local folder or one of {sorted(cls.KNOWN_CONFIGS)}, "
+                                   f"got {source!r}")
+            with torch.device("meta"):
+                return source, cls.TRANSFORMER_CLASS.from_config(tcfg), cls.VAE_CLASS.from_config(vcfg)
+        if source.startswith(("/", ".", "~")) and not os.path.isdir(source):
+            raise LiteVSRError(f"backbone path not found: {source}")
+        try:
+            transformer = cls.TRANSFORMER_CLASS.from_pretrained(
+                source, subfolder=transformer_subfolder, revision=revision, torch_dtype=dtype)
+            vae = cls.VAE_CLASS.from_pretrained(source, subfolder=vae_subfolder, revision=revision)
+        except (OSError, ValueError, EnvironmentError) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            where = "folder" if os.path.isdir(source) else "hub id (is the hub reachable?)"
+            raise LiteVSRError(f"could not load {names} from {where} {source!r}: {first_line}") from err
+        return source, transformer, vae
+
     def _freeze(self) -> None:
         self.transformer_parameters = sum(p.numel() for p in self.transformer.parameters())
         self.requires_grad_(False)
@@ -37,20 +136,29 @@ class VideoBackbone(nn.Module):
         self._injections: dict[int, torch.Tensor] = {}
         for index, block in enumerate(self.blocks):
             block.register_forward_hook(self._make_injection_hook(index))
-        self.blocks[0].register_forward_pre_hook(self._before_first_block)
+        self.blocks[0].register_forward_pre_hook(self._before_first_block, with_kwargs=True)
 
-    def _before_first_block(self, module, args):
+    def _before_first_block(self, module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
         tokens, from_input = self._injections.get("input"), self._injections.get("from_input")
         if tokens is not None:
-            args = (args[0] + tokens.to(args[0].dtype), *args[1:])
+            hidden = hidden + tokens.to(hidden.dtype)
         if from_input is not None:  # the same values when gradient checkpointing recomputes this block
-            self._injections.update(from_input(args))
-        return args
+            def run(block, x):
+                out = block(x, *args[1:], **kwargs) if args else block(**{**kwargs, "hidden_states": x})
+                return out[0] if isinstance(out, tuple) else out
+
+            self._injections.update(from_input(hidden, run))
+        return ((hidden, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hidden})
 
     def _make_injection_hook(self, index: int):
         def add_injection(module, args, output):
             injection = self._injections.get(index)
-            return output if injection is None else output + injection.to(output.dtype)
+            if injection is None:
+                return output
+            if isinstance(output, tuple):  # (video tokens, text tokens, ...)
+                return (output[0] + injection.to(output[0].dtype), *output[1:])
+            return output + injection.to(output.dtype)
 
         return add_injection
 
@@ -93,6 +201,11 @@ class VideoBackbone(nn.Module):
         if h % m or w % m:
             raise LiteVSRError(f"{self.name} needs height and width that are multiples of {m}, got {h}x{w}")
 
+    def tile_vae(self, tile: int, overlap: int) -> None:
+        """Make the VAE encode and decode in `tile`-pixel tiles sharing `overlap` pixels (diffusers' tiling)."""
+        self.vae.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
+                               tile_sample_stride_height=tile - overlap, tile_sample_stride_width=tile - overlap)
+
     # --- the frozen computations ---------------------------------------------------------------
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -114,3 +227,52 @@ class VideoBackbone(nn.Module):
         if bad:
             raise LiteVSRError(f"injection targets {bad} are outside the backbone's {self.num_blocks} blocks")
         return self.velocity(latents, sigma)
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def check_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise LiteVSRError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+TWIN_PREFIX = "twin:"
+
+
+def resolve_source(cls: type[VideoBackbone], pretrained: str) -> str:
+    """The folder or hub id `pretrained` names: an alias of the family ("tiny"), "twin:<hub id>" (the tiny
+    random-weight twin of that checkpoint, written on first use under $LITEVSR_CACHE, default ~/.cache/litevsr),
+    or a path or hub id as given."""
+    if pretrained in cls.ALIASES:
+        return str(cls.ALIASES[pretrained])
+    if pretrained.startswith(TWIN_PREFIX):
+        from litevsr.backbones.twins import cached_twin
+
+        return cached_twin(pretrained[len(TWIN_PREFIX):])
+    return os.path.expanduser(pretrained)
+
+
+def load_prompt_embeds(path: str | None, source: str, shape: tuple[int, int], fixed_length: bool) -> torch.Tensor:
+    """The fixed prompt's embedding (1, L, width): `path`, else `<source>/prompt_embeds.safetensors` if it exists,
+    else zeros of `shape`. With `fixed_length`, L must be shape[0] (a transformer with a fixed text length)."""
+    from lightning.pytorch.utilities import rank_zero_info
+    from safetensors.torch import load_file
+
+    default = os.path.join(source, "prompt_embeds.safetensors")
+    if path is None and os.path.isfile(default):
+        path = default
+    if path is None:
+        rank_zero_info("litevsr: no prompt embedding given; using a zero embedding")
+        return torch.zeros(1, *shape)
+    if not os.path.isfile(path):
+        raise LiteVSRError(f"prompt embedding file not found: {path}")
+    embeds = load_file(path)["prompt_embeds"]
+    embeds = embeds[None] if embeds.ndim == 2 else embeds
+    if embeds.shape[-1] != shape[1]:
+        raise LiteVSRError(f"prompt embedding in {path} has width {embeds.shape[-1]}, the transformer expects {shape[1]}")
+    if fixed_length and embeds.shape[1] != shape[0]:
+        raise LiteVSRError(f"prompt embedding in {path} has {embeds.shape[1]} tokens; this transformer reads exactly "
+                           f"{shape[0]} (pad the prompt to that length when encoding it)")
+    return embeds.float()

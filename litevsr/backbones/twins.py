@@ -1,70 +1,86 @@
-"""Tiny random-weight twins of published Wan checkpoints.
+"""Tiny random-weight twins of published checkpoints, in every known family.
 
 A twin keeps what decides whether code is right: the VAE's compression (spatial, temporal, causal 1 + 4k
-layout, Wan2.2's pixel folding), the latent channels, the transformer's patch, block type and frame rule, and
-the hub repository's layout (model_index.json, subfolders, sharded safetensors with an index). It shrinks what
-only decides cost: widths and depths. Tests run every path on twins; users smoke-test a recipe on one before
-renting GPUs (`litevsr twin NAME DIR`).
+layout, Wan2.2's pixel folding), the latent channels, the transformer's patch, block type, text length and frame
+rule, and the hub repository's layout (model_index.json, subfolders, sharded safetensors with an index). It shrinks
+what only decides cost: widths and depths (each family's `TWIN_SHRINK`). Tests run every path on twins; users
+smoke-test a recipe on one before renting GPUs (`litevsr twin NAME DIR`, or `pretrained: twin:NAME` in a recipe).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 
 import torch
 
-import diffusers
 from litevsr import LiteVSRError
-from litevsr.backbones.wan import KNOWN_CONFIGS, WanBackbone, build_wan, save_wan
 
-# Widths and depths only; every other field comes from the real config.
-TWIN_TRANSFORMER = dict(num_attention_heads=2, attention_head_dim=16, ffn_dim=64, text_dim=32, freq_dim=32,
-                        num_layers=4)
-TWIN_VAE = dict(base_dim=8, num_res_blocks=1)
-# About as many transformer weight files as the real repositories have: the 1.3B's is one file, the larger ones
-# are sharded with an index.
+# About as many transformer weight files as the real repositories have: small ones are one file, larger ones are
+# sharded with an index.
 TRANSFORMER_SHARDS = {"Wan-AI/Wan2.1-T2V-1.3B-Diffusers": 1, "Wan-AI/Wan2.1-T2V-14B-Diffusers": 12,
-                      "Wan-AI/Wan2.2-TI2V-5B-Diffusers": 3}
+                      "Wan-AI/Wan2.2-TI2V-5B-Diffusers": 3, "THUDM/CogVideoX-2b": 2, "THUDM/CogVideoX-5b": 2, "Lightricks/LTX-Video": 2}
 #: Std of the twin adapter's output projections: large enough that the adapter visibly changes the output.
 TWIN_ADAPTER_OUTPUT_STD = 0.05
 
 
+def _family(name: str):
+    from litevsr.backbones import KNOWN_BACKBONES
+
+    if name not in KNOWN_BACKBONES:
+        raise LiteVSRError(f"no twin for {name!r}; known backbones: {', '.join(sorted(KNOWN_BACKBONES))}")
+    return KNOWN_BACKBONES[name]
+
+
 def twin_config(name: str) -> dict:
-    """The {"transformer", "vae"} config of `name`'s twin."""
-    if name not in KNOWN_CONFIGS:
-        raise LiteVSRError(f"no twin for {name!r}; known backbones: {', '.join(sorted(KNOWN_CONFIGS))}")
-    real = KNOWN_CONFIGS[name]
-    vae = {**real["vae"], **TWIN_VAE}
-    if "decoder_base_dim" in real["vae"]:  # keep the decoder wider than the encoder, as Wan2.2's is
-        vae["decoder_base_dim"] = 2 * TWIN_VAE["base_dim"]
-    return {"transformer": {**real["transformer"], **TWIN_TRANSFORMER}, "vae": vae}
+    """The {"transformer", "vae", ...} config of `name`'s twin."""
+    return _family(name).twin_config(name)
 
 
-def write_twin(name: str, folder: str, seed: int = 0, scale: int = 4) -> dict[str, str]:
-    """Write `name`'s twin (diffusers layout) and an active random adapter for it into `folder` (new or empty).
+def write_twin(name: str, folder: str, seed: int = 0, scale: int = 4, backbone_name: str | None = None) -> dict[str, str]:
+    """Write `name`'s twin (diffusers layout) and an active random adapter for it into `folder` (new or empty). The
+    adapter names its backbone `backbone_name` (default: the folder's absolute path).
 
     Returns {"backbone": folder, "adapter": the adapter's folder}."""
+    import json
+
     from litevsr.adapters import StateAwareAdapter, save_adapter
 
-    config = twin_config(name)
+    cls = _family(name)
+    config = cls.twin_config(name)
     if os.path.exists(folder) and os.listdir(folder):
         raise LiteVSRError(f"{folder} exists and is not empty; give the twin a new folder")
-    transformer, vae = build_wan(config, seed=seed)
-    prompt = torch.randn(1, 8, config["transformer"]["text_dim"], generator=torch.Generator().manual_seed(seed))
+    transformer, vae = cls.build(config, seed=seed)
+    prompt = torch.randn(1, *cls.prompt_shape(config["transformer"]), generator=torch.Generator().manual_seed(seed))
     bytes_ = sum(p.numel() * p.element_size() for p in transformer.parameters())
-    save_wan(transformer, vae, folder, prompt, max_shard_size=int(1.1 * bytes_ / TRANSFORMER_SHARDS[name]))
-    with open(os.path.join(folder, "model_index.json"), "w") as f:
-        json.dump({"_class_name": "WanPipeline", "_diffusers_version": diffusers.__version__,
-                   "_litevsr_twin_of": name, "transformer": ["diffusers", "WanTransformer3DModel"],
-                   "vae": ["diffusers", "AutoencoderKLWan"], "scheduler": [None, None],
-                   "text_encoder": [None, None], "tokenizer": [None, None]}, f, indent=2)
+    cls.save(transformer, vae, folder, prompt, max_shard_size=int(1.1 * bytes_ / TRANSFORMER_SHARDS[name]),
+             components=cls.extra_components(config))
+    index = os.path.join(folder, "model_index.json")
+    with open(index) as f:
+        model_index = json.load(f)
+    with open(index, "w") as f:
+        json.dump({**model_index, "_litevsr_twin_of": name}, f, indent=2)
 
-    backbone = WanBackbone(folder)
+    backbone = cls(folder)
     torch.manual_seed(seed)
     adapter = StateAwareAdapter(output_init_std=TWIN_ADAPTER_OUTPUT_STD)
     adapter.bind(backbone)
     path = os.path.join(folder, "adapter")
-    save_adapter(adapter, path, os.path.abspath(folder), scale=scale,
-                 sampling={"steps": 1, "sigma_start": 1.0, "shift": 1.0})
+    save_adapter(adapter, path, backbone_name or os.path.abspath(folder), scale=scale,
+                 sampling={"steps": 1, "sigma_start": 1.0, "shift": 1.0}, family=cls.family)
     return {"backbone": folder, "adapter": path}
+
+
+def cached_twin(name: str) -> str:
+    """The folder of `name`'s twin (seed 0) under $LITEVSR_CACHE (default ~/.cache/litevsr), written on first use."""
+    cache = os.environ.get("LITEVSR_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "litevsr")
+    folder = os.path.join(cache, "twins", name.replace("/", "--"))
+    if not os.path.isdir(folder):
+        tmp = f"{folder}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_twin(name, tmp, backbone_name=f"twin:{name}")
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process wrote it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder

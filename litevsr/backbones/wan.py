@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from diffusers.models.autoencoders.autoencoder_kl_wan import (AvgDown3D, DupUp3D, WanAttentionBlock, WanCausalConv3d,
                                                            WanResidualBlock)
-from safetensors.torch import load_file
-from lightning.pytorch.utilities import rank_zero_info
-
-from litevsr import LiteVSRError
-from litevsr.backbones.base import VideoBackbone
+from litevsr.backbones.base import VideoBackbone, check_dtype, load_prompt_embeds
 
 TINY_PATH = Path(__file__).resolve().parent.parent / "assets" / "tiny-wan"
 
@@ -47,10 +42,17 @@ KNOWN_CONFIGS["Wan-AI/Wan2.2-TI2V-5B-Diffusers"] = {
                 latents_mean=[0.0] * 48, latents_std=[1.0] * 48),
 }
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
 class WanBackbone(VideoBackbone):
+    family = "wan"
+    KNOWN_CONFIGS = KNOWN_CONFIGS
+    TWIN_SHRINK = {"transformer": dict(num_attention_heads=2, attention_head_dim=16, ffn_dim=64, text_dim=32,
+                                       freq_dim=32, num_layers=4),
+                   "vae": dict(base_dim=8, num_res_blocks=1)}
+    PIPELINE = "WanPipeline"
+    LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
+    TRANSFORMER_CLASS, VAE_CLASS = WanTransformer3DModel, AutoencoderKLWan
+    ALIASES = {"tiny": str(TINY_PATH)}
+
     def __init__(
         self,
         pretrained: str = "tiny",
@@ -64,8 +66,8 @@ class WanBackbone(VideoBackbone):
         """A frozen Wan transformer + VAE.
 
         Args:
-            pretrained: "tiny" (the generator shipped with litevsr), a local diffusers folder, or a hub id
-                such as "Wan-AI/Wan2.1-T2V-1.3B-Diffusers".
+            pretrained: "tiny" (the generator shipped with litevsr), a local diffusers folder, a hub id such as
+                "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", or "twin:<hub id>" (its tiny random-weight twin).
             transformer_subfolder: Subfolder of `pretrained` holding the transformer.
             vae_subfolder: Subfolder of `pretrained` holding the VAE.
             revision: Hub revision (branch, tag or commit).
@@ -75,14 +77,10 @@ class WanBackbone(VideoBackbone):
             empty_weights: Build the architecture on the meta device without weights (shape and size checks).
         """
         super().__init__()
-        if dtype not in DTYPES:
-            raise LiteVSRError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.name = pretrained
-        source = str(TINY_PATH) if pretrained == "tiny" else os.path.expanduser(pretrained)
-        if empty_weights:
-            self.transformer, self.vae = _build_empty(source, transformer_subfolder, vae_subfolder)
-        else:
-            self.transformer, self.vae = _load(source, transformer_subfolder, vae_subfolder, revision, DTYPES[dtype])
+        source, self.transformer, vae = self._load_models(pretrained, transformer_subfolder, vae_subfolder, revision,
+                                                          check_dtype(dtype), empty_weights)
+        self.vae = vae if empty_weights else skip_noop_layers(vae)
 
         tcfg, vcfg = self.transformer.config, self.vae.config
         self.blocks = self.transformer.blocks
@@ -98,9 +96,24 @@ class WanBackbone(VideoBackbone):
         self.register_buffer("latents_mean", torch.tensor(vcfg.latents_mean, device=device).view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("latents_std", torch.tensor(vcfg.latents_std, device=device).view(1, -1, 1, 1, 1), persistent=False)
         embeds = torch.zeros(1, 1, tcfg.text_dim, device="meta") if empty_weights else \
-            _prompt_embeds(prompt_embeds, source, tcfg.text_dim)
+            load_prompt_embeds(prompt_embeds, source, (1, tcfg.text_dim), fixed_length=False)
         self.register_buffer("prompt_embeds", embeds, persistent=False)
         self._freeze()
+
+    @classmethod
+    def twin_config(cls, name: str) -> dict:
+        config = super().twin_config(name)
+        if "decoder_base_dim" in cls.KNOWN_CONFIGS[name]["vae"]:  # keep the decoder wider than the encoder, as Wan2.2's is
+            config["vae"]["decoder_base_dim"] = 2 * cls.TWIN_SHRINK["vae"]["base_dim"]
+        return config
+
+    @classmethod
+    def prompt_shape(cls, transformer_config) -> tuple[int, int]:
+        return 8, transformer_config["text_dim"]  # any length: Wan's cross-attention reads the text as given
+
+    @property
+    def patch_embedding(self) -> torch.nn.Module:
+        return self.transformer.patch_embedding
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """(B, 3, T, H, W) in [-1, 1] -> latents normalised with the VAE's latents_mean/std."""
@@ -125,20 +138,6 @@ class WanBackbone(VideoBackbone):
         token, plus self-attention scores and values over all `tokens` (the one short text context is left out)."""
         d = self.hidden_dim
         return self.num_blocks * (6 * d * d + 2 * d * self.transformer.config.ffn_dim + 2 * d * tokens)
-
-
-def _load(source, transformer_subfolder, vae_subfolder, revision, dtype):
-    if source.startswith(("/", ".", "~")) and not os.path.isdir(source):
-        raise LiteVSRError(f"backbone path not found: {source}")
-    try:
-        transformer = WanTransformer3DModel.from_pretrained(
-            source, subfolder=transformer_subfolder, revision=revision, torch_dtype=dtype)
-        vae = AutoencoderKLWan.from_pretrained(source, subfolder=vae_subfolder, revision=revision)
-    except (OSError, ValueError, EnvironmentError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        where = "folder" if os.path.isdir(source) else "hub id (is the hub reachable?)"
-        raise LiteVSRError(f"could not load a Wan backbone from {where} {source!r}: {first_line}") from err
-    return transformer, skip_noop_layers(vae)
 
 
 class _PassThrough(torch.nn.Module):
@@ -210,34 +209,6 @@ def is_pointwise(vae: torch.nn.Module) -> bool:
     return True
 
 
-def _build_empty(source, transformer_subfolder, vae_subfolder):
-    if os.path.isdir(source):
-        tcfg = WanTransformer3DModel.load_config(source, subfolder=transformer_subfolder)
-        vcfg = AutoencoderKLWan.load_config(source, subfolder=vae_subfolder)
-    elif source in KNOWN_CONFIGS:
-        tcfg, vcfg = KNOWN_CONFIGS[source]["transformer"], KNOWN_CONFIGS[source]["vae"]
-    else:
-        raise LiteVSRError(f"empty_weights needs a local folder or one of {sorted(KNOWN_CONFIGS)}, got {source!r}")
-    with torch.device("meta"):
-        return WanTransformer3DModel.from_config(tcfg), AutoencoderKLWan.from_config(vcfg)
-
-
-def _prompt_embeds(path: str | None, source: str, text_dim: int) -> torch.Tensor:
-    default = os.path.join(source, "prompt_embeds.safetensors")
-    if path is None and os.path.isfile(default):
-        path = default
-    if path is None:
-        rank_zero_info("litevsr: no prompt embedding given; using a zero embedding")
-        return torch.zeros(1, 1, text_dim)
-    if not os.path.isfile(path):
-        raise LiteVSRError(f"prompt embedding file not found: {path}")
-    embeds = load_file(path)["prompt_embeds"]
-    embeds = embeds[None] if embeds.ndim == 2 else embeds
-    if embeds.shape[-1] != text_dim:
-        raise LiteVSRError(f"prompt embedding in {path} has width {embeds.shape[-1]}, the transformer expects {text_dim}")
-    return embeds.float()
-
-
 # The embedded generator's architecture: the real Wan classes at CPU size. Its VAE folds 2x2 pixels into channels
 # (Wan2.2's patch_size=2) and does not downsample further: 12 -> 6 channels at half resolution, no temporal
 # compression, so reconstructions stay far above bicubic x4 (DESIGN.md section 9). The transformer's 4x4 patches
@@ -252,24 +223,6 @@ TINY_CONFIG = {
                 out_channels=12, patch_size=2, scale_factor_temporal=1, scale_factor_spatial=2,
                 latents_mean=[0.0] * 6, latents_std=[1.0] * 6),
 }
-
-
-def build_wan(config: dict, seed: int = 0) -> tuple[WanTransformer3DModel, AutoencoderKLWan]:
-    """Freshly initialised Wan transformer + VAE from a {"transformer": ..., "vae": ...} config."""
-    torch.manual_seed(seed)
-    return WanTransformer3DModel(**config["transformer"]), AutoencoderKLWan(**config["vae"])
-
-
-def save_wan(transformer, vae, folder: str, prompt_embeds: torch.Tensor | None = None,
-             max_shard_size: int | str = "10GB") -> None:
-    """Save in the diffusers layout that `WanBackbone(pretrained=folder)` loads; the transformer is split into
-    shards with an index where it exceeds `max_shard_size` (bytes), as large hub checkpoints are."""
-    transformer.save_pretrained(os.path.join(folder, "transformer"), max_shard_size=max_shard_size)
-    vae.save_pretrained(os.path.join(folder, "vae"))
-    if prompt_embeds is not None:
-        from safetensors.torch import save_file
-
-        save_file({"prompt_embeds": prompt_embeds.contiguous()}, os.path.join(folder, "prompt_embeds.safetensors"))
 
 
 #: The default adapter: x4 on the shipped generator, trained by recipes/general_x4.yaml on natural, animation and

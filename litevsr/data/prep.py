@@ -177,11 +177,11 @@ _CACHE: dict[tuple, object] = {}
 
 
 def _latent_geometry(pretrained: str) -> tuple[int, int]:
-    """(frame step, spatial multiple) of a Wan backbone, from its config only (meta device, no weights)."""
+    """(frame step, spatial multiple) of a backbone of any family, from its config only (meta device, no weights)."""
     if pretrained not in _GEOMETRY:
-        from litevsr.backbones.wan import WanBackbone
+        from litevsr.backbones import detect_family
 
-        backbone = WanBackbone(pretrained, empty_weights=True)
+        backbone = detect_family(pretrained)(pretrained, empty_weights=True)
         _GEOMETRY[pretrained] = (backbone.frame_step, backbone.spatial_multiple)
     return _GEOMETRY[pretrained]
 
@@ -193,9 +193,9 @@ def _cached(kind: str, options: PrepOptions, device: str = "cpu"):
         if kind == "degradation":
             _CACHE[key] = build_degradation(options)
         else:
-            from litevsr.backbones.wan import WanBackbone
+            from litevsr.backbones import detect_family
 
-            _CACHE[key] = WanBackbone(options.latents).to(device).eval()
+            _CACHE[key] = detect_family(options.latents)(options.latents).to(device).eval()
     return _CACHE[key]
 
 
