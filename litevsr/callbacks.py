@@ -47,9 +47,10 @@ class AdapterExport(L.Callback):
         self.path: str | None = None
 
     def on_train_end(self, trainer, pl_module):
+        run_dir = _run_dir(trainer)  # on every rank: Trainer.log_dir is a broadcast under DDP
         if not trainer.is_global_zero:
             return
-        self.path = os.path.join(_run_dir(trainer), self.filename)
+        self.path = os.path.join(run_dir, self.filename)
         scale = getattr(getattr(trainer.datamodule, "hparams", None), "scale", None)
         sampling = {k: v for k, v in vars(pl_module.sampling()).items()
                     if k in ("steps", "sigma_start", "shift", "color_fix", "start_noise")}
@@ -57,7 +58,7 @@ class AdapterExport(L.Callback):
                      family=pl_module.backbone.family)
         ckpt = getattr(trainer.checkpoint_callback, "dirpath", None) or "(checkpointing disabled)"
         figures = validation_line(trainer.callback_metrics)
-        pictures = os.path.join(_run_dir(trainer), "val_samples.png")
+        pictures = os.path.join(run_dir, "val_samples.png")
         rank_zero_info(
             "\nlitevsr: done."
             + (f"\n  held-out validation PSNR-Y / SSIM-Y: {figures}" if figures else "")
@@ -65,7 +66,7 @@ class AdapterExport(L.Callback):
                if os.path.isfile(pictures) else "")
             + f"\n  exported adapter : {self.path}"
             f"\n  checkpoints      : {ckpt}"
-            f"\n  TensorBoard      : tensorboard --logdir {os.path.dirname(_run_dir(trainer))}"
+            f"\n  TensorBoard      : tensorboard --logdir {os.path.dirname(run_dir)}"
         )
 
 

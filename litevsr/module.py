@@ -246,7 +246,8 @@ class LiteVSRModule(L.LightningModule):
         n = min(self.hparams.num_logged_samples, hq.shape[0])
         rows = self._side_by_side(resize_video(lq[:n], hq.shape[-2:], mode="nearest"), bicubic[:n], sr[:n], hq[:n])
         self._add_images("val/lq_bicubic_sr_gt", rows)
-        if self.logger is not None and self.logger.log_dir and not self.trainer.sanity_checking:
+        if (self.logger is not None and self.logger.log_dir and not self.trainer.sanity_checking
+                and self.trainer.is_global_zero):  # one writer of the picture
             grid = (rows.permute(0, 2, 3, 1).flatten(0, 1) * 255).round().byte().cpu().numpy()
             labelled(grid, ["LQ (nearest)", "bicubic", "litevsr", "GT"]).save(
                 os.path.join(self.logger.log_dir, "val_samples.png"))

@@ -80,23 +80,27 @@ def test_clip_too_small_still_raises(shard_dirs):
         keys_of(data.val_dataloader())
 
 
-def test_ddp_style_split_reads_every_shard_once(tmp_path, monkeypatch):
-    """2 ranks x 2 loader workers on the validation pipeline (not resampled): each shard goes to exactly one
-    (rank, worker), so an epoch sees every clip exactly once. Ranks are emulated with RANK / WORLD_SIZE, which
-    webdataset's split_by_node reads; the workers are real DataLoader processes."""
-    clips = list(random_clips(10, 5, 16, seed=5))
-    write_shards(clips, str(tmp_path), clips_per_shard=2)  # 5 shards: uneven over 2 ranks x 2 workers
-    seen = {}
+def test_exact_epochs_deal_every_shard_to_one_rank_and_worker_and_every_rank_validates_on_all(tmp_path, monkeypatch):
+    """2 ranks x 2 loader workers with resample_shards=False: each shard goes to exactly one (rank, worker), so an
+    epoch sees every clip once; validation reads every clip on every rank, so DDP ranks run the same steps. Ranks are
+    emulated with RANK / WORLD_SIZE, which webdataset's split_by_node reads; the workers are real processes."""
+    from types import SimpleNamespace
+
+    clips = list(random_clips(8, 5, 16, seed=5))
+    write_shards(clips, str(tmp_path), clips_per_shard=2)  # 4 shards
+    trained, validated = {}, {}
     for rank in (0, 1):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
         dm = VideoShardDataModule(str(tmp_path), str(tmp_path), clip_frames=5, crop_size=16, batch_size=1,
-                                  num_workers=2)
-        dm.setup("validate")
-        seen[rank] = keys_of(dm.val_dataloader())
-    everything = seen[0] + seen[1]
-    assert sorted(everything) == sorted(k for k, _, _ in clips) and len(set(everything)) == 10
-    assert len(seen[0]) == 6 and len(seen[1]) == 4  # shards 0, 2, 4 and 1, 3
+                                  num_workers=2, samples_per_epoch=8, resample_shards=False)
+        dm.trainer = SimpleNamespace(world_size=2)
+        dm.setup("fit")
+        trained[rank] = keys_of(dm.train_dataloader())
+        validated[rank] = keys_of(dm.val_dataloader())
+    keys = sorted(k for k, _, _ in clips)
+    assert len(trained[0]) == len(trained[1]) == 4 and sorted(trained[0] + trained[1]) == keys
+    assert sorted(validated[0]) == sorted(validated[1]) == keys
 
 
 @pytest.mark.filterwarnings("ignore:This DataLoader will create")

@@ -1,9 +1,9 @@
 """Shards -> batches {"hq": (B,3,T,H,W), "lq": (B,3,T,H/s,W/s), "key": [...]} in [-1, 1].
 
-Training: an endless stream (shards resampled with replacement per rank and worker, samples shuffled in a
-buffer), cut into epochs of `samples_per_epoch` by `with_epoch`. Validation: finite and deterministic; each
-shard goes to one rank (`split_by_node`) and one worker (`split_by_worker`), so an epoch reads every shard
-exactly once (ranks may then see different numbers of samples). Decoding, cropping and degrading run in the
+Training: an endless stream (shards resampled with replacement per rank and worker, or dealt out to them pass by
+pass with `resample_shards=False`; samples shuffled in a buffer), cut into epochs of `samples_per_epoch` by
+`with_epoch`. Validation: finite and deterministic; every rank reads all shards, each shard in one worker
+(`split_by_worker`), so all ranks run the same validation steps. Decoding, cropping and degrading run in the
 loader workers. Corrupt samples are skipped, counted and reported (see `SkippedSamples`).
 """
 
@@ -93,6 +93,7 @@ class VideoShardDataModule(L.LightningDataModule):
         build_demo_if_missing: bool = False,
         use_stored_lq: bool = False,
         use_cached_latents: bool = False,
+        resample_shards: bool = True,
     ):
         """Clips from WebDataset shards, cropped and degraded on the fly.
 
@@ -118,6 +119,10 @@ class VideoShardDataModule(L.LightningDataModule):
                 --lq-variants K --crop SIZE): the HQ latent and the condition latent of one of the K stored LQ
                 variants, so training runs no VAE. Crops, windows and degradations are then the stored ones:
                 clip_frames, crop_size and `degradation` do not apply to training. Validation still decodes pixels.
+            resample_shards: Draw training shards with replacement (each rank and worker on its own, endless).
+                False: exact epochs, as with a DistributedSampler: every pass deals the shuffled shards out to the
+                ranks and workers, so no clip is seen twice within `samples_per_epoch` (at most the clips in the
+                shards); the shard count must be a multiple of ranks x workers, so all ranks see as many batches.
         """
         super().__init__()
         if crop_size % scale:
@@ -253,12 +258,22 @@ class VideoShardDataModule(L.LightningDataModule):
         # own shards (ResampledShards seeds per rank and worker), and the workers' torch RNGs, which crop and
         # degrade, are seeded by the DataLoader from the main process's.
         seed = torch.initial_seed()
-        stages = [wds.ResampledShards(self.train_urls, seed=seed, deterministic=True),
-                  wds.tarfile_to_samples(handler=skip), wds.shuffle(hp.shuffle_buffer, seed=seed)]
+        if hp.resample_shards:
+            shards = [wds.ResampledShards(self.train_urls, seed=seed, deterministic=True)]
+        else:
+            readers = world * max(1, hp.num_workers)
+            if len(self.train_urls) % readers:
+                raise LiteVSRError(f"resample_shards=False needs a shard count that is a multiple of ranks x workers "
+                                   f"({world} x {max(1, hp.num_workers)}); {hp.train_shards} has {len(self.train_urls)}")
+            # the same shuffle on every rank (seeded, advanced per pass), then each rank and worker takes its share
+            shards = [wds.SimpleShardList(self.train_urls), wds.detshuffle(len(self.train_urls), seed=seed),
+                      wds.split_by_node, wds.split_by_worker]
+        stages = [*shards, wds.tarfile_to_samples(handler=skip), wds.shuffle(hp.shuffle_buffer, seed=seed)]
         if hp.use_cached_latents:
             stages.append(wds.map(self._cached_latents, handler=skip))
         else:
             stages += [wds.map(self._decode_train, handler=skip), wds.map(self._train_pair, handler=skip)]
+        # with_epoch repeats the pipeline (passes over the shards) as long as an epoch needs
         return self._loader(wds.DataPipeline(*stages).with_epoch(per_worker), hp.batch_size)
 
     def val_dataloader(self):
@@ -266,8 +281,10 @@ class VideoShardDataModule(L.LightningDataModule):
             return []
         skip = self._handler()
         dataset = (
-            wds.WebDataset(self.val_urls, shardshuffle=False, nodesplitter=wds.split_by_node,
-                           workersplitter=wds.split_by_worker, handler=skip, empty_check=False)
+            # every rank validates on all shards: under DDP each validation step is a collective call, so ranks
+            # with fewer (or no) batches than others would hang them
+            wds.WebDataset(self.val_urls, shardshuffle=False, nodesplitter=None, workersplitter=wds.split_by_worker,
+                           handler=skip, empty_check=False)
             .map(self._decode_val, handler=skip)
             .map(self._val_pair, handler=skip)
         )

@@ -1,0 +1,72 @@
+"""Two CPU processes (gloo) on Lightning's DDP strategy, launched from the CLI as a user launches them."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import random_clips
+from litevsr.adapters import load_adapter
+from litevsr.adapters.base import WEIGHTS_NAME, save_adapter
+from litevsr.backbones import WanBackbone
+from test_training import write_config
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def exact_shards(tmp_path_factory):
+    """4 shards of 3 clips: two ranks get two shards each, six clips per epoch."""
+    from litevsr.data.shards import write_shards
+
+    root = tmp_path_factory.mktemp("ddp_shards")
+    write_shards(random_clips(12, 9, 32, seed=4), str(root / "train"), clips_per_shard=3)
+    write_shards(random_clips(2, 9, 32, seed=5), str(root / "val"), clips_per_shard=2)
+    return str(root / "train"), str(root / "val")
+
+
+def _fit(tmp_path, backbone_dir, shards, devices: int, steps: int = 6):
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    recipe = write_config(tmp_path, backbone_dir, shards, samples_per_epoch=12, resample_shards=False)
+    env = {**os.environ, "LITEVSR_PROBE_DIR": str(probe), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH")) if p)}
+    subprocess.run([sys.executable, "-m", "litevsr", "fit", "--config", recipe, "--trainer.devices", str(devices),
+                    "--trainer.strategy", "ddp" if devices > 1 else "auto", "--trainer.max_steps", str(steps),
+                    "--trainer.val_check_interval", str(steps), "--trainer.callbacks+=ddp_probe.Probe"],
+                   check=True, env=env, capture_output=True, text=True, timeout=600)
+    return probe, tmp_path / "runs" / "t" / "version_0" / "adapter"
+
+
+def test_ddp_ranks_agree_see_disjoint_clips_and_export_what_one_process_would(tmp_path, backbone_dir, exact_shards):
+    probe, exported = _fit(tmp_path, backbone_dir, exact_shards, devices=2)
+    ranks = [load_file(str(probe / f"adapter_rank{r}.safetensors")) for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys()
+    assert all(ranks[0][k].equal(ranks[1][k]) for k in ranks[0])  # one model, replicated
+    logs = [json.load(open(probe / f"keys_rank{r}.json")) for r in (0, 1)]
+    assert [log["world_size"] for log in logs] == [2, 2]
+    for epoch in (0, 1):  # 12 clips per epoch, 6 per rank: three batches of 2 each, 6 steps in all
+        seen = [[key for e, keys in log["batches"] if e == epoch for key in keys] for log in logs]
+        assert [len(s) for s in seen] == [6, 6]
+        assert len(set(seen[0]) | set(seen[1])) == 12  # no clip twice in an epoch, on one rank or across both
+
+    backbone = WanBackbone(backbone_dir)
+    adapter = load_adapter(str(exported), backbone)
+    adapter.load_state_dict(ranks[0])
+    save_adapter(adapter, str(tmp_path / "single"), backbone_dir)
+    theirs, ours = load_file(str(exported / WEIGHTS_NAME)), load_file(str(tmp_path / "single" / WEIGHTS_NAME))
+    assert theirs.keys() == ours.keys() and all(theirs[k].equal(ours[k]) for k in ours)
+    assert all(theirs[k].equal(ranks[0][k]) for k in theirs)
+
+
+def test_exact_epochs_refuse_shards_that_cannot_be_dealt_evenly(tmp_path, backbone_dir):
+    from litevsr.data.shards import write_shards
+
+    write_shards(random_clips(9, 9, 32, seed=6), str(tmp_path / "train"), clips_per_shard=3)  # 3 shards
+    write_shards(random_clips(2, 9, 32, seed=7), str(tmp_path / "val"), clips_per_shard=2)
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        _fit(tmp_path, backbone_dir, (str(tmp_path / "train"), str(tmp_path / "val")), devices=2, steps=1)
+    assert "needs a shard count that is a multiple of ranks x workers (2 x 1)" in err.value.stderr
