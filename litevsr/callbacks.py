@@ -9,7 +9,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
-from litevsr.adapters.base import save_adapter
+from litevsr.adapters.base import ADAPTER_CLASSES, save_adapter
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -31,6 +31,23 @@ class ResumableCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
+def unsharded_adapter(adapter):
+    """`adapter` itself, or, where FSDP sharded it, a plain copy holding the full weights (on rank 0; None on the
+    others). The copy is of the registered class FSDP subclassed, so the export reads as a single process's."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.tensor import DTensor
+
+    if not any(isinstance(p, DTensor) for p in adapter.parameters()):
+        return adapter
+    state = get_model_state_dict(adapter, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not state:
+        return None
+    cls = next(c for c in type(adapter).__mro__ if ADAPTER_CLASSES.get(c.__name__) is c)
+    plain = cls.from_config(adapter.config)
+    plain.load_state_dict(state)
+    return plain
+
+
 def _run_dir(trainer: L.Trainer) -> str:
     return trainer.log_dir or trainer.default_root_dir
 
@@ -48,13 +65,14 @@ class AdapterExport(L.Callback):
 
     def on_train_end(self, trainer, pl_module):
         run_dir = _run_dir(trainer)  # on every rank: Trainer.log_dir is a broadcast under DDP
+        adapter = unsharded_adapter(pl_module.adapter)  # on every rank too: gathering shards is a collective
         if not trainer.is_global_zero:
             return
         self.path = os.path.join(run_dir, self.filename)
         scale = getattr(getattr(trainer.datamodule, "hparams", None), "scale", None)
         sampling = {k: v for k, v in vars(pl_module.sampling()).items()
                     if k in ("steps", "sigma_start", "shift", "color_fix", "start_noise")}
-        save_adapter(pl_module.adapter, self.path, pl_module.backbone.name, scale, sampling,
+        save_adapter(adapter, self.path, pl_module.backbone.name, scale, sampling,
                      family=pl_module.backbone.family)
         ckpt = getattr(trainer.checkpoint_callback, "dirpath", None) or "(checkpointing disabled)"
         figures = validation_line(trainer.callback_metrics)

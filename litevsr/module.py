@@ -147,6 +147,28 @@ class LiteVSRModule(L.LightningModule):
                        f"{counts['transformer']:,} (+ VAE: {counts['frozen']:,} frozen in all) "
                        f"| trainable share of the transformer {100 * counts['share']:.2f}%")
 
+    def configure_model(self) -> None:
+        """Under Lightning's ModelParallelStrategy (FSDP2): shard the frozen transformer block by block (each family's
+        `blocks` are its wrap units), then the transformer's remaining layers and the adapter, whose gradients FSDP
+        then reduces over the ranks. Other strategies leave the module as it is."""
+        mesh = self.device_mesh
+        if mesh is None or getattr(self.adapter, "_fsdp_sharded", False):
+            return
+        if mesh.ndim > 1 and mesh["tensor_parallel"].size() > 1:
+            raise LiteVSRError("litevsr shards data-parallel only: give ModelParallelStrategy tensor_parallel_size=1 "
+                               "and data_parallel_size=<devices>")
+        if self.adapter.edits_backbone or self.adapter.copies_backbone:
+            raise LiteVSRError(f"FSDP supports adapters that keep the backbone as it is; a {type(self.adapter).__name__} "
+                               "edits or copies it: train it with DDP")
+        from torch.distributed.fsdp import fully_shard
+
+        data = mesh["data_parallel"] if mesh.ndim > 1 else mesh
+        for block in self.backbone.blocks:
+            fully_shard(block, mesh=data)
+        fully_shard(self.backbone.transformer, mesh=data)
+        fully_shard(self.adapter, mesh=data)
+        self.adapter._fsdp_sharded = True
+
     def configure_optimizers(self):
         self.model.check_frozen()
         optimizer = self.optimizer_factory(list(self.model.trained_parameters().values()))

@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo) on Lightning's DDP strategy, launched from the CLI as a user launches them."""
+"""Two CPU processes (gloo) on Lightning's strategies, DDP and FSDP2 (ModelParallelStrategy: the frozen backbone
+sharded block by block, the adapter as one unit), launched from the CLI as a user launches them."""
 
 import json
 import os
@@ -28,24 +29,33 @@ def exact_shards(tmp_path_factory):
     return str(root / "train"), str(root / "val")
 
 
-def _fit(tmp_path, backbone_dir, shards, devices: int, steps: int = 6):
+STRATEGIES = {
+    "ddp": ["--trainer.strategy", "ddp"],
+    "fsdp": ["--trainer.strategy", "lightning.pytorch.strategies.ModelParallelStrategy",
+             "--trainer.strategy.data_parallel_size", "2", "--trainer.strategy.tensor_parallel_size", "1"],
+}
+
+
+def _fit(tmp_path, backbone_dir, shards, strategy: str = "ddp", steps: int = 6):
     probe = tmp_path / "probe"
     probe.mkdir()
     recipe = write_config(tmp_path, backbone_dir, shards, samples_per_epoch=12, resample_shards=False)
     env = {**os.environ, "LITEVSR_PROBE_DIR": str(probe), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH")) if p)}
-    subprocess.run([sys.executable, "-m", "litevsr", "fit", "--config", recipe, "--trainer.devices", str(devices),
-                    "--trainer.strategy", "ddp" if devices > 1 else "auto", "--trainer.max_steps", str(steps),
+    subprocess.run([sys.executable, "-m", "litevsr", "fit", "--config", recipe, "--trainer.devices", "2",
+                    *STRATEGIES[strategy], "--trainer.max_steps", str(steps),
                     "--trainer.val_check_interval", str(steps), "--trainer.callbacks+=ddp_probe.Probe"],
                    check=True, env=env, capture_output=True, text=True, timeout=600)
     return probe, tmp_path / "runs" / "t" / "version_0" / "adapter"
 
 
-def test_ddp_ranks_agree_see_disjoint_clips_and_export_what_one_process_would(tmp_path, backbone_dir, exact_shards):
-    probe, exported = _fit(tmp_path, backbone_dir, exact_shards, devices=2)
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_ranks_agree_see_disjoint_clips_and_export_what_one_process_would(tmp_path, backbone_dir, exact_shards,
+                                                                          strategy):
+    probe, exported = _fit(tmp_path, backbone_dir, exact_shards, strategy)
     ranks = [load_file(str(probe / f"adapter_rank{r}.safetensors")) for r in (0, 1)]
     assert ranks[0].keys() == ranks[1].keys()
-    assert all(ranks[0][k].equal(ranks[1][k]) for k in ranks[0])  # one model, replicated
+    assert all(ranks[0][k].equal(ranks[1][k]) for k in ranks[0])  # one model, replicated or sharded
     logs = [json.load(open(probe / f"keys_rank{r}.json")) for r in (0, 1)]
     assert [log["world_size"] for log in logs] == [2, 2]
     for epoch in (0, 1):  # 12 clips per epoch, 6 per rank: three batches of 2 each, 6 steps in all
@@ -68,5 +78,18 @@ def test_exact_epochs_refuse_shards_that_cannot_be_dealt_evenly(tmp_path, backbo
     write_shards(random_clips(9, 9, 32, seed=6), str(tmp_path / "train"), clips_per_shard=3)  # 3 shards
     write_shards(random_clips(2, 9, 32, seed=7), str(tmp_path / "val"), clips_per_shard=2)
     with pytest.raises(subprocess.CalledProcessError) as err:
-        _fit(tmp_path, backbone_dir, (str(tmp_path / "train"), str(tmp_path / "val")), devices=2, steps=1)
+        _fit(tmp_path, backbone_dir, (str(tmp_path / "train"), str(tmp_path / "val")), steps=1)
     assert "needs a shard count that is a multiple of ranks x workers (2 x 1)" in err.value.stderr
+
+
+def test_fsdp_refuses_methods_that_edit_the_backbone_in_one_line(backbone_dir):
+    from types import SimpleNamespace
+
+    from litevsr import LiteVSRError
+    from litevsr.adapters import LoRAAdapter
+    from litevsr.module import LiteVSRModule
+
+    module = LiteVSRModule(WanBackbone(backbone_dir), LoRAAdapter(rank=2))
+    module._device_mesh = SimpleNamespace(ndim=1)  # what ModelParallelStrategy sets before configure_model
+    with pytest.raises(LiteVSRError, match="a LoRAAdapter edits or copies it: train it with DDP"):
+        module.configure_model()
