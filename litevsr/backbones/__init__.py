@@ -4,7 +4,7 @@ import json
 import os
 
 from litevsr import LiteVSRError
-from litevsr.backbones.base import VideoBackbone, resolve_source
+from litevsr.backbones.base import Switches, VideoBackbone, resolve_source
 from litevsr.backbones.cogvideox import CogVideoXBackbone
 from litevsr.backbones.ltx import LTXVideoBackbone
 from litevsr.backbones.wan import WanBackbone
@@ -43,5 +43,5 @@ def detect_family(pretrained: str) -> type[VideoBackbone]:
     return WanBackbone  # a hub id litevsr has no config for: Wan, the default family
 
 
-__all__ = ["VideoBackbone", "WanBackbone", "CogVideoXBackbone", "LTXVideoBackbone", "FAMILIES", "KNOWN_BACKBONES", "backbone_class",
+__all__ = ["Switches", "VideoBackbone", "WanBackbone", "CogVideoXBackbone", "LTXVideoBackbone", "FAMILIES", "KNOWN_BACKBONES", "backbone_class",
            "detect_family", "resolve_source"]

@@ -7,6 +7,7 @@ named in files by `family`, a known name, never by an import path.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -17,6 +18,32 @@ from torch import nn
 
 import diffusers
 from litevsr import LiteVSRError
+
+
+@dataclasses.dataclass
+class Switches:
+    """Memory and speed switches of a frozen backbone (in a recipe: `model.backbone.init_args.switches`).
+
+    Args:
+        storage_dtype: Store the transformer's layer weights in this dtype ("float8_e4m3fn" or "float8_e5m2") and
+            cast each layer to the backbone's `dtype` only while it runs (diffusers' layerwise casting): about half
+            the weight memory of bfloat16, at some precision.
+        group_offload: Keep the transformer's blocks on the CPU and move one block at a time to this device
+            ("cuda") as it runs (diffusers' group offloading), for inference on a card that cannot hold them all.
+        vae_slicing: Encode and decode one video of a batch at a time.
+        vae_tiling: Encode and decode in spatial tiles (diffusers' defaults; `litevsr upscale` tiles on its own).
+        compile: torch.compile each transformer block (diffusers' compile_repeated_blocks): faster steps after a
+            compilation on the first call (a C++ compiler is needed on the CPU).
+    """
+
+    storage_dtype: str | None = None
+    group_offload: str | None = None
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    compile: bool = False
+
+
+STORAGE_DTYPES = {"float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8_e5m2}
 
 
 class VideoBackbone(nn.Module):
@@ -129,14 +156,32 @@ class VideoBackbone(nn.Module):
             raise LiteVSRError(f"could not load {names} from {where} {source!r}: {first_line}") from err
         return source, transformer, vae
 
-    def _freeze(self) -> None:
+    def _freeze(self, switches: Switches | None = None) -> None:
         self.transformer_parameters = sum(p.numel() for p in self.transformer.parameters())
         self.requires_grad_(False)
         self.eval()
+        self._switch(switches or Switches())
         self._injections: dict[int, torch.Tensor] = {}
         for index, block in enumerate(self.blocks):
             block.register_forward_hook(self._make_injection_hook(index))
         self.blocks[0].register_forward_pre_hook(self._before_first_block, with_kwargs=True)
+
+    def _switch(self, switches: Switches) -> None:
+        if switches.storage_dtype is not None:
+            if switches.storage_dtype not in STORAGE_DTYPES:
+                raise LiteVSRError(f"storage_dtype must be one of {sorted(STORAGE_DTYPES)}, got {switches.storage_dtype!r}")
+            self.transformer.enable_layerwise_casting(storage_dtype=STORAGE_DTYPES[switches.storage_dtype],
+                                                      compute_dtype=self.transformer.dtype)
+        if switches.group_offload is not None:
+            self.transformer.enable_group_offload(onload_device=torch.device(switches.group_offload),
+                                                  offload_type="block_level", num_blocks_per_group=1)
+        if switches.vae_slicing:
+            self.vae.enable_slicing()
+        if switches.vae_tiling:
+            self.vae.enable_tiling()
+        if switches.compile:
+            self.transformer.compile_repeated_blocks()
+        self.switches = switches
 
     def _before_first_block(self, module, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]

@@ -17,7 +17,7 @@ from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 
 from litevsr import LiteVSRError
-from litevsr.backbones.base import VideoBackbone, check_dtype, load_prompt_embeds
+from litevsr.backbones.base import Switches, VideoBackbone, check_dtype, load_prompt_embeds
 
 _TRANSFORMER_2B = dict(
     num_attention_heads=30, attention_head_dim=64, in_channels=16, out_channels=16, time_embed_dim=512,
@@ -66,6 +66,7 @@ class CogVideoXBackbone(VideoBackbone):
         dtype: str = "float32",
         prompt_embeds: str | None = None,
         empty_weights: bool = False,
+        switches: Switches | None = None,
     ):
         """A frozen CogVideoX 1.0 transformer + VAE, driven as a rectified flow (see the module docstring).
 
@@ -80,6 +81,8 @@ class CogVideoXBackbone(VideoBackbone):
                 CogVideoX reads exactly `max_text_seq_length` tokens). Default: `<pretrained>/prompt_embeds.safetensors`
                 if it exists, else zeros.
             empty_weights: Build the architecture on the meta device without weights (shape and size checks).
+            switches: Memory and speed switches (`Switches`: fp8 storage, offloading, VAE slicing and tiling,
+                torch.compile).
         """
         super().__init__()
         self.name = pretrained
@@ -118,7 +121,7 @@ class CogVideoXBackbone(VideoBackbone):
         alpha_bar = scheduler.alphas_cumprod.double()
         self.register_buffer("log_snr", (alpha_bar.log() - (1 - alpha_bar).log()).float().clamp(min=-60),
                              persistent=False)
-        self._freeze()
+        self._freeze(switches)
 
     def _scheduler_config(self, source: str, subfolder: str, revision: str | None) -> dict:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKLLTXVideo, LTXVideoTransformer3DModel
 
-from litevsr.backbones.base import VideoBackbone, check_dtype, load_prompt_embeds
+from litevsr.backbones.base import Switches, VideoBackbone, check_dtype, load_prompt_embeds
 
 #: the frame rate LTX-Video's rotary positions are scaled for (its pipeline's default)
 FRAME_RATE = 25
@@ -39,6 +39,7 @@ class LTXVideoBackbone(VideoBackbone):
         dtype: str = "float32",
         prompt_embeds: str | None = None,
         empty_weights: bool = False,
+        switches: Switches | None = None,
     ):
         """A frozen LTX-Video transformer + VAE.
 
@@ -52,6 +53,8 @@ class LTXVideoBackbone(VideoBackbone):
                 its real tokens only: all of them are attended to). Default: `<pretrained>/prompt_embeds.safetensors`
                 if it exists, else zeros.
             empty_weights: Build the architecture on the meta device without weights (shape and size checks).
+            switches: Memory and speed switches (`Switches`: fp8 storage, offloading, VAE slicing and tiling,
+                torch.compile).
         """
         super().__init__()
         self.name = pretrained
@@ -74,7 +77,7 @@ class LTXVideoBackbone(VideoBackbone):
         embeds = torch.zeros(1, 1, shape[1], device="meta") if empty_weights else \
             load_prompt_embeds(prompt_embeds, source, (1, shape[1]), fixed_length=False)
         self.register_buffer("prompt_embeds", embeds, persistent=False)
-        self._freeze()
+        self._freeze(switches)
 
     @classmethod
     def prompt_shape(cls, transformer_config) -> tuple[int, int]:

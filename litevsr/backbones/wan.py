@@ -8,7 +8,7 @@ import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from diffusers.models.autoencoders.autoencoder_kl_wan import (AvgDown3D, DupUp3D, WanAttentionBlock, WanCausalConv3d,
                                                            WanResidualBlock)
-from litevsr.backbones.base import VideoBackbone, check_dtype, load_prompt_embeds
+from litevsr.backbones.base import Switches, VideoBackbone, check_dtype, load_prompt_embeds
 
 TINY_PATH = Path(__file__).resolve().parent.parent / "assets" / "tiny-wan"
 
@@ -62,6 +62,7 @@ class WanBackbone(VideoBackbone):
         dtype: str = "float32",
         prompt_embeds: str | None = None,
         empty_weights: bool = False,
+        switches: Switches | None = None,
     ):
         """A frozen Wan transformer + VAE.
 
@@ -75,6 +76,8 @@ class WanBackbone(VideoBackbone):
             prompt_embeds: Safetensors file with the fixed prompt's text embedding ("prompt_embeds",
                 (1, L, text_dim)). Default: `<pretrained>/prompt_embeds.safetensors` if it exists, else zeros.
             empty_weights: Build the architecture on the meta device without weights (shape and size checks).
+            switches: Memory and speed switches (`Switches`: fp8 storage, offloading, VAE slicing and tiling,
+                torch.compile).
         """
         super().__init__()
         self.name = pretrained
@@ -98,7 +101,7 @@ class WanBackbone(VideoBackbone):
         embeds = torch.zeros(1, 1, tcfg.text_dim, device="meta") if empty_weights else \
             load_prompt_embeds(prompt_embeds, source, (1, tcfg.text_dim), fixed_length=False)
         self.register_buffer("prompt_embeds", embeds, persistent=False)
-        self._freeze()
+        self._freeze(switches)
 
     @classmethod
     def twin_config(cls, name: str) -> dict:
