@@ -232,6 +232,7 @@ def main() -> None:
     parser.add_argument("--quality-steps", type=int, default=0, help="train every method this many steps and score "
                         "it on the held-out set (0: skip)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--quality-methods", default=None, help="methods the quality runs cover (default: --methods)")
     parser.add_argument("--heldout", default="data/heldout", help="held-out set (benchmarks/heldout_data.py)")
     parser.add_argument("--recipe", default=os.path.join(ROOT, "recipes", "general_x4.yaml"))
     parser.add_argument("--train-shards", default=None, help="override the recipe's training (and validation) shards")
@@ -256,7 +257,8 @@ def main() -> None:
     scores, floors = {}, {"bicubic": None, "no adapter": None}
     if opts.quality_steps:
         os.makedirs(opts.work, exist_ok=True)
-        scores, floors = quality(methods, opts.quality_steps, opts.seeds, os.path.abspath(opts.heldout),
+        scored = [m for m in (opts.quality_methods or opts.methods).split(",") if m in methods]
+        scores, floors = quality(scored, opts.quality_steps, opts.seeds, os.path.abspath(opts.heldout),
                                  os.path.abspath(opts.recipe), opts.train_shards, os.path.abspath(opts.work))
     for row in rows:
         row["step_vs_state_aware"] = row["step_seconds"] / base["step_seconds"]
@@ -272,7 +274,8 @@ def main() -> None:
             "precision": "fp32", "gradient_checkpointing": False, "batch": f"2 latent clips {SIZES[opts.size]['latents']}",
             "bicubic_psnr_y": floors["bicubic"], "no_adapter_psnr_y": floors["no adapter"],
             "quality": {"steps": opts.quality_steps, "seeds": opts.seeds, "recipe": opts.recipe,
-                        "heldout": opts.heldout} if scores else "not measured (run with --quality-steps N)"})
+                        "heldout": opts.heldout, "methods": list(scores)} if scores
+            else "not measured (run with --quality-steps N)"})
     print()
     report(f"{opts.name}_real_shapes", real, ["backbone", "method", "trainable_params", "share_of_transformer"])
 

@@ -51,14 +51,18 @@ def random_clips(n: int, frames: int, size: int, seed: int = 0):
         yield f"clip{i:04d}", up.permute(0, 2, 3, 1).round().clamp(0, 255).byte().numpy(), {"source": "test", "license": "CC0"}
 
 
-@pytest.fixture(scope="session")
-def shard_dirs(tmp_path_factory):
+def write_train_val_shards(root, train_clips: int, seed: int) -> tuple[str, str]:
+    """Shards of 3 clips (9x32x32) in root/train, one shard of 2 in root/val: (train, val) folders."""
     from litevsr.data.shards import write_shards
 
-    root = tmp_path_factory.mktemp("shards")
-    write_shards(random_clips(6, 9, 32, seed=1), str(root / "train"), clips_per_shard=3)
-    write_shards(random_clips(2, 9, 32, seed=2), str(root / "val"), clips_per_shard=2)
+    write_shards(random_clips(train_clips, 9, 32, seed=seed), str(root / "train"), clips_per_shard=3)
+    write_shards(random_clips(2, 9, 32, seed=seed + 1), str(root / "val"), clips_per_shard=2)
     return str(root / "train"), str(root / "val")
+
+
+@pytest.fixture(scope="session")
+def shard_dirs(tmp_path_factory):
+    return write_train_val_shards(tmp_path_factory.mktemp("shards"), 6, seed=1)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from conftest import random_clips
+from conftest import write_train_val_shards
 from litevsr.adapters import load_adapter
 from litevsr.adapters.base import WEIGHTS_NAME, save_adapter
 from litevsr.backbones import WanBackbone
@@ -21,12 +21,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 @pytest.fixture(scope="module")
 def exact_shards(tmp_path_factory):
     """4 shards of 3 clips: two ranks get two shards each, six clips per epoch."""
-    from litevsr.data.shards import write_shards
-
-    root = tmp_path_factory.mktemp("ddp_shards")
-    write_shards(random_clips(12, 9, 32, seed=4), str(root / "train"), clips_per_shard=3)
-    write_shards(random_clips(2, 9, 32, seed=5), str(root / "val"), clips_per_shard=2)
-    return str(root / "train"), str(root / "val")
+    return write_train_val_shards(tmp_path_factory.mktemp("ddp_shards"), 12, seed=4)
 
 
 STRATEGIES = {
@@ -73,12 +68,9 @@ def test_ranks_agree_see_disjoint_clips_and_export_what_one_process_would(tmp_pa
 
 
 def test_exact_epochs_refuse_shards_that_cannot_be_dealt_evenly(tmp_path, backbone_dir):
-    from litevsr.data.shards import write_shards
-
-    write_shards(random_clips(9, 9, 32, seed=6), str(tmp_path / "train"), clips_per_shard=3)  # 3 shards
-    write_shards(random_clips(2, 9, 32, seed=7), str(tmp_path / "val"), clips_per_shard=2)
+    shards = write_train_val_shards(tmp_path, 9, seed=6)  # 3 shards
     with pytest.raises(subprocess.CalledProcessError) as err:
-        _fit(tmp_path, backbone_dir, (str(tmp_path / "train"), str(tmp_path / "val")), steps=1)
+        _fit(tmp_path, backbone_dir, shards, steps=1)
     assert "needs a shard count that is a multiple of ranks x workers (2 x 1)" in err.value.stderr
 
 

@@ -215,7 +215,7 @@ def test_lightning_predict_upscales_files_like_the_convenience_command(model, tm
     adapter = tmp_path / "a"
     save_adapter(model.adapter, str(adapter), backbone_dir, scale=4, sampling={"steps": 1, "sigma_start": 0.5})
     main(["predict", "--config", "recipes/upscale.yaml", "--model.backbone.init_args.pretrained", backbone_dir,
-          "--model.init_adapter", str(adapter), "--model.val_sigma_start", "0.5",
+          "--model.init_adapter", str(adapter), "--model.val_sigma_start", "0.5", "--model.start_noise", "1.0",
           "--data.inputs", f"[{src}]", "--data.output_dir", str(tmp_path / "out"), "--trainer.accelerator", "cpu",
           "--trainer.default_root_dir", str(tmp_path)])
     main(["upscale", str(src), str(tmp_path / "direct.mp4"), "--adapter", str(adapter)])

@@ -146,7 +146,8 @@ def test_litevsr_test_and_predict_run(twin, videos, tmp_path, capsys):
     main(["predict", "--config", "recipes/upscale.yaml",
           "--model.backbone.class_path", f"litevsr.backbones.{KNOWN_BACKBONES[name].__name__}",
           "--model.backbone.init_args.pretrained", folder,
-          "--model.init_adapter", adapter, "--model.val_sigma_start", "1.0", "--data.inputs", f"[{lq}]",
+          "--model.init_adapter", adapter, "--model.val_sigma_start", "1.0", "--model.start_noise", "1.0",
+          "--data.inputs", f"[{lq}]",
           "--data.output_dir", str(tmp_path / "pred"), "--trainer.accelerator", "cpu",
           "--trainer.default_root_dir", str(tmp_path)])
     main(["upscale", str(lq), str(tmp_path / "direct.mp4"), "--adapter", adapter])

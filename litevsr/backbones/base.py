@@ -83,6 +83,47 @@ class VideoBackbone(nn.Module):
     VAE_CLASS: type
     #: short names of local folders, e.g. {"tiny": the generator shipped with litevsr}
     ALIASES: dict[str, str] = {}
+    #: whether the transformer reads exactly `prompt_shape`'s number of text tokens (else any number)
+    FIXED_TEXT_LENGTH: bool = False
+
+    def __init__(
+        self,
+        pretrained: str,
+        transformer_subfolder: str = "transformer",
+        vae_subfolder: str = "vae",
+        revision: str | None = None,
+        dtype: str = "float32",
+        prompt_embeds: str | None = None,
+        empty_weights: bool = False,
+        switches: Switches | None = None,
+    ):
+        """Load the family's transformer and VAE, and the fixed prompt; each family then sets its geometry and calls
+        `_freeze`.
+
+        Args:
+            pretrained: A local diffusers folder, a hub id, "twin:<hub id>" (the tiny random-weight twin of a known
+                checkpoint), or one of the family's short names (Wan: "tiny", the generator shipped with litevsr).
+            transformer_subfolder: Subfolder of `pretrained` holding the transformer.
+            vae_subfolder: Subfolder of `pretrained` holding the VAE.
+            revision: Hub revision (branch, tag or commit).
+            dtype: Weight dtype of the transformer: float32, bfloat16 or float16. The VAE stays float32.
+            prompt_embeds: Safetensors file with the fixed prompt's text embedding ("prompt_embeds", (1, L, width);
+                families with a fixed text length need exactly theirs). Default:
+                `<pretrained>/prompt_embeds.safetensors` if it exists, else zeros.
+            empty_weights: Build the architecture on the meta device without weights (shape and size checks).
+            switches: Memory and speed switches (`Switches`: fp8 storage, offloading, VAE slicing and tiling,
+                torch.compile).
+        """
+        super().__init__()
+        self.name, self.revision, self.empty_weights = pretrained, revision, empty_weights
+        self._switches = switches
+        self.source, self.transformer, self.vae = self._load_models(
+            pretrained, transformer_subfolder, vae_subfolder, revision, check_dtype(dtype), empty_weights)
+        length, width = self.prompt_shape(self.transformer.config)
+        shape = (length if self.FIXED_TEXT_LENGTH else 1, width)
+        embeds = torch.zeros(1, *shape, device="meta") if empty_weights else \
+            load_prompt_embeds(prompt_embeds, self.source, shape, self.FIXED_TEXT_LENGTH)
+        self.register_buffer("prompt_embeds", embeds, persistent=False)
 
     # --- building, loading and saving the family's models --------------------------------------
     @classmethod
@@ -156,11 +197,12 @@ class VideoBackbone(nn.Module):
             raise LiteVSRError(f"could not load {names} from {where} {source!r}: {first_line}") from err
         return source, transformer, vae
 
-    def _freeze(self, switches: Switches | None = None) -> None:
+    def _freeze(self) -> None:
+        """Freeze, hook the blocks for injections, and apply the switches: the last step of a family's __init__."""
         self.transformer_parameters = sum(p.numel() for p in self.transformer.parameters())
         self.requires_grad_(False)
         self.eval()
-        self._switch(switches or Switches())
+        self._switch(self._switches or Switches())
         self._injections: dict[int, torch.Tensor] = {}
         for index, block in enumerate(self.blocks):
             block.register_forward_hook(self._make_injection_hook(index))
@@ -253,10 +295,17 @@ class VideoBackbone(nn.Module):
 
     # --- the frozen computations ---------------------------------------------------------------
     def encode(self, video: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(B, 3, T, H, W) in [-1, 1] -> latents normalised with the backbone's latents_mean / latents_std."""
+        self.check_video(video)
+        latents = self.vae.encode(video.to(self.vae.dtype)).latent_dist.mode()
+        return (latents.float() - self.latents_mean) / self.latents_std
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        latents = latents.float() * self.latents_std + self.latents_mean
+        return self._vae_decode(latents.to(self.vae.dtype)).float().clamp(-1, 1)
+
+    def _vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latents).sample
 
     def velocity(self, latents: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The transformer's flow velocity for noisy `latents` at noise level `sigma` (B,)."""

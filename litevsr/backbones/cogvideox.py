@@ -17,7 +17,7 @@ from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 
 from litevsr import LiteVSRError
-from litevsr.backbones.base import Switches, VideoBackbone, check_dtype, load_prompt_embeds
+from litevsr.backbones.base import VideoBackbone
 
 _TRANSFORMER_2B = dict(
     num_attention_heads=30, attention_head_dim=64, in_channels=16, out_channels=16, time_embed_dim=512,
@@ -55,39 +55,17 @@ class CogVideoXBackbone(VideoBackbone):
     PIPELINE = "CogVideoXPipeline"
     LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
     TRANSFORMER_CLASS, VAE_CLASS = CogVideoXTransformer3DModel, AutoencoderKLCogVideoX
+    FIXED_TEXT_LENGTH = True
 
-    def __init__(
-        self,
-        pretrained: str = "THUDM/CogVideoX-2b",
-        transformer_subfolder: str = "transformer",
-        vae_subfolder: str = "vae",
-        scheduler_subfolder: str = "scheduler",
-        revision: str | None = None,
-        dtype: str = "float32",
-        prompt_embeds: str | None = None,
-        empty_weights: bool = False,
-        switches: Switches | None = None,
-    ):
-        """A frozen CogVideoX 1.0 transformer + VAE, driven as a rectified flow (see the module docstring).
+    def __init__(self, pretrained: str = "THUDM/CogVideoX-2b", scheduler_subfolder: str = "scheduler", **kwargs):
+        """A frozen CogVideoX 1.0 transformer + VAE, driven as a rectified flow (see the module docstring; the other
+        arguments: see `VideoBackbone`). Its prompt embedding is T5's, exactly 226 tokens ((1, 226, 4096)).
 
         Args:
             pretrained: A local diffusers folder, a hub id such as "THUDM/CogVideoX-2b", or "twin:<hub id>".
-            transformer_subfolder: Subfolder of `pretrained` holding the transformer.
-            vae_subfolder: Subfolder of `pretrained` holding the VAE.
             scheduler_subfolder: Subfolder holding the DDPM scheduler whose noise schedule the transformer learned.
-            revision: Hub revision (branch, tag or commit).
-            dtype: Weight dtype of the transformer: float32, bfloat16 or float16. The VAE stays float32.
-            prompt_embeds: Safetensors file with the fixed prompt's T5 embedding ("prompt_embeds", (1, 226, 4096):
-                CogVideoX reads exactly `max_text_seq_length` tokens). Default: `<pretrained>/prompt_embeds.safetensors`
-                if it exists, else zeros.
-            empty_weights: Build the architecture on the meta device without weights (shape and size checks).
-            switches: Memory and speed switches (`Switches`: fp8 storage, offloading, VAE slicing and tiling,
-                torch.compile).
         """
-        super().__init__()
-        self.name = pretrained
-        source, self.transformer, self.vae = self._load_models(pretrained, transformer_subfolder, vae_subfolder,
-                                                               revision, check_dtype(dtype), empty_weights)
+        super().__init__(pretrained, **kwargs)
         tcfg, vcfg = self.transformer.config, self.vae.config
         if tcfg.patch_size_t is not None:
             raise LiteVSRError(f"{pretrained}: CogVideoX 1.5's temporal patches are not supported yet; use a "
@@ -102,26 +80,22 @@ class CogVideoXBackbone(VideoBackbone):
         # The decoder doubles the latent frames twice and keeps a first frame apart only when their count is odd:
         # latent frames 1 + 2k decode to 1 + 8k frames, anything else to the wrong count.
         self.frame_step = 2 * vcfg.temporal_compression_ratio
-        device = "meta" if empty_weights else "cpu"
+        device = "meta" if self.empty_weights else "cpu"
         # CogVideoX scales latents by one factor and does not shift them.
         self.register_buffer("latents_mean", torch.zeros(1, self.latent_channels, 1, 1, 1, device=device),
                              persistent=False)
         self.register_buffer("latents_std", torch.full((1, self.latent_channels, 1, 1, 1), 1 / vcfg.scaling_factor,
                                                        device=device), persistent=False)
-        shape = self.prompt_shape(tcfg)
-        embeds = torch.zeros(1, *shape, device="meta") if empty_weights else \
-            load_prompt_embeds(prompt_embeds, source, shape, fixed_length=True)
-        self.register_buffer("prompt_embeds", embeds, persistent=False)
         scheduler = CogVideoXDDIMScheduler.from_config(
-            KNOWN_CONFIGS[source]["scheduler"] if empty_weights and source in KNOWN_CONFIGS
-            else self._scheduler_config(source, scheduler_subfolder, revision))
+            KNOWN_CONFIGS[self.source]["scheduler"] if self.empty_weights and self.source in KNOWN_CONFIGS
+            else self._scheduler_config(self.source, scheduler_subfolder, self.revision))
         if scheduler.config.prediction_type != "v_prediction":
             raise LiteVSRError(f"{pretrained}: expected a v-prediction scheduler, got {scheduler.config.prediction_type}")
         # log-SNR of each DDPM timestep, decreasing in t (the last is -inf with the zero-terminal-SNR rescale)
         alpha_bar = scheduler.alphas_cumprod.double()
         self.register_buffer("log_snr", (alpha_bar.log() - (1 - alpha_bar).log()).float().clamp(min=-60),
                              persistent=False)
-        self._freeze(switches)
+        self._freeze()
 
     def _scheduler_config(self, source: str, subfolder: str, revision: str | None) -> dict:
         try:
@@ -150,16 +124,6 @@ class CogVideoXBackbone(VideoBackbone):
         # AutoencoderKLCogVideoX takes the overlap as a fraction of the tile
         self.vae.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
                                tile_overlap_factor_height=overlap / tile, tile_overlap_factor_width=overlap / tile)
-
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """(B, 3, T, H, W) in [-1, 1] -> latents (B, 16, 1 + (T - 1) / 4, H / 8, W / 8), scaled by the VAE's factor."""
-        self.check_video(video)
-        latents = self.vae.encode(video.to(self.vae.dtype)).latent_dist.mode()
-        return (latents.float() - self.latents_mean) / self.latents_std
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        latents = latents.float() * self.latents_std + self.latents_mean
-        return self.vae.decode(latents.to(self.vae.dtype)).sample.float().clamp(-1, 1)
 
     def ddpm_timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         """The fractional DDPM timestep whose log-SNR equals the flow's at `sigma` (linear in log-SNR between

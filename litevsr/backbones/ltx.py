@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKLLTXVideo, LTXVideoTransformer3DModel
 
-from litevsr.backbones.base import Switches, VideoBackbone, check_dtype, load_prompt_embeds
+from litevsr.backbones.base import VideoBackbone
 
 #: the frame rate LTX-Video's rotary positions are scaled for (its pipeline's default)
 FRAME_RATE = 25
@@ -30,36 +30,14 @@ class LTXVideoBackbone(VideoBackbone):
     LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
     TRANSFORMER_CLASS, VAE_CLASS = LTXVideoTransformer3DModel, AutoencoderKLLTXVideo
 
-    def __init__(
-        self,
-        pretrained: str = "Lightricks/LTX-Video",
-        transformer_subfolder: str = "transformer",
-        vae_subfolder: str = "vae",
-        revision: str | None = None,
-        dtype: str = "float32",
-        prompt_embeds: str | None = None,
-        empty_weights: bool = False,
-        switches: Switches | None = None,
-    ):
-        """A frozen LTX-Video transformer + VAE.
+    def __init__(self, pretrained: str = "Lightricks/LTX-Video", **kwargs):
+        """A frozen LTX-Video transformer + VAE (the other arguments: see `VideoBackbone`). Its prompt embedding is
+        T5's real tokens only ((1, L, 4096)): all of them are attended to.
 
         Args:
             pretrained: A local diffusers folder, a hub id such as "Lightricks/LTX-Video", or "twin:<hub id>".
-            transformer_subfolder: Subfolder of `pretrained` holding the transformer.
-            vae_subfolder: Subfolder of `pretrained` holding the VAE.
-            revision: Hub revision (branch, tag or commit).
-            dtype: Weight dtype of the transformer: float32, bfloat16 or float16. The VAE stays float32.
-            prompt_embeds: Safetensors file with the fixed prompt's T5 embedding ("prompt_embeds", (1, L, 4096),
-                its real tokens only: all of them are attended to). Default: `<pretrained>/prompt_embeds.safetensors`
-                if it exists, else zeros.
-            empty_weights: Build the architecture on the meta device without weights (shape and size checks).
-            switches: Memory and speed switches (`Switches`: fp8 storage, offloading, VAE slicing and tiling,
-                torch.compile).
         """
-        super().__init__()
-        self.name = pretrained
-        source, self.transformer, self.vae = self._load_models(pretrained, transformer_subfolder, vae_subfolder,
-                                                               revision, check_dtype(dtype), empty_weights)
+        super().__init__(pretrained, **kwargs)
         tcfg, vcfg = self.transformer.config, self.vae.config
         self.blocks = self.transformer.transformer_blocks
         self.hidden_dim = tcfg.num_attention_heads * tcfg.attention_head_dim
@@ -73,11 +51,7 @@ class LTXVideoBackbone(VideoBackbone):
         self.register_buffer("latents_mean", self.vae.latents_mean.view(1, -1, 1, 1, 1).float(), persistent=False)
         self.register_buffer("latents_std", (self.vae.latents_std / vcfg.scaling_factor).view(1, -1, 1, 1, 1).float(),
                              persistent=False)
-        shape = self.prompt_shape(tcfg)
-        embeds = torch.zeros(1, 1, shape[1], device="meta") if empty_weights else \
-            load_prompt_embeds(prompt_embeds, source, (1, shape[1]), fixed_length=False)
-        self.register_buffer("prompt_embeds", embeds, persistent=False)
-        self._freeze(switches)
+        self._freeze()
 
     @classmethod
     def prompt_shape(cls, transformer_config) -> tuple[int, int]:
@@ -87,18 +61,11 @@ class LTXVideoBackbone(VideoBackbone):
     def patch_embedding(self) -> torch.nn.Module:
         return self.transformer.proj_in
 
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """(B, 3, T, H, W) in [-1, 1] -> normalised latents (B, 128, 1 + (T - 1) / 8, H / 32, W / 32)."""
-        self.check_video(video)
-        latents = self.vae.encode(video.to(self.vae.dtype)).latent_dist.mode()
-        return (latents.float() - self.latents_mean) / self.latents_std
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        latents = (latents.float() * self.latents_std + self.latents_mean).to(self.vae.dtype)
+    def _vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
         # VAEs from 0.9.1 on condition their decoder on a timestep; 0 (no decode noise) as in LTX's pipeline
         timestep = torch.zeros(latents.shape[0], device=latents.device) if self.vae.config.timestep_conditioning \
             else None
-        return self.vae.decode(latents, timestep).sample.float().clamp(-1, 1)
+        return self.vae.decode(latents, timestep).sample
 
     def velocity(self, latents: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         batch, channels, frames, height, width = latents.shape

@@ -8,7 +8,7 @@ import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from diffusers.models.autoencoders.autoencoder_kl_wan import (AvgDown3D, DupUp3D, WanAttentionBlock, WanCausalConv3d,
                                                            WanResidualBlock)
-from litevsr.backbones.base import Switches, VideoBackbone, check_dtype, load_prompt_embeds
+from litevsr.backbones.base import VideoBackbone
 
 TINY_PATH = Path(__file__).resolve().parent.parent / "assets" / "tiny-wan"
 
@@ -53,37 +53,16 @@ class WanBackbone(VideoBackbone):
     TRANSFORMER_CLASS, VAE_CLASS = WanTransformer3DModel, AutoencoderKLWan
     ALIASES = {"tiny": str(TINY_PATH)}
 
-    def __init__(
-        self,
-        pretrained: str = "tiny",
-        transformer_subfolder: str = "transformer",
-        vae_subfolder: str = "vae",
-        revision: str | None = None,
-        dtype: str = "float32",
-        prompt_embeds: str | None = None,
-        empty_weights: bool = False,
-        switches: Switches | None = None,
-    ):
-        """A frozen Wan transformer + VAE.
+    def __init__(self, pretrained: str = "tiny", **kwargs):
+        """A frozen Wan2.1 / Wan2.2 transformer + VAE (the other arguments: see `VideoBackbone`).
 
         Args:
             pretrained: "tiny" (the generator shipped with litevsr), a local diffusers folder, a hub id such as
                 "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", or "twin:<hub id>" (its tiny random-weight twin).
-            transformer_subfolder: Subfolder of `pretrained` holding the transformer.
-            vae_subfolder: Subfolder of `pretrained` holding the VAE.
-            revision: Hub revision (branch, tag or commit).
-            dtype: Weight dtype of the transformer: float32, bfloat16 or float16. The VAE stays float32.
-            prompt_embeds: Safetensors file with the fixed prompt's text embedding ("prompt_embeds",
-                (1, L, text_dim)). Default: `<pretrained>/prompt_embeds.safetensors` if it exists, else zeros.
-            empty_weights: Build the architecture on the meta device without weights (shape and size checks).
-            switches: Memory and speed switches (`Switches`: fp8 storage, offloading, VAE slicing and tiling,
-                torch.compile).
         """
-        super().__init__()
-        self.name = pretrained
-        source, self.transformer, vae = self._load_models(pretrained, transformer_subfolder, vae_subfolder, revision,
-                                                          check_dtype(dtype), empty_weights)
-        self.vae = vae if empty_weights else skip_noop_layers(vae)
+        super().__init__(pretrained, **kwargs)
+        if not self.empty_weights:
+            self.vae = skip_noop_layers(self.vae)
 
         tcfg, vcfg = self.transformer.config, self.vae.config
         self.blocks = self.transformer.blocks
@@ -95,13 +74,10 @@ class WanBackbone(VideoBackbone):
         # AutoencoderKLWan encodes the first frame, then chunks of 4, whatever its temporal stride.
         self.frame_step = max(4, self.vae_stride[0] * self.patch_size[0])
         self.vae_is_pointwise = is_pointwise(self.vae)
-        device = "meta" if empty_weights else "cpu"
+        device = "meta" if self.empty_weights else "cpu"
         self.register_buffer("latents_mean", torch.tensor(vcfg.latents_mean, device=device).view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("latents_std", torch.tensor(vcfg.latents_std, device=device).view(1, -1, 1, 1, 1), persistent=False)
-        embeds = torch.zeros(1, 1, tcfg.text_dim, device="meta") if empty_weights else \
-            load_prompt_embeds(prompt_embeds, source, (1, tcfg.text_dim), fixed_length=False)
-        self.register_buffer("prompt_embeds", embeds, persistent=False)
-        self._freeze(switches)
+        self._freeze()
 
     @classmethod
     def twin_config(cls, name: str) -> dict:
@@ -117,16 +93,6 @@ class WanBackbone(VideoBackbone):
     @property
     def patch_embedding(self) -> torch.nn.Module:
         return self.transformer.patch_embedding
-
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """(B, 3, T, H, W) in [-1, 1] -> latents normalised with the VAE's latents_mean/std."""
-        self.check_video(video)
-        latents = self.vae.encode(video.to(self.vae.dtype)).latent_dist.mode()
-        return (latents.float() - self.latents_mean) / self.latents_std
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        latents = latents.float() * self.latents_std + self.latents_mean
-        return self.vae.decode(latents.to(self.vae.dtype)).sample.float().clamp(-1, 1)
 
     def velocity(self, latents: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         batch = latents.shape[0]
