@@ -65,7 +65,7 @@ def fit_command(method: str, steps: int, seed: int, out: str, recipe: str, train
     if name != "StateAwareAdapter":
         command += ["--config", os.path.join(ROOT, "recipes", "methods", f"{method}.yaml")]
     for key, value in kwargs.items():
-        command += [f"--model.adapter.init_args.{key}", json.dumps(value)]
+        command += [f"--model.adapter.init_args.{key}", value if isinstance(value, str) else json.dumps(value)]
     command += ["--model.init_adapter", "null", "--seed_everything", str(seed), "--trainer.max_steps", str(steps),
                 "--trainer.val_check_interval", str(steps), "--trainer.limit_val_batches", "1",
                 "--trainer.enable_progress_bar", "false",

@@ -57,3 +57,14 @@ def test_quality_after_an_equal_budget_trains_each_method_by_its_recipe(tmp_path
     assert os.path.getsize(f"{name}_quality.png") > 0
     scored = json.load(open(tmp_path / "runs" / "scores.json"))  # what a rerun resumes from
     assert {"state_aware_seed0_steps2", "lora_seed1_steps2", "floors"} <= set(scored)
+
+
+def test_string_arguments_of_an_ablation_reach_the_cli_unquoted():
+    """A JSON-quoted '"none"' was refused by the CLI, and the sigma-independent quality run failed."""
+    sys.path.insert(0, os.path.dirname(BENCHMARK))
+    import compare_adapters
+
+    command = compare_adapters.fit_command("sigma_independent", 3, 0, "out", "recipe.yaml", None)
+    assert command[command.index("--model.adapter.init_args.time_conditioning") + 1] == "none"
+    command = compare_adapters.fit_command("inject_every_6", 3, 0, "out", "recipe.yaml", None)
+    assert command[command.index("--model.adapter.init_args.inject_every") + 1] == "6"
