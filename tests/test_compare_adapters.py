@@ -25,6 +25,11 @@ def test_compare_adapters_runs_every_method_in_one_harness(tmp_path):
     assert real[wan13, "full"]["share_of_transformer"] >= 1.0
     assert real[wan13, "state_aware"]["trainable_params"] * 4 <= real[wan13, "controlnet"]["trainable_params"]
     assert os.path.getsize(f"{name}_step_time.png") > 0
+    again = str(tmp_path / "again")  # re-scoring without re-timing
+    subprocess.run([sys.executable, BENCHMARK, "--size", "tiny", "--methods", "lora,full", "--name", again,
+                    "--timing-from", f"{name}.json"], check=True, capture_output=True, text=True)
+    reused = {r["name"]: r for r in json.load(open(f"{again}.json"))["methods"]}
+    assert all(reused[m]["step_seconds"] == rows[m]["step_seconds"] for m in ("lora", "full"))
 
 
 def test_quality_after_an_equal_budget_trains_each_method_by_its_recipe(tmp_path, backbone_dir, shard_dirs):
