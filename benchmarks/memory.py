@@ -5,12 +5,12 @@ Parameters, gradients and AdamW states come from the real parameter counts (meta
 the adapter trains in fp32 over a frozen bf16 transformer; a full fine-tune keeps fp32 master weights (16 bytes per
 parameter with gradients and AdamW's two moments). The VAE (fp32) is counted with the parameters.
 
-Activations are what autograd saves in one training step, measured on tiny Wan transformers with the real
-Wan2.1-1.3B proportions (FFN / hidden width, head width) by counting the bytes of saved tensors, then expressed as
-bytes per block, token and hidden unit. The check: the coefficient measured at one width and token count predicts
-the measurement at twice the width and twice the tokens. Real activations are that coefficient x blocks x tokens x
-hidden width, halved for bf16 compute, for one clip of 17 x 480 x 832 (batch 1); with gradient checkpointing, the
-saved block inputs plus one block recomputed. Wan backbones only: the other families' blocks differ.
+Activations are what autograd saves in one training step, measured on tiny Wan transformers with Wan2.1-1.3B's
+FFN / hidden width ratio by counting the bytes of saved tensors, then expressed as bytes per block, token and hidden
+unit. The check: the coefficient measured at one width and token count predicts the measurement at twice the width
+and four times the tokens. Real activations are that coefficient x blocks x tokens x hidden width, halved for bf16
+compute, for one clip of 17 x 480 x 832 (batch 1); with gradient checkpointing, the saved block inputs plus one
+block recomputed. Wan backbones only: the other families' blocks differ.
 
     python benchmarks/memory.py
 """

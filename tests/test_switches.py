@@ -31,10 +31,12 @@ def test_fp8_storage_keeps_weights_in_fp8_and_trains_the_adapter_in_fp32(backbon
     assert grads and all(g.dtype == torch.float32 for g in grads)
 
 
-def test_group_offload_and_vae_slicing_and_tiling_keep_the_results(backbone_dir, inputs):
+@pytest.mark.parametrize("which", ["stride-1 test backbone", "causal Wan2.1 twin"])
+def test_group_offload_and_vae_slicing_and_tiling_keep_the_results(backbone_dir, causal_twin, inputs, which):
     x, sigma = inputs
-    plain = WanBackbone(backbone_dir)
-    switched = WanBackbone(backbone_dir, switches=Switches(group_offload="cpu", vae_slicing=True, vae_tiling=True))
+    folder = backbone_dir if which.startswith("stride") else causal_twin["backbone"]
+    plain = WanBackbone(folder)
+    switched = WanBackbone(folder, switches=Switches(group_offload="cpu", vae_slicing=True, vae_tiling=True))
     assert switched.vae.use_slicing and switched.vae.use_tiling
     assert any(hasattr(m, "_diffusers_hook") for m in switched.blocks)  # the offloading hooks
     torch.testing.assert_close(switched(x, sigma), plain(x, sigma))

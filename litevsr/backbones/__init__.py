@@ -4,7 +4,7 @@ import json
 import os
 
 from litevsr import LiteVSRError
-from litevsr.backbones.base import Switches, VideoBackbone, resolve_source
+from litevsr.backbones.base import TWIN_PREFIX, Switches, VideoBackbone
 from litevsr.backbones.cogvideox import CogVideoXBackbone
 from litevsr.backbones.ltx import LTXVideoBackbone
 from litevsr.backbones.wan import WanBackbone
@@ -25,7 +25,7 @@ def backbone_class(family: str) -> type[VideoBackbone]:
 def detect_family(pretrained: str) -> type[VideoBackbone]:
     """The family of a known hub id, "twin:<hub id>", or a local diffusers folder (by its transformer's class name,
     matched against the known families, never imported)."""
-    name = pretrained.removeprefix("twin:")
+    name = pretrained.removeprefix(TWIN_PREFIX)
     if name in KNOWN_BACKBONES:
         return KNOWN_BACKBONES[name]
     for cls in FAMILIES.values():
@@ -43,5 +43,5 @@ def detect_family(pretrained: str) -> type[VideoBackbone]:
     return WanBackbone  # a hub id litevsr has no config for: Wan, the default family
 
 
-__all__ = ["Switches", "VideoBackbone", "WanBackbone", "CogVideoXBackbone", "LTXVideoBackbone", "FAMILIES", "KNOWN_BACKBONES", "backbone_class",
-           "detect_family", "resolve_source"]
+__all__ = ["Switches", "VideoBackbone", "WanBackbone", "CogVideoXBackbone", "LTXVideoBackbone", "FAMILIES",
+           "KNOWN_BACKBONES", "backbone_class", "detect_family"]

@@ -116,7 +116,7 @@ class VideoBackbone(nn.Module):
         """
         super().__init__()
         self.name, self.revision, self.empty_weights = pretrained, revision, empty_weights
-        self._switches = switches
+        self.switches = switches or Switches()
         self.source, self.transformer, self.vae = self._load_models(
             pretrained, transformer_subfolder, vae_subfolder, revision, check_dtype(dtype), empty_weights)
         length, width = self.prompt_shape(self.transformer.config)
@@ -145,10 +145,10 @@ class VideoBackbone(nn.Module):
 
     @classmethod
     def save(cls, transformer, vae, folder: str, prompt_embeds: torch.Tensor | None = None,
-             max_shard_size: int | str = "10GB", components: dict | None = None) -> None:
+             max_shard_size: int | str = "10GB", components: dict | None = None, index_fields: dict | None = None) -> None:
         """Save in the family's diffusers layout, which `cls(pretrained=folder)` loads, with `components` (see
-        `extra_components`) beside them; the transformer is split into shards with an index where it exceeds
-        `max_shard_size` (bytes), as large hub checkpoints are."""
+        `extra_components`) beside them and `index_fields` added to model_index.json; the transformer is split into
+        shards with an index where it exceeds `max_shard_size` (bytes), as large hub checkpoints are."""
         transformer.save_pretrained(os.path.join(folder, "transformer"), max_shard_size=max_shard_size)
         vae.save_pretrained(os.path.join(folder, "vae"))
         index = {"transformer": ["diffusers", type(transformer).__name__], "vae": ["diffusers", type(vae).__name__]}
@@ -156,7 +156,8 @@ class VideoBackbone(nn.Module):
             component.save_pretrained(os.path.join(folder, name))
             index[name] = ["diffusers", type(component).__name__]
         with open(os.path.join(folder, "model_index.json"), "w") as f:
-            json.dump({"_class_name": cls.PIPELINE, "_diffusers_version": diffusers.__version__, **index}, f, indent=2)
+            json.dump({"_class_name": cls.PIPELINE, "_diffusers_version": diffusers.__version__, **(index_fields or {}),
+                       **index}, f, indent=2)
         if prompt_embeds is not None:
             from safetensors.torch import save_file
 
@@ -202,13 +203,14 @@ class VideoBackbone(nn.Module):
         self.transformer_parameters = sum(p.numel() for p in self.transformer.parameters())
         self.requires_grad_(False)
         self.eval()
-        self._switch(self._switches or Switches())
+        self._apply_switches()
         self._injections: dict[int, torch.Tensor] = {}
         for index, block in enumerate(self.blocks):
             block.register_forward_hook(self._make_injection_hook(index))
         self.blocks[0].register_forward_pre_hook(self._before_first_block, with_kwargs=True)
 
-    def _switch(self, switches: Switches) -> None:
+    def _apply_switches(self) -> None:
+        switches = self.switches
         if switches.storage_dtype is not None:
             if switches.storage_dtype not in STORAGE_DTYPES:
                 raise LiteVSRError(f"storage_dtype must be one of {sorted(STORAGE_DTYPES)}, got {switches.storage_dtype!r}")
@@ -223,7 +225,6 @@ class VideoBackbone(nn.Module):
             self.vae.enable_tiling()
         if switches.compile:
             self.transformer.compile_repeated_blocks()
-        self.switches = switches
 
     def _before_first_block(self, module, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]

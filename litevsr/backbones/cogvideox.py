@@ -11,6 +11,8 @@ and the adapter's objective, sampler and one-step start are the same as on Wan.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
@@ -136,6 +138,7 @@ class CogVideoXBackbone(VideoBackbone):
         w = ((table[lo] - target) / (table[lo] - table[hi])).clamp(0, 1)
         return lo.float() + w
 
+    @functools.lru_cache(maxsize=8)  # every step and tile of one size reuses it
     def _rotary(self, frames: int, height: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
         """CogVideoX-5b's 3D rotary embedding for a latent grid, cropped as its pipeline does for this size."""
         cfg = self.transformer.config

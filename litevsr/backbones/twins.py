@@ -15,11 +15,13 @@ import shutil
 import torch
 
 from litevsr import LiteVSRError
+from litevsr.backbones.base import TWIN_PREFIX
 
 # About as many transformer weight files as the real repositories have: small ones are one file, larger ones are
 # sharded with an index.
 TRANSFORMER_SHARDS = {"Wan-AI/Wan2.1-T2V-1.3B-Diffusers": 1, "Wan-AI/Wan2.1-T2V-14B-Diffusers": 12,
-                      "Wan-AI/Wan2.2-TI2V-5B-Diffusers": 3, "THUDM/CogVideoX-2b": 2, "THUDM/CogVideoX-5b": 2, "Lightricks/LTX-Video": 2}
+                      "Wan-AI/Wan2.2-TI2V-5B-Diffusers": 3, "THUDM/CogVideoX-2b": 2, "THUDM/CogVideoX-5b": 2,
+                      "Lightricks/LTX-Video": 2}
 #: Std of the twin adapter's output projections: large enough that the adapter visibly changes the output.
 TWIN_ADAPTER_OUTPUT_STD = 0.05
 
@@ -42,8 +44,6 @@ def write_twin(name: str, folder: str, seed: int = 0, scale: int = 4, backbone_n
     adapter names its backbone `backbone_name` (default: the folder's absolute path).
 
     Returns {"backbone": folder, "adapter": the adapter's folder}."""
-    import json
-
     from litevsr.adapters import StateAwareAdapter, save_adapter
 
     cls = _family(name)
@@ -54,12 +54,7 @@ def write_twin(name: str, folder: str, seed: int = 0, scale: int = 4, backbone_n
     prompt = torch.randn(1, *cls.prompt_shape(config["transformer"]), generator=torch.Generator().manual_seed(seed))
     bytes_ = sum(p.numel() * p.element_size() for p in transformer.parameters())
     cls.save(transformer, vae, folder, prompt, max_shard_size=int(1.1 * bytes_ / TRANSFORMER_SHARDS[name]),
-             components=cls.extra_components(config))
-    index = os.path.join(folder, "model_index.json")
-    with open(index) as f:
-        model_index = json.load(f)
-    with open(index, "w") as f:
-        json.dump({**model_index, "_litevsr_twin_of": name}, f, indent=2)
+             components=cls.extra_components(config), index_fields={"_litevsr_twin_of": name})
 
     backbone = cls(folder)
     torch.manual_seed(seed)
@@ -78,7 +73,7 @@ def cached_twin(name: str) -> str:
     if not os.path.isdir(folder):
         tmp = f"{folder}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        write_twin(name, tmp, backbone_name=f"twin:{name}")
+        write_twin(name, tmp, backbone_name=f"{TWIN_PREFIX}{name}")
         try:
             os.replace(tmp, folder)
         except OSError:  # another process wrote it first
