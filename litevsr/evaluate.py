@@ -16,8 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from litevsr import LiteVSRError
-from litevsr.data.degradations import resize_video
-from litevsr.data.pipeline import frames_to_video, video_to_frames
+from litevsr.frames import resize_video
+from litevsr.frames import frames_to_video, video_to_frames
 from litevsr.data.video import is_video_file
 from litevsr.inference import FRAME_EXTENSIONS, Sampling, open_source, upscale_frames
 from litevsr.metrics import frame_metrics, perceptual_metric, warping_error

@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from litevsr import LiteVSRError
 from litevsr.color import check_color_fix, color_fix
-from litevsr.data.degradations import resize_video
-from litevsr.data.pipeline import frames_to_video, video_to_frames
+from litevsr.frames import resize_video
+from litevsr.frames import frames_to_video, video_to_frames
 from litevsr.data.video import X264_REPEATABLE, iter_frames, video_info
 from litevsr.model import LiteVSR
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from litevsr import LiteVSRError
+from litevsr.frames import u8_values
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 BT601_Y = (65.481, 128.553, 24.966)  # RGB weights for [0, 1] input -> Y in [16, 235]
@@ -15,8 +16,7 @@ BT601_Y = (65.481, 128.553, 24.966)  # RGB weights for [0, 1] input -> Y in [16,
 
 def video_to_frames_u8(video: torch.Tensor) -> torch.Tensor:
     """(B, 3, T, H, W) in [-1, 1] -> (B*T, 3, H, W) float holding rounded 8-bit values."""
-    frames = video.transpose(1, 2).flatten(0, 1).float()
-    return torch.round((frames.clamp(-1, 1) + 1) * 127.5)
+    return u8_values(video.transpose(1, 2).flatten(0, 1))
 
 
 def y_channel(frames_u8: torch.Tensor) -> torch.Tensor:

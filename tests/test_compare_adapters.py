@@ -36,8 +36,8 @@ def test_quality_after_an_equal_budget_trains_each_method_by_its_recipe(tmp_path
     """--quality-steps: each method fits by the same recipe (plus its piece), then is scored on held-out clips with
     bicubic and the bare generator as floors."""
     from conftest import random_clips
-    from litevsr.data.degradations import resize_video
-    from litevsr.data.pipeline import frames_to_video, video_to_frames
+    from litevsr.frames import resize_video
+    from litevsr.frames import frames_to_video, video_to_frames
     from litevsr.data.video import encode_video
     from test_training import write_config
 

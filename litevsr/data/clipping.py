@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from litevsr import LiteVSRError
+from litevsr.frames import shrink_frames
 
 THUMBNAIL = 64
 CUT_HISTORY = 8
@@ -119,7 +120,7 @@ def cut_clips(frames_u8: Iterable[np.ndarray], options: ClipOptions, key_prefix:
     recent: deque[float] = deque(maxlen=CUT_HISTORY)
     previous, next_start, scene = None, 0, 0
     for index, frame in enumerate(frames_u8):
-        frame = _fit(frame, options.max_side, options.multiple)
+        frame = shrink_frames(frame[None], options.max_side, options.multiple)[0]
         if index == 0:
             _check_size(frame.shape[0], frame.shape[1], options)
             stats.height, stats.width = frame.shape[:2]
@@ -144,18 +145,6 @@ def cut_clips(frames_u8: Iterable[np.ndarray], options: ClipOptions, key_prefix:
                 continue
             stats.clips += 1
             yield clip
-
-
-def _fit(frame_u8: np.ndarray, max_side: int, multiple: int) -> np.ndarray:
-    """Shrink (antialiased bicubic) so the longer side is <= max_side; crop H, W to a multiple."""
-    h, w = frame_u8.shape[:2]
-    if max(h, w) > max_side:
-        ratio = max_side / max(h, w)
-        x = torch.from_numpy(frame_u8).permute(2, 0, 1).float().contiguous()[None]
-        x = F.interpolate(x, size=(round(h * ratio), round(w * ratio)), mode="bicubic", antialias=True, align_corners=False)
-        frame_u8 = x[0].round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-        h, w = frame_u8.shape[:2]
-    return frame_u8[: h // multiple * multiple, : w // multiple * multiple]
 
 
 def _check_size(height: int, width: int, options: ClipOptions) -> None:

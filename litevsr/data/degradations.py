@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from litevsr.data.video import X264_REPEATABLE
+from litevsr.frames import resize_video  # noqa: F401  (a degradation step too)
 
 RESIZE_MODES = ("area", "bilinear", "bicubic", "nearest")
 CODECS = ("libx264", "h264", "mpeg4")  # PyAV encoder names; in PyAV's FFmpeg "h264" encodes with libx264
@@ -48,16 +49,6 @@ def _frame_values(value, b: int, t: int) -> list[float]:
     """A scalar, (T,) or (B, T) parameter as a flat list of B*T Python floats (clip-major)."""
     value = torch.as_tensor(value, dtype=torch.float64)
     return value.expand(b, t).reshape(-1).tolist() if value.dim() else [float(value)] * (b * t)
-
-
-# ----------------------------------------------------------------------------------------------- resize
-
-
-def resize_video(video: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
-    """Resize every frame to `size` (H, W). Antialiased when shrinking, as image libraries do."""
-    frames, bt = _frames(video)
-    kwargs = {} if mode in ("nearest", "area") else {"align_corners": False, "antialias": True}
-    return _video(F.interpolate(frames, size=tuple(size), mode=mode, **kwargs), bt)
 
 
 # ----------------------------------------------------------------------------------------------- kernels

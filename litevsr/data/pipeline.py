@@ -10,20 +10,11 @@ import torch
 from litevsr import LiteVSRError
 from litevsr.data import degradations as D
 from litevsr.data.degradations import CODECS, RESIZE_MODES, simple_degradation
+from litevsr.frames import frames_to_video, video_to_frames  # noqa: F401
 
 
 class ClipTooSmallError(LiteVSRError):
     pass
-
-
-def frames_to_video(frames_u8: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (3, T, H, W) float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames_u8)).permute(3, 0, 1, 2).float() / 127.5 - 1
-
-
-def video_to_frames(video: torch.Tensor) -> np.ndarray:
-    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
-    return ((video.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
 
 
 def crop_clip(frames_u8: np.ndarray, frames: int, size: int, key: str, generator: torch.Generator | None) -> np.ndarray:

