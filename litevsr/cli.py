@@ -10,16 +10,28 @@ import pickle
 import re
 import sys
 
+import lightning as L
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from litevsr import LiteVSRError
 from litevsr.callbacks import AdapterExport, ResumableCheckpoint, ValidationSummary
-import lightning as L
+from litevsr.inference import Sampling
 from litevsr.module import LiteVSRModule
+
+
+#: Module options that moved into `model.sampling`: an old recipe is told the new key.
+RENAMED_OPTIONS = {"val_steps": "sampling.steps", "val_shift": "sampling.shift", "val_sigma_start": "sampling.sigma_start",
+                   "val_seed": "sampling.seed", "start_noise": "sampling.start_noise", "color_fix": "sampling.color_fix"}
 
 
 def _config_error(message: str) -> str:
     """jsonargparse's nested union errors run to dozens of lines; keep the line that names the problem."""
+    for old, new in RENAMED_OPTIONS.items():
+        if re.search(rf"model\.{old}\b", message) or (f"'{old}'" in message and "accept" in message):
+            return f"model.{old} is now model.{new}"
+    broken = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*(cannot import .*|No module named .*)", message)
+    if broken:  # the class exists in the recipe but cannot be imported
+        return f"class_path {broken.group(1)}: {broken.group(2).strip()}"
     for pattern in (r"Option '[^']+' is not accepted", r"does not accept option '[^']+'",
                     r"Key '[^']+' .*", r"Expected .*"):
         found = re.search(pattern, message)
@@ -29,25 +41,30 @@ def _config_error(message: str) -> str:
     return message.strip().splitlines()[0]
 
 
+def _parse_quietly(parse):
+    """Run a jsonargparse parse with stderr captured, so that a config error becomes one line, not a usage dump."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            result = parse()
+    except SystemExit as exit_:
+        if not exit_.code:
+            raise
+        message = captured.getvalue().rpartition("error: ")[2] or captured.getvalue()
+        print(f"litevsr: error: {_config_error(message)} (see --help)", file=sys.stderr)
+        sys.exit(2)
+    sys.stderr.write(captured.getvalue())
+    return result
+
+
 class LiteVSRCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        # Parse with stderr captured so that a config error becomes one line instead of a usage dump.
-        captured = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(captured):
-                super().parse_arguments(parser, args)
-        except SystemExit as exit_:
-            if not exit_.code:
-                raise
-            message = captured.getvalue().rpartition("error: ")[2] or captured.getvalue()
-            print(f"litevsr: error: {_config_error(message)} (see --help or --print_config)", file=sys.stderr)
-            sys.exit(2)
-        sys.stderr.write(captured.getvalue())
+        _parse_quietly(lambda: super(LiteVSRCLI, self).parse_arguments(parser, args))
 
     def _parse_ckpt_path(self) -> None:
         """Lightning would overwrite the model options given in the recipe and on the command line with the
-        hyperparameters saved in the checkpoint (`validate --ckpt_path X --model.val_steps 4` would validate with
-        the old val_steps). Here the recipe and the command line define the model; a checkpoint holds its weights."""
+        hyperparameters saved in the checkpoint (`validate --ckpt_path X --model.sampling.steps 4` would validate
+        with the old steps). Here the recipe and the command line define the model; a checkpoint holds its weights."""
 
     def before_instantiate_classes(self) -> None:
         """Checkpoints load as weights only; `fit --ckpt_path last` resumes the newest run of this recipe, logging
@@ -92,28 +109,6 @@ def _one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _sampling_arguments(parser) -> None:
-    parser.add_argument("--adapter", default=None,
-                        help="an exported adapter folder, or several separated by commas (default: the shipped 'general' adapter)")
-    parser.add_argument("--backbone", default=None, help="backbone folder or hub id (default: the adapters' own)")
-    parser.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the adapter's)")
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the adapter's, usually 1)")
-    parser.add_argument("--window", type=int, default=None,
-                        help="frames per temporal window (default: from the backbone's frame rule, 17 for Wan)")
-    parser.add_argument("--overlap", type=int, default=None,
-                        help="frames neighbouring windows share and blend (default: the frame rule's step, 4 for Wan)")
-    parser.add_argument("--tile", type=int, default=None, help="spatial tile in output pixels (default: chosen from "
-                        "the frame size, the backbone and the device, so time grows linearly with area; 0: whole frames)")
-    parser.add_argument("--tile-overlap", type=int, default=None,
-                        help="overlap of spatial tiles in output pixels (default: an eighth of the tile)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--color-fix", default=None, choices=["none", "wavelet", "adain", "lab"],
-                        help="correct the output's colour towards the bicubic upsampling of the input (default: none)")
-    parser.add_argument("--device", default="auto", help="auto (a visible GPU, else the CPU), cpu, cuda or cuda:N")
-    parser.add_argument("--dtype", default="auto", help="transformer precision: auto (bfloat16 on a GPU, float32 on "
-                        "the CPU), float32, bfloat16 or float16; Wan's VAE always runs in float32")
-
-
 def load_models(adapter_arg: str | None, backbone_arg: str | None, device: str = "auto", dtype: str = "auto"):
     """One backbone, several adapters on it: [(name, LiteVSR, adapter config)]. The backbone loads once, with its
     transformer in `dtype`, and everything moves to `device` (see `resolve_device`)."""
@@ -145,56 +140,69 @@ def load_models(adapter_arg: str | None, backbone_arg: str | None, device: str =
             for name, p, c, backbone in zip(names, paths, configs, backbones)]
 
 
-def _sampling(opts, config: dict):
+def _sampling(sampling, config: dict):
+    """The adapter's recorded sampler, with the fields the command line changed."""
     from litevsr.inference import Sampling
 
-    return Sampling.of_adapter(config, steps=opts.steps, seed=opts.seed, tile=opts.tile, tile_overlap=opts.tile_overlap,
-                               color_fix=opts.color_fix)
+    return Sampling.of_adapter(config, **Sampling.changed_fields(sampling))
 
 
-def upscale_command(args: list[str]) -> None:
-    """litevsr upscale INPUT OUTPUT [--adapter a.safetensors[,b.safetensors]] [--steps N] [--max-frames N] ..."""
-    import argparse
+def upscale(input: str, output: str, adapter: str | None = None, backbone: str | None = None,
+            scale: int | None = None, sampling: Sampling | None = None, window: int | None = None,
+            overlap: int | None = None, max_frames: int | None = None, fps: float | None = None, crf: int = 18,
+            overwrite: bool = False, device: str = "auto", dtype: str = "auto") -> None:
+    """Upscale a video file, a folder of frames, or every video in a folder.
 
+    Args:
+        input: Any video FFmpeg decodes; a folder of video files (told apart by their extensions), each upscaled
+            on its own; or a folder of image frames only, upscaled as one video.
+        output: An .mp4 file (H.264, audio copied) or a folder for PNG frames; for a folder of videos, the folder
+            that receives OUTPUT/<name>.mp4 (finished ones are skipped on a rerun).
+        adapter: An exported adapter folder, or several separated by commas (default: the shipped 'general' one).
+        backbone: Backbone folder or hub id (default: the adapters' own).
+        scale: Upscaling factor (default: the adapter's).
+        sampling: The sampler; fields left at their defaults keep the adapter's recorded values (e.g.
+            --sampling.steps 4, --sampling.tile 256, --sampling.color_fix wavelet).
+        window: Frames per temporal window (default: from the backbone's frame rule, 17 for Wan).
+        overlap: Frames neighbouring windows share and blend (default: the frame rule's step, 4 for Wan).
+        max_frames: Upscale only the first N frames.
+        fps: Frame rate (default: the input's; 25 for folders of frames).
+        crf: H.264 quality: lower is better.
+        overwrite: Replace an existing output.
+        device: auto (a visible GPU, else the CPU), cpu, cuda or cuda:N.
+        dtype: Transformer precision: auto (bfloat16 on a GPU, float32 on the CPU), float32, bfloat16 or float16.
+    """
     from tqdm import tqdm
 
     from litevsr.data.video import is_video_file
     from litevsr.inference import upscale_file
 
-    parser = argparse.ArgumentParser(prog="litevsr upscale", description="Upscale a video file, a folder of frames, "
-                                     "or every video in a folder.")
-    parser.add_argument("input", help="any video FFmpeg decodes; a folder holding video files (told apart by their "
-                        "extensions: .mp4, .mkv, .mov, .avi, .webm, ...), each upscaled on its own; or a folder of "
-                        "image frames only, upscaled as one video")
-    parser.add_argument("output", help="an .mp4 file (H.264, audio copied) or a folder for PNG frames; for a folder "
-                        "of videos, the folder that receives OUTPUT/<name>.mp4 (finished ones are skipped on a rerun)")
-    _sampling_arguments(parser)
-    parser.add_argument("--max-frames", type=int, default=None, help="upscale only the first N frames")
-    parser.add_argument("--fps", type=float, default=None, help="frame rate (default: the input's; 25 for folders)")
-    parser.add_argument("--crf", type=int, default=18, help="H.264 quality: lower is better (default 18)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    opts = parser.parse_args(args)
-    models = load_models(opts.adapter, opts.backbone, opts.device, opts.dtype)
-    videos = sorted(os.path.join(opts.input, f) for f in os.listdir(opts.input)
-                    if is_video_file(os.path.join(opts.input, f))) if os.path.isdir(opts.input) else []
+    models = load_models(adapter, backbone, device, dtype)
+
+    def options(config):
+        return dict(scale=scale or config.get("scale") or 4, sampling=_sampling(sampling, config), window=window,
+                    overlap=overlap, crf=crf, fps=fps, max_frames=max_frames, overwrite=overwrite)
+
+    videos = sorted(os.path.join(input, f) for f in os.listdir(input)
+                    if is_video_file(os.path.join(input, f))) if os.path.isdir(input) else []
     if not videos:
-        for output, (model, config) in _outputs(opts.output, models):
-            result = upscale_file(model, opts.input, output, **_upscale_options(opts, config))
+        for path, (model, config) in _outputs(output, models):
+            result = upscale_file(model, input, path, **options(config))
             print(f"wrote {result['output']}: {result['frames']} frames at {result['width']}x{result['height']}, "
                   f"{result['fps']:g} fps")
         return
-    if os.path.isfile(opts.output):
-        raise LiteVSRError(f"{opts.input} holds videos, so the output must be a folder, but {opts.output} is a file")
+    if os.path.isfile(output):
+        raise LiteVSRError(f"{input} holds videos, so the output must be a folder, but {output} is a file")
     done, skipped, failed = 0, 0, []
     for video in tqdm(videos, unit="video", desc="videos"):
         stem = os.path.splitext(os.path.basename(video))[0]
-        for output, (model, config) in _outputs(os.path.join(opts.output, stem + ".mp4"), models):
-            if os.path.exists(output) and not opts.overwrite:  # outputs appear only when complete
+        for path, (model, config) in _outputs(os.path.join(output, stem + ".mp4"), models):
+            if os.path.exists(path) and not overwrite:  # outputs appear only when complete
                 skipped += 1
                 continue
-            os.makedirs(opts.output, exist_ok=True)
+            os.makedirs(output, exist_ok=True)
             try:
-                upscale_file(model, video, output, **_upscale_options(opts, config))
+                upscale_file(model, video, path, **options(config))
                 done += 1
             except LiteVSRError as err:
                 failed.append(f"{os.path.basename(video)} ({_one_line(err)})")
@@ -212,86 +220,110 @@ def _outputs(output: str, models: list) -> list[tuple[str, tuple]]:
     return [(f"{stem}.{name}{ext}", (model, config)) for name, model, config in models]
 
 
-def _upscale_options(opts, config: dict) -> dict:
-    return dict(scale=opts.scale or config.get("scale") or 4, sampling=_sampling(opts, config), window=opts.window,
-                overlap=opts.overlap, crf=opts.crf, fps=opts.fps, max_frames=opts.max_frames, overwrite=opts.overwrite)
+def evaluate(gt: str, lq: str, adapter: str | None = None, backbone: str | None = None, scale: int | None = None,
+             sampling: Sampling | None = None, window: int | None = None, overlap: int | None = None,
+             out: str = "results/eval", lpips: bool = False, dists: bool = False, max_frames: int | None = None,
+             device: str = "auto", dtype: str = "auto") -> None:
+    """Evaluate adapters and bicubic on paired clips: GT/<clip>/<frame>.png with LQ/<clip>/<frame>.png, or video
+    files paired by name, or one GT video with one LQ video.
+
+    Args:
+        gt: GT folder (or one GT video).
+        lq: LQ folder (or one LQ video).
+        adapter: An exported adapter folder, or several separated by commas (default: the shipped 'general' one).
+        backbone: Backbone folder or hub id (default: the adapters' own).
+        scale: Upscaling factor (default: the adapter's).
+        sampling: The sampler; fields left at their defaults keep the adapter's recorded values.
+        window: Frames per temporal window (default: from the backbone's frame rule).
+        overlap: Frames neighbouring windows share and blend (default: the frame rule's step).
+        out: Where per_clip.csv and summary.md go.
+        lpips: Also LPIPS (needs AlexNet weights in the torch hub cache).
+        dists: Also DISTS (needs VGG16 weights in the torch hub cache).
+        max_frames: Score only the first N frames of each clip.
+        device: auto (a visible GPU, else the CPU), cpu, cuda or cuda:N.
+        dtype: Transformer precision: auto, float32, bfloat16 or float16.
+    """
+    from litevsr import evaluate as evaluation
+
+    models = load_models(adapter, backbone, device, dtype)
+    perceptual = tuple(name for name, wanted in (("lpips", lpips), ("dists", dists)) if wanted)
+    rows = evaluation.evaluate([(name, model, _sampling(sampling, config)) for name, model, config in models],
+                               gt, lq, scale or models[0][2].get("scale") or 4, out, perceptual, max_frames, window,
+                               overlap)
+    print(evaluation.summary_table(rows))
+    print(f"\nper-clip results: {os.path.join(out, 'per_clip.csv')}; table: {os.path.join(out, 'summary.md')}")
 
 
-def test_command(args: list[str]) -> None:
-    """litevsr test --gt GT --lq LQ [--adapter a.safetensors[,b...]] [--lpips] [--dists] [--out DIR]"""
-    import argparse
+def convert_adapter(old: str, output: str, backbone: str | None = None) -> None:
+    """Convert an adapter file in litevsr's old single-file format into an adapter folder (config.json +
+    safetensors). Only adapter classes litevsr knows are accepted.
 
-    from litevsr.evaluate import evaluate, summary_table
-
-    parser = argparse.ArgumentParser(prog="litevsr test", description="Evaluate adapters and bicubic on paired clips "
-                                     "(GT/<clip>/<frame>.png + LQ/<clip>/<frame>.png, or video files paired by name).")
-    parser.add_argument("--gt", required=True, help="GT folder (or one GT video)")
-    parser.add_argument("--lq", required=True, help="LQ folder (or one LQ video)")
-    _sampling_arguments(parser)
-    parser.add_argument("--out", default="results/eval", help="where per_clip.csv and summary.md go")
-    parser.add_argument("--lpips", action="store_true", help="also LPIPS (needs AlexNet weights in the torch hub cache)")
-    parser.add_argument("--dists", action="store_true", help="also DISTS (needs VGG16 weights in the torch hub cache)")
-    parser.add_argument("--max-frames", type=int, default=None, help="score only the first N frames of each clip")
-    opts = parser.parse_args(args)
-    models = load_models(opts.adapter, opts.backbone, opts.device, opts.dtype)
-    scale = opts.scale or models[0][2].get("scale") or 4
-    perceptual = tuple(name for name in ("lpips", "dists") if getattr(opts, name))
-    rows = evaluate([(name, model, _sampling(opts, config)) for name, model, config in models], opts.gt, opts.lq,
-                    scale, opts.out, perceptual, opts.max_frames, opts.window, opts.overlap)
-    print(summary_table(rows))
-    print(f"\nper-clip results: {os.path.join(opts.out, 'per_clip.csv')}; table: {os.path.join(opts.out, 'summary.md')}")
-
-
-def convert_adapter_command(args: list[str]) -> None:
-    """litevsr convert-adapter OLD.safetensors NEW_FOLDER [--backbone B]"""
-    import argparse
-
+    Args:
+        old: The old .safetensors adapter file.
+        output: The new adapter folder.
+        backbone: Backbone folder or hub id (default: the one it records).
+    """
     from litevsr.adapters.base import convert_old_adapter, read_old_adapter_metadata
     from litevsr.backbones.wan import WanBackbone
 
-    parser = argparse.ArgumentParser(prog="litevsr convert-adapter", description="Convert an adapter file in "
-                                     "litevsr's old single-file format into an adapter folder (config.json + "
-                                     "safetensors). Only adapter classes litevsr knows are accepted.")
-    parser.add_argument("old", help="the old .safetensors adapter file")
-    parser.add_argument("output", help="the new adapter folder")
-    parser.add_argument("--backbone", default=None, help="backbone folder or hub id (default: the one it records)")
-    opts = parser.parse_args(args)
-    if os.path.exists(opts.output):
-        raise LiteVSRError(f"{opts.output} already exists; give the converted adapter a new folder")
-    old = read_old_adapter_metadata(opts.old)
-    convert_old_adapter(opts.old, opts.output, WanBackbone(opts.backbone or old["backbone"]))
-    print(f"wrote {opts.output}")
+    if os.path.exists(output):
+        raise LiteVSRError(f"{output} already exists; give the converted adapter a new folder")
+    convert_old_adapter(old, output, WanBackbone(backbone or read_old_adapter_metadata(old)["backbone"]))
+    print(f"wrote {output}")
 
 
-def twin_command(args: list[str]) -> None:
-    """litevsr twin NAME OUT: a tiny random-weight backbone with NAME's structure, and an active adapter for it."""
-    import argparse
+def twin(name: str, output: str, seed: int = 0) -> None:
+    """Write a tiny random-weight twin of a known backbone (same VAE compression, latent channels, patch, blocks
+    and repository layout) and a random adapter for it: smoke-test recipes and upscaling on a CPU.
 
-    from litevsr.backbones import KNOWN_BACKBONES
+    Args:
+        name: A known hub id (see litevsr.backbones.KNOWN_BACKBONES), e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers.
+        output: A new (or empty) folder.
+        seed: Seed of the random weights.
+    """
     from litevsr.backbones.twins import write_twin
 
-    parser = argparse.ArgumentParser(prog="litevsr twin", description="Write a tiny random-weight twin of a known "
-                                     "backbone (same VAE compression, latent channels, patch, blocks and repository "
-                                     "layout) and a random adapter for it: smoke-test recipes and upscaling on a CPU.")
-    parser.add_argument("name", help=f"one of: {', '.join(sorted(KNOWN_BACKBONES))}")
-    parser.add_argument("output", help="a new (or empty) folder")
-    parser.add_argument("--seed", type=int, default=0)
-    opts = parser.parse_args(args)
-    paths = write_twin(opts.name, opts.output, seed=opts.seed)
-    print(f"wrote the twin of {opts.name} to {paths['backbone']} and its adapter to {paths['adapter']}")
+    paths = write_twin(name, output, seed=seed)
+    print(f"wrote the twin of {name} to {paths['backbone']} and its adapter to {paths['adapter']}")
+
+
+def embed_prompt(text_encoder: str, output: str, prompt: str | None = None, max_length: int = 512) -> None:
+    """Embed the fixed VSR prompt once with a checkpoint's text encoder, so that training and upscaling never load
+    it; backbones read <pretrained>/prompt_embeds.safetensors, or the file given as their `prompt_embeds`.
+
+    Args:
+        text_encoder: A diffusers checkpoint folder or hub id with text_encoder/ and tokenizer/ subfolders.
+        output: The safetensors file to write.
+        prompt: The prompt (default: litevsr.backbones.prompt.DEFAULT_PROMPT).
+        max_length: Tokens, as the family's pipeline pads them: Wan 512, CogVideoX 226, LTX-Video 128.
+    """
+    from litevsr.backbones.prompt import DEFAULT_PROMPT, compute_prompt_embeds
+
+    embeds = compute_prompt_embeds(text_encoder, output, prompt or DEFAULT_PROMPT, max_length)
+    print(f"wrote {output}: prompt embedding {tuple(embeds.shape)}")
+
+
+#: The commands besides LightningCLI's fit / validate / test / predict, each a typed function whose docstring is
+#: its help (jsonargparse, like the rest of the CLI).
+COMMANDS = {"upscale": upscale, "evaluate": evaluate, "twin": twin, "embed-prompt": embed_prompt,
+            "convert-adapter": convert_adapter}
+
+
+def _run_command(name: str, args: list[str]) -> None:
+    from jsonargparse import ArgumentParser
+
+    function = COMMANDS[name]
+    parser = ArgumentParser(prog=f"litevsr {name}", description=function.__doc__.split("\n\n")[0])
+    parser.add_function_arguments(function, as_group=False, as_positional=True)
+    config = _parse_quietly(lambda: parser.parse_args(args))
+    function(**vars(parser.instantiate_classes(config)))
 
 
 def main(args: list[str] | None = None) -> None:
     args = sys.argv[1:] if args is None else args
     try:
-        if args[:1] == ["twin"]:
-            return twin_command(args[1:])
-        if args[:1] == ["convert-adapter"]:
-            return convert_adapter_command(args[1:])
-        if args[:1] == ["upscale"]:
-            return upscale_command(args[1:])
-        if args[:1] == ["test"]:  # evaluation on paired folders replaces LightningCLI's test
-            return test_command(args[1:])
+        if args[:1] and args[0] in COMMANDS:
+            return _run_command(args[0], args[1:])
         LiteVSRCLI(
             LiteVSRModule,
             L.LightningDataModule,  # any datamodule by class_path: shards for fit, VideoFiles for predict

@@ -16,13 +16,11 @@ import numpy as np
 from tqdm import tqdm
 
 from litevsr import LiteVSRError
-from litevsr.frames import resize_video
-from litevsr.frames import frames_to_video, video_to_frames
 from litevsr.data.video import is_video_file
+from litevsr.frames import frames_to_video, resize_video, video_to_frames
 from litevsr.inference import FRAME_EXTENSIONS, Sampling, open_source, upscale_frames
 from litevsr.metrics import frame_metrics, perceptual_metric, warping_error
 from litevsr.model import LiteVSR
-
 
 
 def find_pairs(gt: str, lq: str) -> list[tuple[str, str, str]]:

@@ -1,4 +1,5 @@
-"""Rectified-flow math. sigma = 1 is pure noise, sigma = 0 is data.
+"""Rectified-flow (flow-matching) math of training and sampling; not optical flow, which litevsr.metrics estimates
+for the warping error. sigma = 1 is pure noise, sigma = 0 is data.
 
     x_sigma = (1 - sigma) * x0 + sigma * eps        velocity target v = eps - x0
 """
@@ -46,12 +47,17 @@ def predict_x0(x: torch.Tensor, velocity: torch.Tensor, sigma: torch.Tensor) -> 
     return x - _expand(sigma, x) * velocity
 
 
-def sigma_schedule(steps: int, shift: float = 1.0, sigma_start: float = 1.0) -> torch.Tensor:
-    """`steps + 1` sigmas from `sigma_start` down to 0, uniform before the shift."""
+def check_schedule(steps: int, sigma_start: float) -> None:
+    """The sampler's one rule for its schedule: at least one step, starting in (0, 1]."""
     if steps < 1:
         raise LiteVSRError(f"steps must be >= 1, got {steps}")
     if not 0.0 < sigma_start <= 1.0:
         raise LiteVSRError(f"sigma_start must be in (0, 1], got {sigma_start}")
+
+
+def sigma_schedule(steps: int, shift: float = 1.0, sigma_start: float = 1.0) -> torch.Tensor:
+    """`steps + 1` sigmas from `sigma_start` down to 0, uniform before the shift."""
+    check_schedule(steps, sigma_start)
     start = unshift_sigma(torch.tensor(float(sigma_start), dtype=torch.float64), shift)
     return shift_sigma(torch.linspace(float(start), 0.0, steps + 1, dtype=torch.float64), shift).float()
 

@@ -26,12 +26,11 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from litevsr import LiteVSRError
+from litevsr import LiteVSRError, flow
 from litevsr.color import check_color_fix, color_fix
-from litevsr.frames import resize_video
-from litevsr.frames import frames_to_video, video_to_frames
 from litevsr.data.video import X264_REPEATABLE, iter_frames, video_info
-from litevsr.model import LiteVSR
+from litevsr.frames import frames_to_video, resize_video, video_to_frames
+from litevsr.model import LiteVSR, check_tile_overlap
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MP4_AUDIO_CODECS = {"aac", "mp3", "ac3", "eac3", "alac", "opus"}
@@ -47,28 +46,46 @@ def _pad_video(video: torch.Tensor, frames: int, height: int, width: int) -> tor
 
 @dataclass
 class Sampling:
-    """How a clip is sampled: the settings an adapter was trained for travel with it (see save_adapter)."""
+    """How a clip is sampled: the settings an adapter was trained for travel with it (see save_adapter).
+
+    Args:
+        steps: Euler steps.
+        sigma_start: Start from the LQ latent noised to this sigma (1: pure noise).
+        shift: Time shift of the sigma schedule (> 1 spends more steps at high noise).
+        seed: Seed of the start noise.
+        tile: Spatial tile in output pixels; None: chosen by `resolve_tiles` from the frame size, the backbone and
+            the device, so time grows linearly with area; 0: whole frames.
+        tile_overlap: Overlap of spatial tiles in output pixels; None: an eighth of the tile.
+        color_fix: Correct the output's colour towards the bicubic upsampling of the input: none, wavelet, adain
+            or lab (see litevsr.color).
+        start_noise: Scale of the start state's noise; 0 starts from (1 - sigma_start) * LQ latent,
+            deterministically, so no fresh noise per frame can flicker.
+    """
 
     steps: int = 1
     sigma_start: float = 1.0
     shift: float = 1.0
     seed: int = 0
-    tile: int | None = None  # HQ pixels; None = chosen by `resolve_tiles`, 0 = whole frames
-    tile_overlap: int | None = None  # HQ pixels; None = an eighth of the tile
-    color_fix: str = "none"  # see litevsr.color
-    start_noise: float = 1.0  # scale of the start state's noise; 0 = deterministic (see LiteVSR.sample)
+    tile: int | None = None
+    tile_overlap: int | None = None
+    color_fix: str = "none"
+    start_noise: float = 1.0
 
     def __post_init__(self):
         check_color_fix(self.color_fix)
-        if self.steps < 1:
-            raise LiteVSRError(f"steps must be >= 1, got {self.steps}")
-        if not 0 < self.sigma_start <= 1:
-            raise LiteVSRError(f"sigma_start must be in (0, 1], got {self.sigma_start}")
+        flow.check_schedule(self.steps, self.sigma_start)
         if self.tile is not None and self.tile < 0:
             raise LiteVSRError(f"the tile must be >= 0 output pixels (0: whole frames), got {self.tile}")
-        if self.tile and self.tile_overlap is not None and not 0 <= self.tile_overlap < self.tile:
-            raise LiteVSRError(f"the tile overlap must be in [0, tile), got tile {self.tile} and overlap "
-                               f"{self.tile_overlap} (output pixels)")
+        if self.tile and self.tile_overlap is not None:
+            check_tile_overlap(self.tile, self.tile_overlap, "output pixels")
+
+    @staticmethod
+    def changed_fields(sampling: "Sampling | None") -> dict:
+        """The fields of `sampling` that differ from the defaults: what a recipe or command line set."""
+        if sampling is None:
+            return {}
+        default = Sampling()
+        return {k: v for k, v in vars(sampling).items() if v != getattr(default, k)}
 
     @classmethod
     def of_adapter(cls, config: dict, **overrides) -> "Sampling":
@@ -348,7 +365,7 @@ def upscale_file(model: LiteVSR, src: str, dst: str, scale: int = 4, sampling: S
     if os.path.abspath(src) == os.path.abspath(dst):
         raise LiteVSRError("the output path must differ from the input path")
     if os.path.exists(dst) and not overwrite:
-        raise LiteVSRError(f"output {dst} already exists; pass --overwrite (overwrite=True) to replace it")
+        raise LiteVSRError(f"output {dst} already exists; pass --overwrite true (overwrite=True) to replace it")
     info, frames = open_source(src, fps, max_frames)
     sr = upscale_frames(model, frames, scale, sampling, window, overlap, total=info["frames"] or None)
     width, height = info["width"] * scale, info["height"] * scale

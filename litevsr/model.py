@@ -98,6 +98,11 @@ def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.
     return weight
 
 
+def check_tile_overlap(tile: int, overlap: int, unit: str) -> None:
+    if not 0 <= overlap < tile:
+        raise LiteVSRError(f"the tile overlap must be in [0, tile), got tile {tile} and overlap {overlap} ({unit})")
+
+
 def tiled(fn, size: tuple[int, int], multiple: tuple[int, int], tile: int | None, overlap: int) -> torch.Tensor:
     """Run fn(window) on overlapping (..., H, W) windows of a frame of `size` and blend the results.
 
@@ -105,8 +110,7 @@ def tiled(fn, size: tuple[int, int], multiple: tuple[int, int], tile: int | None
     patch), so every tile holds whole tokens. Without `tile`, or with a tile as large as the frame, fn runs once."""
     if tile is None or tile >= max(size):
         return fn((Ellipsis,))
-    if not 0 <= overlap < tile:
-        raise LiteVSRError(f"the tile overlap must be in [0, tile), got tile {tile} and overlap {overlap}")
+    check_tile_overlap(tile, overlap, "latent pixels")
     out = weight = None
     (h, w), (mh, mw) = size, multiple
     th, tw = min(tile // mh * mh, h), min(tile // mw * mw, w)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import lightning as L
@@ -11,8 +12,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image, ImageDraw
 
 from litevsr import LiteVSRError, flow
-from litevsr.color import check_color_fix, color_fix
-from litevsr.adapters.base import Adapter, load_adapter, load_adapter_weights
+from litevsr.adapters.base import Adapter, load_adapter, load_adapter_weights, read_adapter_config
+from litevsr.color import color_fix
 from litevsr.backbones.base import VideoBackbone
 from litevsr.frames import resize_video
 from litevsr.metrics import frame_metrics
@@ -49,11 +50,7 @@ class LiteVSRModule(L.LightningModule):
         sigma_mean: float = 0.0,
         sigma_std: float = 1.0,
         sigma_shift: float = 1.0,
-        val_steps: int = 1,
-        val_shift: float = 1.0,
-        val_sigma_start: float = 1.0,
-        start_noise: float = 1.0,
-        val_seed: int = 0,
+        sampling: Sampling | None = None,
         start_state_prob: float = 0.0,
         loss_weighting: str = "uniform",
         val_references: bool = True,
@@ -61,7 +58,6 @@ class LiteVSRModule(L.LightningModule):
         num_logged_samples: int = 4,
         init_adapter: str | None = None,
         init_adapter_grow: bool = False,
-        color_fix: str = "none",
     ):
         """Train an adapter on a frozen backbone with rectified flow matching.
 
@@ -75,16 +71,16 @@ class LiteVSRModule(L.LightningModule):
             sigma_mean: Mean of the logit-normal sigma distribution in training.
             sigma_std: Std of the logit-normal sigma distribution in training.
             sigma_shift: Time shift applied to training sigmas (>1 favours high noise).
-            val_steps: Euler steps when sampling in validation and prediction.
-            val_shift: Time shift of the sampling schedule.
-            val_sigma_start: Start sampling from the LQ latent noised to this sigma (1 = pure noise).
-            start_noise: Scale of the noise in the sampler's start state, in training and sampling: 1 is the LQ
-                latent noised to val_sigma_start (SDEdit); 0 is (1 - val_sigma_start) * LQ latent, deterministic, so
-                no fresh noise per frame can flicker.
-            val_seed: Seed of the validation noise, so validation is repeatable.
-            start_state_prob: Share of training samples taken at the sampler's start state (the LQ latent noised
-                to val_sigma_start), with the velocity that lands on the HQ latent in one step. 0 is plain
-                flow matching; with val_sigma_start = 1 both coincide.
+            sampling: The sampler of validation and prediction, which the exported adapter records: steps,
+                shift, sigma_start (start from the LQ latent noised to this sigma; 1 = pure noise), start_noise
+                (scale of the start state's noise: 0 is (1 - sigma_start) * LQ latent, deterministic, so no fresh
+                noise per frame can flicker), seed, tiles and color_fix (towards the bicubic upsampling of the LQ:
+                none, wavelet, adain or lab; see litevsr.color). With `init_adapter`, the sampler it records, and
+                the fields given here that differ from their defaults replace its values (`--model.sampling.steps 4`
+                changes the steps only). Default: one Euler step from pure noise.
+            start_state_prob: Share of training samples taken at the sampler's start state (see `sampling`), with
+                the velocity that lands on the HQ latent in one step. 0 is plain flow matching; with
+                sampling.sigma_start = 1 both coincide.
             loss_weighting: "uniform" (every normalised latent channel alike, as flow matching usually does) or
                 "vae_scale" (each channel's error weighted by its variance before normalisation, latents_std^2:
                 the loss of the unnormalised latent; for the PCA VAE that is the pixel MSE, which PSNR measures).
@@ -95,18 +91,16 @@ class LiteVSRModule(L.LightningModule):
                 ("general": the default x4 adapter of the tiny generator). Its configuration must match `adapter`.
             init_adapter_grow: Let `adapter` be larger than `init_adapter` (e.g. injecting into more blocks): every
                 stored tensor must fit, and the new ones keep their initialisation (zero injections add nothing).
-            color_fix: Colour correction of validation and prediction outputs towards the bicubic upsampling of
-                the LQ: none, wavelet, adain or lab (see litevsr.color).
         """
         super().__init__()
-        check_color_fix(color_fix)
         if loss_weighting not in LOSS_WEIGHTINGS:
             raise LiteVSRError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {loss_weighting!r}")
-        self.save_hyperparameters(ignore=["backbone", "adapter", "optimizer", "lr_scheduler"])
+        self.save_hyperparameters(ignore=["backbone", "adapter", "optimizer", "lr_scheduler", "sampling"])
         if init_adapter is not None:
             from litevsr.backbones.wan import SHIPPED_ADAPTERS
 
             path = str(SHIPPED_ADAPTERS.get(init_adapter, init_adapter))
+            sampling = Sampling.of_adapter(read_adapter_config(path), **Sampling.changed_fields(sampling))
             if adapter is None:
                 adapter = load_adapter(path, backbone)
             else:
@@ -118,6 +112,8 @@ class LiteVSRModule(L.LightningModule):
         elif adapter is None:
             raise LiteVSRError("give the model an adapter (model.adapter) or an adapter file (model.init_adapter)")
         self.model = LiteVSR(backbone, adapter)
+        self.sampling = sampling or Sampling()
+        self.hparams["sampling"] = dataclasses.asdict(self.sampling)  # plain values: checkpoints load weights-only
         # A function as the default would reach the CLI as its name, a string: resolve it here instead.
         self.optimizer_factory, self.scheduler_factory = optimizer or default_optimizer, lr_scheduler
         self.strict_loading = False  # checkpoints hold the adapter only
@@ -203,11 +199,12 @@ class LiteVSRModule(L.LightningModule):
         x, target = flow.interpolate(x0, eps, sigma), flow.velocity_target(x0, eps)
         if hp.start_state_prob > 0:  # train where the sampler starts: one step from the noised LQ latent
             start = torch.rand(x0.shape[0], device=x0.device) < hp.start_state_prob
-            x_start = flow.start_latents(cond, hp.start_noise * eps, hp.val_sigma_start)
+            sampler = self.sampling
+            x_start = flow.start_latents(cond, sampler.start_noise * eps, sampler.sigma_start)
             pick = start.view(-1, *[1] * (x0.ndim - 1))
             x = torch.where(pick, x_start, x)
-            target = torch.where(pick, flow.landing_velocity(x_start, x0, hp.val_sigma_start), target)
-            sigma = torch.where(start, torch.full_like(sigma, hp.val_sigma_start), sigma)
+            target = torch.where(pick, flow.landing_velocity(x_start, x0, sampler.sigma_start), target)
+            sigma = torch.where(start, torch.full_like(sigma, sampler.sigma_start), sigma)
         v_hat = self.model.velocity(x, sigma, cond, self.model.refinement_state(x, sigma))
         error = (v_hat.float() - target) ** 2
         if hp.loss_weighting == "vae_scale":
@@ -218,16 +215,24 @@ class LiteVSRModule(L.LightningModule):
         return loss
 
     def _sample(self, cond, batch_idx, use_adapter=True):
-        hp = self.hparams
-        generator = torch.Generator(cond.device).manual_seed(hp.val_seed + batch_idx)
-        return self.model.sample(cond, hp.val_steps, hp.val_shift, hp.val_sigma_start, generator, use_adapter,
-                                 start_noise=hp.start_noise)
+        s = self.sampling
+        generator = torch.Generator(cond.device).manual_seed(s.seed + batch_idx)
+        return self.model.sample(cond, s.steps, s.shift, s.sigma_start, generator, use_adapter,
+                                 start_noise=s.start_noise)
 
     def _super_resolve(self, cond, bicubic, batch_idx):
         """The SR clip as prediction gives it: sampled, decoded and colour-fixed towards `bicubic`."""
-        return color_fix(self.backbone.decode(self._sample(cond, batch_idx)), bicubic, self.hparams.color_fix)
+        return color_fix(self.backbone.decode(self._sample(cond, batch_idx)), bicubic, self.sampling.color_fix)
 
     def validation_step(self, batch, batch_idx):
+        return self._score(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx):
+        """`litevsr test`: the validation metrics on the datamodule's test pairs, logged as test/..."""
+        return self._score(batch, batch_idx, "test")
+
+    def _score(self, batch, batch_idx, stage: str):
+        """SR of an (hq, lq) batch and its PSNR/SSIM, beside bicubic (and the references), logged as stage/..."""
         hq, lq = batch["hq"], batch["lq"]
         x0, cond = self._encode_batch(batch)
         scale = hq.shape[-1] // lq.shape[-1]
@@ -239,8 +244,8 @@ class LiteVSRModule(L.LightningModule):
             outputs["_vae"] = self.backbone.decode(x0)
         for suffix, video in outputs.items():
             for name, values in frame_metrics(video, hq, crop_border=scale).items():
-                self.log(f"val/{name}{suffix}", values.mean(), batch_size=values.numel(), sync_dist=True)
-        if batch_idx == 0:
+                self.log(f"{stage}/{name}{suffix}", values.mean(), batch_size=values.numel(), sync_dist=True)
+        if batch_idx == 0 and stage == "val":
             self._log_samples(lq, bicubic, outputs[""], hq)
         return outputs[""]
 
@@ -274,17 +279,11 @@ class LiteVSRModule(L.LightningModule):
             labelled(grid, ["LQ (nearest)", "bicubic", "litevsr", "GT"]).save(
                 os.path.join(self.logger.log_dir, "val_samples.png"))
 
-    def sampling(self) -> Sampling:
-        """The sampler settings of validation, which prediction and exported adapters use too."""
-        hp = self.hparams
-        return Sampling(steps=hp.val_steps, sigma_start=hp.val_sigma_start, shift=hp.val_shift, seed=hp.val_seed,
-                        color_fix=hp.color_fix, start_noise=hp.start_noise)
-
     def predict_step(self, batch, batch_idx):
         """A file item (litevsr.data.files.VideoFiles) is upscaled into its output file, as `litevsr upscale`
         does; a validation-style batch gives SR clips at its HQ size."""
         if "input" in batch:
-            return upscale_file(self.model, batch["input"], batch["output"], batch["scale"], self.sampling(),
+            return upscale_file(self.model, batch["input"], batch["output"], batch["scale"], self.sampling,
                                 overwrite=batch["overwrite"])
         size = batch["hq"].shape[-2:]
         return self._super_resolve(self.model.condition(batch["lq"], size),

@@ -215,7 +215,7 @@ def test_lightning_predict_upscales_files_like_the_convenience_command(model, tm
     adapter = tmp_path / "a"
     save_adapter(model.adapter, str(adapter), backbone_dir, scale=4, sampling={"steps": 1, "sigma_start": 0.5})
     main(["predict", "--config", "recipes/upscale.yaml", "--model.backbone.init_args.pretrained", backbone_dir,
-          "--model.init_adapter", str(adapter), "--model.val_sigma_start", "0.5", "--model.start_noise", "1.0",
+          "--model.init_adapter", str(adapter),
           "--data.inputs", f"[{src}]", "--data.output_dir", str(tmp_path / "out"), "--trainer.accelerator", "cpu",
           "--trainer.default_root_dir", str(tmp_path)])
     main(["upscale", str(src), str(tmp_path / "direct.mp4"), "--adapter", str(adapter)])
@@ -266,8 +266,8 @@ def test_odd_output_sizes_survive_the_mp4_encoder(model, tmp_path):
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--steps", "0"], "steps must be >= 1, got 0"),
-    (["--tile", "64", "--tile-overlap", "64"],
+    (["--sampling.steps", "0"], "steps must be >= 1, got 0"),
+    (["--sampling.tile", "64", "--sampling.tile_overlap", "64"],
      "the tile overlap must be in [0, tile), got tile 64 and overlap 64 (output pixels)"),
     (["--window", "16"], "the window must be 1 + a multiple of 4 frames for tiny, got 16"),
     (["--window", "9", "--overlap", "9"], "the window overlap must be in [0, window), got window 9 and overlap 9"),

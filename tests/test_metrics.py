@@ -67,7 +67,7 @@ def test_litevsr_test_scores_paired_folders(tmp_path, backbone, backbone_dir, ca
     adapter = tmp_path / "anime"
     save_adapter(LiteVSR(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=2)).adapter, str(adapter),
                  backbone_dir, scale=4)
-    main(["test", "--gt", str(tmp_path / "GT"), "--lq", str(tmp_path / "LQ"), "--adapter", str(adapter),
+    main(["evaluate", str(tmp_path / "GT"), str(tmp_path / "LQ"), "--adapter", str(adapter),
           "--out", str(tmp_path / "eval"), "--window", "5"])
     table = capsys.readouterr().out
     assert "| bicubic | 2 |" in table and "| anime | 2 |" in table and "warp_error" in table
@@ -79,7 +79,7 @@ def test_litevsr_test_reports_a_missing_partner(tmp_path, capsys):
     _write_clip(tmp_path / "GT" / "a", next(random_clips(1, 1, 8, seed=1))[1])
     (tmp_path / "LQ").mkdir()
     with pytest.raises(SystemExit):
-        main(["test", "--gt", str(tmp_path / "GT"), "--lq", str(tmp_path / "LQ")])
+        main(["evaluate", str(tmp_path / "GT"), str(tmp_path / "LQ")])
     assert "has no partner" in capsys.readouterr().err
 
 

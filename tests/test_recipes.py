@@ -55,7 +55,7 @@ def test_general_recipe_trains_a_light_adapter_that_the_demo_starts_from():
     assert isinstance(general.datamodule.degradation, MixedDegradation)
     assert demo.model.hparams.init_adapter == "general"
     assert dict(demo.model.adapter.config) == dict(general.model.adapter.config)
-    assert (demo.model.hparams.start_noise, general.model.hparams.start_noise) == (0.0, 0.0)
+    assert (demo.model.sampling.start_noise, general.model.sampling.start_noise) == (0.0, 0.0)
 
 
 @pytest.mark.parametrize("method, cls", [("lora", "LoRAAdapter"), ("controlnet", "ControlNetAdapter"),

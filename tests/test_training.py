@@ -295,10 +295,11 @@ def test_fit_on_cached_latents_and_a_stale_cache_is_one_line(cached_shards, caus
 
 
 def test_validation_applies_the_recipes_colour_fix(causal_twin, shard_dirs):
-    """model.color_fix corrects validation outputs towards the bicubic upsampling of the LQ clip."""
+    """model.sampling.color_fix corrects validation outputs towards the bicubic upsampling of the LQ clip."""
     from litevsr.adapters import load_adapter
     from litevsr.color import color_fix
     from litevsr.frames import resize_video
+    from litevsr.inference import Sampling
     from litevsr.module import LiteVSRModule
 
     data = VideoShardDataModule(shard_dirs[0], shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2)
@@ -307,8 +308,8 @@ def test_validation_applies_the_recipes_colour_fix(causal_twin, shard_dirs):
     outputs = {}
     for fix in ("none", "wavelet"):
         backbone = WanBackbone(causal_twin["backbone"])
-        module = LiteVSRModule(backbone, load_adapter(causal_twin["adapter"], backbone), color_fix=fix,
-                               val_references=False)
+        module = LiteVSRModule(backbone, load_adapter(causal_twin["adapter"], backbone),
+                               sampling=Sampling(color_fix=fix), val_references=False)
         module.log = lambda *args, **kwargs: None
         outputs[fix] = module.validation_step(batch, 0)
     bicubic = resize_video(batch["lq"], batch["hq"].shape[-2:]).clamp(-1, 1)

@@ -138,15 +138,15 @@ def test_litevsr_test_and_predict_run(twin, videos, tmp_path, capsys):
     gt = tmp_path / "gt" / "odd.mkv"
     gt.parent.mkdir()
     gt.write_bytes(encode_video(np.repeat(np.repeat(read_video(str(lq)), 4, axis=1), 4, axis=2)))
-    main(["test", "--gt", str(gt.parent), "--lq", str(videos), "--adapter", adapter, "--out", str(tmp_path / "eval"),
-          "--max-frames", "9"])
+    main(["evaluate", str(gt.parent), str(videos), "--adapter", adapter, "--out", str(tmp_path / "eval"),
+          "--max_frames", "9"])
     rows = (tmp_path / "eval" / "per_clip.csv").read_text().splitlines()
     assert rows[1].startswith("odd,bicubic,9,") and rows[2].startswith("odd,adapter,9,")
 
     main(["predict", "--config", "recipes/upscale.yaml",
           "--model.backbone.class_path", f"litevsr.backbones.{KNOWN_BACKBONES[name].__name__}",
           "--model.backbone.init_args.pretrained", folder,
-          "--model.init_adapter", adapter, "--model.val_sigma_start", "1.0", "--model.start_noise", "1.0",
+          "--model.init_adapter", adapter,
           "--data.inputs", f"[{lq}]",
           "--data.output_dir", str(tmp_path / "pred"), "--trainer.accelerator", "cpu",
           "--trainer.default_root_dir", str(tmp_path)])
