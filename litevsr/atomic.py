@@ -1,4 +1,4 @@
-"""Atomic file writes: readers see the old file or the whole new one, never half of it.
+"""Atomic writes of files and folders: readers see the old one or the whole new one, never half of it.
 
     with atomic_path("out/manifest.json") as tmp:
         write_the_file(tmp)        # any writer that takes a path
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -22,8 +23,9 @@ from typing import Iterator
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     """Yield a temporary path beside `path`; when the block ends without an error it replaces `path`.
 
-    On an error (any exception, KeyboardInterrupt included) the temporary file is removed, if the block made it,
-    and `path` is left as it was. The block must close the file before it ends.
+    The block may write a file or a folder there; either replaces a file or a folder at `path`. On an error (any
+    exception, KeyboardInterrupt included) what the block made is removed and `path` is left as it was. The block
+    must close its files before it ends.
 
     Args:
         path: The file to write; its folder must exist.
@@ -33,11 +35,29 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial{suffix}"  # unique: concurrent writers never share a temporary
     try:
         yield tmp
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
-        if os.path.lexists(tmp):
-            os.remove(tmp)
+        _remove(tmp)
         raise
+
+
+def _replace(tmp: str, path: str) -> None:
+    """os.replace, which cannot replace a folder nor put a folder over a file: the old entry is moved aside first,
+    then removed."""
+    if not (os.path.lexists(path) and (os.path.isdir(path) or os.path.isdir(tmp))):
+        os.replace(tmp, path)
+        return
+    old = f"{tmp}.old"
+    os.replace(path, old)
+    os.replace(tmp, path)
+    _remove(old)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:

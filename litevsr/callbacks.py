@@ -10,16 +10,15 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
 from litevsr.adapters.base import ADAPTER_CLASSES, save_adapter
+from litevsr.atomic import atomic_path
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints to a temporary file, then rename: a crash never leaves a half-written .ckpt."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = str(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 class ResumableCheckpoint(ModelCheckpoint):
@@ -34,7 +33,10 @@ class ResumableCheckpoint(ModelCheckpoint):
 def unsharded_adapter(adapter):
     """`adapter` itself, or, where FSDP sharded it, a plain copy holding the full weights (on rank 0; None on the
     others). The copy is of the registered class FSDP subclassed, so the export reads as a single process's."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+    )
     from torch.distributed.tensor import DTensor
 
     if not any(isinstance(p, DTensor) for p in adapter.parameters()):

@@ -18,7 +18,6 @@ from litevsr.callbacks import AdapterExport, ResumableCheckpoint, ValidationSumm
 from litevsr.inference import Sampling
 from litevsr.module import LiteVSRModule
 
-
 #: Module options that moved into `model.sampling`: an old recipe is told the new key.
 RENAMED_OPTIONS = {"val_steps": "sampling.steps", "val_shift": "sampling.shift", "val_sigma_start": "sampling.sigma_start",
                    "val_seed": "sampling.seed", "start_noise": "sampling.start_noise", "color_fix": "sampling.color_fix"}

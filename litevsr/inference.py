@@ -13,7 +13,6 @@ import dataclasses
 import glob
 import math
 import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,6 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from litevsr import LiteVSRError, flow
+from litevsr.atomic import atomic_path
 from litevsr.color import check_color_fix, color_fix
 from litevsr.data.video import X264_REPEATABLE, iter_frames, video_info
 from litevsr.frames import frames_to_video, resize_video, video_to_frames
@@ -370,22 +370,12 @@ def upscale_file(model: LiteVSR, src: str, dst: str, scale: int = 4, sampling: S
     sr = upscale_frames(model, frames, scale, sampling, window, overlap, total=info["frames"] or None)
     width, height = info["width"] * scale, info["height"] * scale
     to_mp4 = dst.lower().endswith(".mp4")
-    tmp = f"{dst}.tmp{os.getpid()}" + (".mp4" if to_mp4 else "")
-    try:
+    with atomic_path(dst, suffix=".mp4" if to_mp4 else "") as tmp:
         if to_mp4:
             written = _write_mp4(sr, tmp, width, height, info["fps"], crf)
             if info.get("audio"):
-                _add_audio(tmp, src, tmp + ".audio.mp4")
-                os.replace(tmp + ".audio.mp4", tmp)
+                with atomic_path(tmp, suffix=".mp4") as with_audio:
+                    _add_audio(tmp, src, with_audio)
         else:
             written = _write_pngs(sr, tmp)
-        if os.path.exists(dst):  # overwrite was asked for
-            shutil.rmtree(dst) if os.path.isdir(dst) else os.remove(dst)
-        os.replace(tmp, dst)
-    finally:
-        for leftover in (tmp, tmp + ".audio.mp4"):
-            if os.path.isdir(leftover):
-                shutil.rmtree(leftover)
-            elif os.path.exists(leftover):
-                os.remove(leftover)
     return {"frames": written, "width": width, "height": height, "fps": info["fps"], "output": dst}

@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from litevsr import LiteVSRError
 from litevsr.frames import u8_values
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
 BT601_Y = (65.481, 128.553, 24.966)  # RGB weights for [0, 1] input -> Y in [16, 235]
 
@@ -105,7 +105,10 @@ def perceptual_metric(name: str):
     if not os.path.isfile(weights):
         raise LiteVSRError(f"{name.upper()} needs its backbone weights at {weights} (not downloaded automatically "
                            "here); copy the file there or leave the metric out")
-    from torchmetrics.image import DeepImageStructureAndTextureSimilarity, LearnedPerceptualImagePatchSimilarity
+    from torchmetrics.image import (
+        DeepImageStructureAndTextureSimilarity,
+        LearnedPerceptualImagePatchSimilarity,
+    )
 
     metric = LearnedPerceptualImagePatchSimilarity("alex") if name == "lpips" else DeepImageStructureAndTextureSimilarity()
     metric.eval()

@@ -12,12 +12,17 @@ from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image, ImageDraw
 
 from litevsr import LiteVSRError, flow
-from litevsr.adapters.base import Adapter, load_adapter, load_adapter_weights, read_adapter_config
-from litevsr.color import color_fix
+from litevsr.adapters.base import (
+    Adapter,
+    load_adapter,
+    load_adapter_weights,
+    read_adapter_config,
+)
 from litevsr.backbones.base import VideoBackbone
+from litevsr.color import color_fix
 from litevsr.frames import resize_video
-from litevsr.metrics import frame_metrics
 from litevsr.inference import Sampling, upscale_file
+from litevsr.metrics import frame_metrics
 from litevsr.model import LiteVSR
 
 TRAINED_PREFIX = "model."  # checkpoint keys are "model." + LiteVSR.trained_parameters() names

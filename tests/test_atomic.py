@@ -51,3 +51,39 @@ def test_write_json_atomic(tmp_path):
     with pytest.raises(TypeError):
         write_json_atomic(tmp_path / "m.json", {"clips": object()})  # not JSON: the old file stays
     assert json.loads((tmp_path / "m.json").read_text()) == {"clips": 3} and os.listdir(tmp_path) == ["m.json"]
+
+
+def _folder(path, text):
+    os.makedirs(path)
+    with open(os.path.join(path, "weights"), "w") as f:
+        f.write(text)
+
+
+@pytest.mark.parametrize("old", ["folder", "file", None])
+def test_a_folder_replaces_a_folder_or_a_file(tmp_path, old):
+    target = tmp_path / "adapter"
+    if old == "folder":
+        _folder(target, "old")
+    elif old == "file":
+        target.write_text("old")
+    with atomic_path(target) as tmp:
+        _folder(tmp, "new")
+    assert (target / "weights").read_text() == "new" and os.listdir(tmp_path) == ["adapter"]
+
+
+def test_a_failed_folder_leaves_the_old_folder_and_no_temporary(tmp_path):
+    target = tmp_path / "adapter"
+    _folder(target, "old")
+    with pytest.raises(ValueError):
+        with atomic_path(target) as tmp:
+            _folder(tmp, "half")
+            raise ValueError
+    assert (target / "weights").read_text() == "old" and os.listdir(tmp_path) == ["adapter"]
+
+
+def test_a_file_replaces_a_folder(tmp_path):
+    target = tmp_path / "out"
+    _folder(target, "old frames")
+    with atomic_path(target) as tmp, open(tmp, "w") as f:
+        f.write("video")
+    assert target.read_text() == "video" and os.listdir(tmp_path) == ["out"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import shutil
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
@@ -20,6 +19,7 @@ from safetensors.torch import load_file
 
 import litevsr
 from litevsr import LiteVSRError
+from litevsr.atomic import atomic_path
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -121,21 +121,16 @@ def save_adapter(adapter: Adapter, folder: str, backbone_name: str, scale: int |
     """Export `adapter` into `folder` (config.json + safetensors), recording the backbone it was trained on (its
     name and its family's, see `litevsr.backbones.FAMILIES`), its scale and `sampling`, the settings it was
     validated with (steps, sigma_start, shift). Atomic: the folder is complete or untouched."""
-    folder = os.path.abspath(folder)
-    tmp, old = f"{folder}.tmp{os.getpid()}", f"{folder}.old{os.getpid()}"
-    adapter.save_pretrained(tmp, safe_serialization=True)
-    adapter.save_extra(tmp)
-    config_path = os.path.join(tmp, CONFIG_NAME)
-    with open(config_path) as f:
-        config = json.load(f)
-    config["_litevsr"] = {"backbone": backbone_name, "family": family, "scale": scale, "sampling": sampling or {},
-                          "litevsr_version": litevsr.__version__}
-    with open(config_path, "w") as f:
-        json.dump(config, f, indent=2)
-    if os.path.isdir(folder):
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_path(os.path.abspath(folder)) as tmp:
+        adapter.save_pretrained(tmp, safe_serialization=True)
+        adapter.save_extra(tmp)
+        config_path = os.path.join(tmp, CONFIG_NAME)
+        with open(config_path) as f:
+            config = json.load(f)
+        config["_litevsr"] = {"backbone": backbone_name, "family": family, "scale": scale,
+                              "sampling": sampling or {}, "litevsr_version": litevsr.__version__}
+        with open(config_path, "w") as f:
+            json.dump(config, f, indent=2)
 
 
 def _read_config(path: str) -> dict:

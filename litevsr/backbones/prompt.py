@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 from safetensors.torch import save_file
 
 from litevsr import LiteVSRError
+from litevsr.atomic import atomic_path
 
 DEFAULT_PROMPT = "a high quality, sharp, detailed video"
 
@@ -22,7 +21,12 @@ def compute_prompt_embeds(text_encoder: str, out_path: str, prompt: str = DEFAUL
     Needs the optional `transformers` dependency (`pip install litevsr[text]`).
     """
     try:
-        from transformers import AutoConfig, AutoTokenizer, T5EncoderModel, UMT5EncoderModel
+        from transformers import (
+            AutoConfig,
+            AutoTokenizer,
+            T5EncoderModel,
+            UMT5EncoderModel,
+        )
     except ImportError as err:
         raise LiteVSRError("embedding the prompt needs transformers: pip install 'litevsr[text]'") from err
 
@@ -38,7 +42,6 @@ def compute_prompt_embeds(text_encoder: str, out_path: str, prompt: str = DEFAUL
     length = int(tokens.attention_mask.sum())
     embeds = torch.zeros_like(hidden)
     embeds[:, :length] = hidden[:, :length]
-    tmp = out_path + ".tmp"
-    save_file({"prompt_embeds": embeds.float().contiguous()}, tmp, metadata={"prompt": prompt})
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp:
+        save_file({"prompt_embeds": embeds.float().contiguous()}, tmp, metadata={"prompt": prompt})
     return embeds

@@ -10,11 +10,11 @@ smoke-test a recipe on one before renting GPUs (`litevsr twin NAME DIR`, or `pre
 from __future__ import annotations
 
 import os
-import shutil
 
 import torch
 
 from litevsr import LiteVSRError
+from litevsr.atomic import atomic_path
 from litevsr.backbones.base import TWIN_PREFIX
 
 # About as many transformer weight files as the real repositories have: small ones are one file, larger ones are
@@ -71,11 +71,7 @@ def cached_twin(name: str) -> str:
     cache = os.environ.get("LITEVSR_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "litevsr")
     folder = os.path.join(cache, "twins", name.replace("/", "--"))
     if not os.path.isdir(folder):
-        tmp = f"{folder}.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        write_twin(name, tmp, backbone_name=f"{TWIN_PREFIX}{name}")
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process wrote it first
-            shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        with atomic_path(folder) as tmp:
+            write_twin(name, tmp, backbone_name=f"{TWIN_PREFIX}{name}")
     return folder
