@@ -48,10 +48,10 @@ def build_shards(folder: str) -> dict:
 
 
 def throughput(shards: str, workers: int, lq: str, batches: int, batch_size: int) -> float:
-    from litevsr.data import pipeline
     from litevsr.data.datamodule import VideoShardDataModule
+    from litevsr.data.degradations import RealWorldDegradation
 
-    degradation = pipeline.RealWorldDegradation() if lq == "realworld" else None
+    degradation = RealWorldDegradation() if lq == "realworld" else None
     data = VideoShardDataModule(shards, None, scale=4, clip_frames=9, crop_size=64, batch_size=batch_size,
                                 num_workers=workers, samples_per_epoch=10**6, degradation=degradation,
                                 use_stored_lq=lq == "stored")
@@ -72,9 +72,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args()
-    from litevsr.data import pipeline
-
-    modes = ["simple"] + (["realworld"] if hasattr(pipeline, "RealWorldDegradation") else []) + ["stored"]
+    modes = ["simple", "realworld", "stored"]
     with tempfile.TemporaryDirectory() as folder:
         manifest = build_shards(folder)
         shards = os.path.join(folder, "shards")

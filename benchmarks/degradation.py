@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from litevsr.data import degradations as D
-from litevsr.data.pipeline import RealWorldDegradation
+from litevsr.data.degradations import RealWorldDegradation, RealWorldOptions
 
 FRAMES, SIZE, SCALE = 17, 256, 4
 
@@ -208,8 +208,8 @@ def measure(implementation: str, workers: int, clips: int, pool, degradation) ->
 
 def agreement_psnr() -> float:
     """PSNR between pipeline and reference on the same parameters with noise and codec off (same JPEG encoder)."""
-    quiet = RealWorldDegradation(noise_sigma=(0.0, 0.0), second_noise_sigma=(0.0, 0.0), gaussian_noise_prob=1.0,
-                                 codec_prob=0.0)
+    quiet = RealWorldDegradation(RealWorldOptions(noise_sigma=(0.0, 0.0), second_noise_sigma=(0.0, 0.0),
+                                                  gaussian_noise_prob=1.0, codec_prob=0.0))
     scores = []
     for seed in range(3):
         hq = synthetic_clip(100 + seed)
@@ -230,7 +230,7 @@ def main() -> None:
     torch.set_num_threads(1)
     pool = [synthetic_clip(seed) for seed in range(4)]
     rows = []
-    realesrgan = RealWorldDegradation(preset="realesrgan")
+    realesrgan = RealWorldDegradation("realesrgan")
     for workers in args.workers:
         ours, ours_cpu = measure("torch", workers, args.clips, pool, realesrgan)
         reference, reference_cpu = measure("reference", workers, args.clips, pool, realesrgan)
@@ -240,7 +240,7 @@ def main() -> None:
         print(rows[-1], file=sys.stderr)
     for preset in args.presets:
         if preset != "realesrgan":
-            rate, cpu = measure("torch", max(args.workers), args.clips, pool, RealWorldDegradation(preset=preset))
+            rate, cpu = measure("torch", max(args.workers), args.clips, pool, RealWorldDegradation(preset))
             rows.append({"preset": preset, "workers": max(args.workers), "clips_per_s": rate, "cpu_s_per_clip": cpu,
                          **{key: "-" for key in ("reference_clips_per_s", "reference_cpu_s_per_clip",
                                                  "speedup_vs_reference", "cpu_speedup_vs_reference")}})

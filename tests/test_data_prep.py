@@ -13,8 +13,9 @@ import webdataset as wds
 
 from conftest import random_clips
 from litevsr import LiteVSRError
-from litevsr.data import pipeline, prep
-from litevsr.data.clipping import ClipOptions, ClipStats, cut_clips
+from litevsr.data import prep
+from litevsr.data.degradations import SimpleDegradation
+from litevsr.data.clipping import ClipOptions, ClipStats, ClipTooSmallError, crop_window, cut_clips, window_starts
 from litevsr.data.prep import PrepOptions, prepare_shards, split_of, variant_seed
 from litevsr.data.shards import decode_latents, decode_sample, read_manifest, shard_urls, write_shards
 from litevsr.data.video import read_video
@@ -66,6 +67,17 @@ def test_crops_are_seeded_by_key_and_aligned():
     assert centre.crop == [24, 24, 16]
 
 
+def test_crop_window_centres_or_draws_on_the_grid_of_each_axis():
+    assert crop_window((10, 40, 64), (5, 16, 16), (1, 8, 8)) == (2, 8, 24)  # centred, rounded down onto the grid
+    drawn = {crop_window((10, 40, 64), (5, 16, 16), (1, 8, 8), np.random.default_rng(seed).integers)
+             for seed in range(200)}
+    assert {t for t, _, _ in drawn} == set(range(6)) and {y for _, y, _ in drawn} == {0, 8, 16, 24}
+    assert {x for _, _, x in drawn} == {0, 8, 16, 24, 32, 40, 48}
+    assert list(window_starts(37, 16, 8)) == [0, 8, 16]
+    with pytest.raises(ClipTooSmallError, match="clip k is 4x37x64, smaller than the crop 5x16x16"):
+        crop_window((4, 37, 64), (5, 16, 16), (1, 8, 8), name="clip k")
+
+
 def test_shard_round_trip_is_exact_and_small_videos_are_skipped(tmp_path):
     videos = make_videos(tmp_path / "in", n=2, frames=12)
     write_video(tmp_path / "in" / "tiny" / "small.mkv", pan(12, 16, seed=9))  # below --min-size: skipped
@@ -105,13 +117,13 @@ def test_resume_after_an_interruption_finishes_without_duplicates(tmp_path, monk
     monkeypatch.setattr(prep, "_sample", real_sample)
     assert not (out / "manifest.json").exists()
     assert sorted(os.listdir(out / ".make_shards" / "done")) == ["00000.json"]
-    assert glob.glob(str(out / "*-00001-*.tar.partial")) and not glob.glob(str(out / "*-00001-*.tar"))
+    assert not glob.glob(str(out / "*-00001-*"))  # the interrupted task removed its unfinished shards
 
-    # also a task killed between renaming its shards and writing its marker, and a stray temporary file
+    # also a task killed between renaming its shards and writing its marker, and one killed mid-shard
     manifest = prepare_shards([str(tmp_path / "in")], str(out), options, progress=False)
     os.remove(out / ".make_shards" / "done" / "00002.json")
     os.remove(out / "manifest.json")
-    (out / "clips-00002-0009.tar.partial").write_bytes(b"half a shard")
+    (out / "clips-00002-0009.tar.1a2b3c4d.partial").write_bytes(b"half a shard")
     manifest = prepare_shards([str(tmp_path / "in")], str(out), options, progress=False)
 
     assert manifest["clips"] == reference["clips"] == 9 and manifest["shards"] == 9
@@ -151,7 +163,7 @@ def test_lq_variants_are_stored_reproducible_and_decodable(tmp_path):
     assert all(lq.shape == (5, 8, 8, 3) for lq in lqs) and not np.array_equal(lqs[0], lqs[1])
     for k, lq in enumerate(lqs):  # exactly the degradation seeded by the clip key
         generator = torch.Generator().manual_seed(variant_seed(sample["__key__"], k, 0))
-        expected = video_to_frames(pipeline.SimpleDegradation()(frames_to_video(hq), 4, generator))
+        expected = video_to_frames(SimpleDegradation()(frames_to_video(hq), 4, generator))
         assert np.array_equal(lq, expected)
 
 

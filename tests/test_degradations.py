@@ -1,5 +1,7 @@
+import dataclasses
 import glob
 import math
+import os
 import pickle
 
 import pytest
@@ -8,7 +10,8 @@ import yaml
 
 from litevsr import LiteVSRError
 from litevsr.data import degradations as D
-from litevsr.data.pipeline import PRESETS, Degradation, MixedDegradation, RealWorldDegradation, SimpleDegradation
+from litevsr.data.degradations import (PRESETS, Degradation, MixedDegradation, RealWorldDegradation, RealWorldOptions,
+                                       SimpleDegradation, preset_options)
 
 KINDS = ["iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"]
 
@@ -195,7 +198,7 @@ def test_mixed_degradation_draws_each_member_by_weight_per_clip():
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_presets_run_with_exact_shapes_on_the_8bit_grid(preset):
     hq = smooth_clip(5, 37, 45)[0]  # odd sizes
-    degradation = RealWorldDegradation(preset=preset)
+    degradation = RealWorldDegradation(preset)
     for scale, seed in ((4, 0), (2, 1)):
         lq = degradation(hq, scale, torch.Generator().manual_seed(seed))
         assert lq.shape == (3, 5, 37 // scale, 45 // scale) and lq.dtype == hq.dtype
@@ -206,7 +209,7 @@ def test_presets_run_with_exact_shapes_on_the_8bit_grid(preset):
 def test_same_seed_same_output_different_seed_different_output():
     hq = smooth_clip(5, 32, 32)[0]
     original = hq.clone()
-    degradation = RealWorldDegradation(codec_prob=1.0, grain_prob=0.5, dust_prob=0.5, scratch_prob=0.5)
+    degradation = RealWorldDegradation(RealWorldOptions(codec_prob=1.0, grain_prob=0.5, dust_prob=0.5, scratch_prob=0.5))
     first = degradation(hq, 4, torch.Generator().manual_seed(7))
     assert torch.equal(first, degradation(hq, 4, torch.Generator().manual_seed(7)))
     assert not torch.equal(first, degradation(hq, 4, torch.Generator().manual_seed(8)))
@@ -216,79 +219,104 @@ def test_same_seed_same_output_different_seed_different_output():
 
 
 def test_per_frame_parameters_drift_by_at_most_the_walk_step():
-    degradation = RealWorldDegradation(preset="realesrgan", sinc_prob=0.0, second_sinc_prob=0.0, blur_prob=1.0,
-                                       second_blur_prob=1.0, kernel_probs={"aniso": 1.0})
+    degradation = RealWorldDegradation(preset_options("realesrgan", sinc_prob=0.0, second_sinc_prob=0.0, blur_prob=1.0,
+                                                      second_blur_prob=1.0, kernel_probs={"aniso": 1.0}))
     o = degradation.options
     moved = 0
     for seed in range(4):
         params = degradation.sample_params(9, torch.Generator().manual_seed(seed))
-        for stage, sigma_range in (("stage1", o["blur_sigma"]), ("stage2", o["second_blur_sigma"])):
+        for stage, sigma_range in (("stage1", o.blur_sigma), ("stage2", o.second_blur_sigma)):
             p = params[stage]
             kernel, noise = p["blur"], p["noise"]
-            noise_step = o["drift_noise"] if noise["kind"] == "gaussian" else o["drift_poisson"]
-            for track, step in ((kernel["sigma_x"], o["drift_sigma"]), (kernel["sigma_y"], o["drift_sigma"]),
-                                (kernel["theta"], o["drift_angle"]), (noise["level"], noise_step),
-                                (p["jpeg"], o["drift_quality"])):
+            noise_step = o.drift_noise if noise["kind"] == "gaussian" else o.drift_poisson
+            for track, step in ((kernel["sigma_x"], o.drift_sigma), (kernel["sigma_y"], o.drift_sigma),
+                                (kernel["theta"], o.drift_angle), (noise["level"], noise_step),
+                                (p["jpeg"], o.drift_quality)):
                 assert track.shape == (9,)
                 assert (track[1:] - track[:-1]).abs().max() <= step + 1e-9
                 moved += int((track[1:] != track[:-1]).any())
             assert sigma_range[0] <= kernel["sigma_x"].min() and kernel["sigma_x"].max() <= sigma_range[1]
     assert moved >= 30  # they do drift
-    frozen = RealWorldDegradation(drift_sigma=0.0, drift_angle=0.0, drift_noise=0.0, drift_poisson=0.0,
-                                  drift_quality=0.0).sample_params(5, torch.Generator().manual_seed(0))
+    frozen = RealWorldDegradation(RealWorldOptions(drift_sigma=0.0, drift_angle=0.0, drift_noise=0.0, drift_poisson=0.0,
+                                                   drift_quality=0.0)).sample_params(5, torch.Generator().manual_seed(0))
     assert len(set(frozen["stage1"]["jpeg"].tolist())) == 1
 
 
 def test_sample_params_is_what_call_applies():
     hq = smooth_clip(3, 32, 32)[0]
-    degradation = RealWorldDegradation(preset="old_film")
+    degradation = RealWorldDegradation("old_film")
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     params = degradation.sample_params(3, g1)
     assert torch.equal(degradation.apply(hq, 4, params, g1), degradation(hq, 4, g2))
 
 
 def test_explicit_arguments_override_the_preset():
-    anime = RealWorldDegradation(preset="anime", codec_prob=0.25)
-    assert anime.options["codec_prob"] == 0.25
-    assert anime.options["posterize_prob"] == PRESETS["anime"]["posterize_prob"]
-    never = RealWorldDegradation(codec_prob=0.0, posterize_prob=0.0)
+    anime = RealWorldDegradation(preset_options("anime", codec_prob=0.25))
+    assert anime.options.codec_prob == 0.25
+    assert anime.options.posterize_prob == PRESETS["anime"].posterize_prob
+    never = RealWorldDegradation(RealWorldOptions(codec_prob=0.0, posterize_prob=0.0))
     assert never.sample_params(3, torch.Generator().manual_seed(0))["codec"] is None
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    (dict(preset="cartoon"), "unknown degradation preset"),
     (dict(blur_sigma=(-1.0, 2.0)), "blur_sigma"),
-    (dict(second_blur_sigma=(0.0, 2.0)), "blur sigma"),
+    (dict(second_blur_sigma=(0.0, 2.0)), "second_blur_sigma"),
     (dict(noise_sigma=(5.0, 1.0)), "noise_sigma"),
+    (dict(jpeg_quality=(50.0, 101.0)), "jpeg_quality"),
+    (dict(posterize_levels=(1, 8)), "posterize_levels"),
     (dict(codec_prob=1.5), "codec_prob"),
     (dict(drift_sigma=-0.1), "drift_sigma"),
     (dict(kernel_probs={"box": 1.0}), "kernel_probs"),
+    (dict(kernel_size=(8, 8)), "kernel_size"),
+    (dict(resize_probs=(0.5, 0.5)), "resize_probs"),
     (dict(codecs=["vp9"]), "codecs"),
     (dict(resize_modes=["lanczos"]), "resize_modes"),
 ])
-def test_bad_arguments_raise_one_line_errors(kwargs, words):
-    with pytest.raises(LiteVSRError, match=words) as error:
-        RealWorldDegradation(**kwargs)
+def test_bad_options_raise_one_line_errors_naming_the_option(kwargs, words):
+    with pytest.raises(LiteVSRError, match=f"RealWorldOptions: {words} ") as error:
+        RealWorldOptions(**kwargs)
     assert "\n" not in str(error.value)
+    with pytest.raises(LiteVSRError, match=words):  # also when changing a preset
+        preset_options("anime", **kwargs)
+
+
+def test_unknown_preset_names_the_presets():
+    with pytest.raises(LiteVSRError, match="unknown degradation preset 'cartoon'; choose one of realesrgan, anime"):
+        RealWorldDegradation("cartoon")
+
+
+def test_options_from_lists_equal_the_preset_and_name_it():
+    spelled = RealWorldOptions(**{k: list(v) if isinstance(v, tuple) else v
+                                  for k, v in vars(PRESETS["anime"]).items()})  # as YAML gives them
+    assert spelled == PRESETS["anime"] and repr(RealWorldDegradation(spelled)) == "RealWorldDegradation(preset='anime')"
+    assert "codec_prob=0.5" in repr(RealWorldDegradation(preset_options("anime", codec_prob=0.5)))
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob("recipes/degradations/*.yaml")))
 def test_preset_files_spell_out_their_preset(path):
     block = yaml.safe_load(open(path))
-    assert block["class_path"] == "litevsr.data.pipeline.RealWorldDegradation"
-    spelled = RealWorldDegradation(**block["init_args"]).options
-    preset = RealWorldDegradation(preset=block["init_args"]["preset"]).options
-    assert {k: list(v) if isinstance(v, tuple) else v for k, v in spelled.items()} == \
-        {k: list(v) if isinstance(v, tuple) else v for k, v in preset.items()}
+    assert block["class_path"] == "litevsr.data.degradations.RealWorldDegradation"
+    name = os.path.basename(path).removesuffix(".yaml")
+    assert RealWorldOptions(**block["init_args"]["options"]) == PRESETS[name]
+    assert set(block["init_args"]["options"]) == {f.name for f in dataclasses.fields(RealWorldOptions)}
 
 
 def test_degradation_block_parses_from_yaml():
+    """As recipes give it: a preset's name, a preset file with a changed value, or some options."""
     from jsonargparse import ArgumentParser
 
+    def data(degradation: Degradation):
+        """Stands in for the data module, whose arguments take sub-config files, as the CLI's do."""
+
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--degradation", type=Degradation)
-    cfg = parser.parse_string("degradation:\n  class_path: litevsr.data.pipeline.RealWorldDegradation\n"
-                              "  init_args: {preset: old_film, dust_count: 2, kernel_probs: {iso: 1.0}}\n")
-    degradation = parser.instantiate(cfg).degradation
-    assert degradation.preset == "old_film" and degradation.options["dust_count"] == 2
-    assert degradation.options["grain_prob"] == PRESETS["old_film"]["grain_prob"]
+    parser.add_function_arguments(data, "data", sub_configs=True)
+    block = "data:\n  degradation:\n    class_path: litevsr.data.degradations.RealWorldDegradation\n    init_args: "
+    assert parser.instantiate(parser.parse_string(block + "{options: old_film}\n")).data.degradation.options == \
+        PRESETS["old_film"]
+    cfg = parser.parse_args(["--data.degradation", "recipes/degradations/old_film.yaml",
+                             "--data.degradation.init_args.options.dust_count", "2"])
+    assert parser.instantiate(cfg).data.degradation.options == preset_options("old_film", dust_count=2)
+    cfg = parser.parse_string(block + "{options: {dust_count: 2, kernel_probs: {iso: 1.0}}}\n")
+    assert parser.instantiate(cfg).data.degradation.options == RealWorldOptions(dust_count=2, kernel_probs={"iso": 1.0})
+    with pytest.raises(Exception, match="codec_prob"):
+        parser.instantiate(parser.parse_string(block + "{options: {codec_prob: 2.0}}\n"))

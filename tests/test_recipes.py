@@ -48,7 +48,7 @@ def test_default_adapter_stays_within_the_papers_share_at_real_size(name):
 def test_general_recipe_trains_a_light_adapter_that_the_demo_starts_from():
     """The default adapter stays within 20 % of the generator's transformer, sees clean and damaged LQ, and the
     demo's adapter settings match it (the demo loads the shipped one)."""
-    from litevsr.data.pipeline import MixedDegradation
+    from litevsr.data.degradations import MixedDegradation
 
     general, demo = instantiate("recipes/general_x4.yaml"), instantiate("recipes/demo.yaml")
     assert general.model.parameter_counts()["share"] <= 0.20

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -61,13 +61,28 @@ def is_cut(difference: float, recent: Iterable[float], threshold: float) -> bool
     return difference >= threshold and (not recent or difference >= CUT_RATIO * float(np.median(recent)))
 
 
-def crop_window(height: int, width: int, size: int, mode: str, seed: int, multiple: int = 1) -> tuple[int, int]:
-    """Top-left corner of a `size` square: centred or seeded-random, on a grid of `multiple` pixels."""
-    if mode == "center":
-        return (height - size) // 2 // multiple * multiple, (width - size) // 2 // multiple * multiple
-    rng = np.random.default_rng(seed)
-    return (int(rng.integers((height - size) // multiple + 1)) * multiple,
-            int(rng.integers((width - size) // multiple + 1)) * multiple)
+class ClipTooSmallError(LiteVSRError):
+    """A clip is smaller than the crop asked of it: data that can never fit, so never skipped."""
+
+
+def window_starts(extent: int, size: int, multiple: int = 1) -> range:
+    """Starts of the `size` windows inside `extent` on a grid of `multiple`: 0, multiple, ... while one fits."""
+    return range(0, extent - size + 1, multiple)
+
+
+def crop_window(extent: Sequence[int], size: Sequence[int], multiple: Sequence[int],
+                draw: Callable[[int], int] | None = None, name: str = "clip") -> tuple[int, ...]:
+    """Start of a `size` window inside `extent` on each axis (e.g. (T, H, W)), on the grid of that axis's `multiple`.
+
+    Centred (rounded down onto the grid) without `draw`; else `draw(n)` picks one of the n grid starts of each axis
+    in turn (e.g. torch.randint or numpy's Generator.integers), so a seed fixes the window.
+    Raises ClipTooSmallError when the window does not fit.
+    """
+    if any(e < s for e, s in zip(extent, size)):
+        raise ClipTooSmallError(f"{name} is {'x'.join(map(str, extent))}, smaller than the crop "
+                                f"{'x'.join(map(str, size))}")
+    starts = [window_starts(e, s, m) for e, s, m in zip(extent, size, multiple)]
+    return tuple(r[(len(r) - 1) // 2] if draw is None else r[int(draw(len(r)))] for r in starts)
 
 
 @dataclass
@@ -158,8 +173,9 @@ def _check_size(height: int, width: int, options: ClipOptions) -> None:
 def _finish(frames: np.ndarray, key: str, start: int, scene: int, options: ClipOptions) -> Clip:
     crop = None
     if options.crop:
-        seed = zlib.crc32(f"{key}/crop".encode()) ^ options.seed
-        y, x = crop_window(frames.shape[1], frames.shape[2], options.crop, options.crop_mode, seed, options.multiple)
+        draw = None if options.crop_mode == "center" else np.random.default_rng(
+            zlib.crc32(f"{key}/crop".encode()) ^ options.seed).integers
+        y, x = crop_window(frames.shape[1:3], (options.crop,) * 2, (options.multiple,) * 2, draw, key)
         frames = np.ascontiguousarray(frames[:, y:y + options.crop, x:x + options.crop])
         crop = [y, x, options.crop]
     return Clip(key, start, scene, frames, clip_motion(frames), crop)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import warnings
 import zlib
+from collections.abc import Sequence
 
 import lightning as L
 import torch
@@ -20,9 +21,11 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from litevsr import LiteVSRError
-from litevsr.data.pipeline import ClipTooSmallError, Degradation, SimpleDegradation, crop_clip, frames_to_video
+from litevsr.data.clipping import ClipTooSmallError, crop_window
+from litevsr.data.degradations import Degradation, SimpleDegradation
 from litevsr.data.shards import (LATENTS_MEMBER, SampleFormatError, decode_latents, decode_sample, read_manifest,
                                  sample_metadata, shard_urls, stored_lq_variants)
+from litevsr.frames import frames_to_video
 
 
 class SkippedSamples:
@@ -61,17 +64,12 @@ class SkippedSamples:
         return True
 
 
-def aligned_window(t: int, h: int, w: int, frames: int, size: int, scale: int, key: str,
-                   generator: torch.Generator | None) -> tuple[int, int, int]:
-    """(t0, y0, x0) of a frames x size x size crop with y0, x0 multiples of `scale` (so the LQ crop is exact):
-    random with a generator, centred without."""
-    if t < frames or h < size or w < size:
-        raise ClipTooSmallError(f"clip {key} is {t}x{h}x{w} (TxHxW), smaller than the crop {frames}x{size}x{size}")
-    if generator is None:
-        return (t - frames) // 2, (h - size) // 2 // scale * scale, (w - size) // 2 // scale * scale
-    t0, y0, x0 = (int(torch.randint(n + 1, (), generator=generator)) for n in (t - frames, (h - size) // scale,
-                                                                                  (w - size) // scale))
-    return t0, y0 * scale, x0 * scale
+def clip_window(clip_shape: Sequence[int], frames: int, size: int, scale: int, key: str,
+                generator: torch.Generator | None) -> tuple[int, int, int]:
+    """(t0, y0, x0) of a frames x size x size crop of a (T, H, W) clip, with y0 and x0 multiples of `scale` (so an
+    LQ crop at 1/scale matches exactly): drawn with a generator, centred without."""
+    draw = None if generator is None else (lambda n: torch.randint(n, (), generator=generator))
+    return crop_window(clip_shape, (frames, size, size), (1, scale, scale), draw, f"clip {key} (TxHxW)")
 
 
 class VideoShardDataModule(L.LightningDataModule):
@@ -185,8 +183,9 @@ class VideoShardDataModule(L.LightningDataModule):
     def _pair(self, sample: dict, size: int, generator: torch.Generator, random_crop: bool) -> dict:
         if "lq_frames" in sample:
             return self._stored_pair(sample, size, generator if random_crop else None)
-        hq = frames_to_video(crop_clip(sample["frames"], self.hparams.clip_frames, size, sample["key"],
-                                       generator if random_crop else None))
+        t0, y0, x0 = clip_window(sample["frames"].shape[:3], self.hparams.clip_frames, size, 1, sample["key"],
+                                 generator if random_crop else None)
+        hq = frames_to_video(sample["frames"][t0:t0 + self.hparams.clip_frames, y0:y0 + size, x0:x0 + size])
         if random_crop and torch.rand((), generator=generator) < 0.5:
             hq = hq.flip(-1)
         return {"hq": hq, "lq": self.degradation(hq, self.hparams.scale, generator), "key": sample["key"]}
@@ -197,7 +196,7 @@ class VideoShardDataModule(L.LightningDataModule):
         if lq_u8.shape[:3] != (t, h // s, w // s) or h % s or w % s:
             raise LiteVSRError(f"sample {key}: stored LQ is {lq_u8.shape[:3]}, expected {(t, h // s, w // s)} for "
                                f"HQ {(t, h, w)} at scale {s}")
-        t0, y0, x0 = aligned_window(t, h, w, self.hparams.clip_frames, size, s, key, generator)
+        t0, y0, x0 = clip_window((t, h, w), self.hparams.clip_frames, size, s, key, generator)
         t1 = t0 + self.hparams.clip_frames
         hq = frames_to_video(hq_u8[t0:t1, y0:y0 + size, x0:x0 + size])
         lq = frames_to_video(lq_u8[t0:t1, y0 // s:(y0 + size) // s, x0 // s:(x0 + size) // s])

@@ -2,10 +2,10 @@
 pre-degraded LQ variants and precomputed HQ latents. The command line is data_prep/make_shards.py.
 
 Work is split into *tasks* of `videos_per_task` consecutive videos (sorted by path). A task writes its own
-shards, `<prefix>-<task:05d>-<n:04d>.tar`, under temporary names (`.tar.partial`) and renames them when the
-task is complete; then it writes a done-marker `.make_shards/done/<task:05d>.json` with its stats. A re-run
-skips tasks that have a marker (and whose shards are all there), deletes whatever unfinished tasks left
-behind, and redoes them, so an interrupted run never leaves duplicate or half-written shards. Every clip is
+shards, `<prefix>-<task:05d>-<n:04d>.tar`, under temporary names (`.tar.<hex>.partial`, shards.ShardWriter)
+and renames them when the task is complete (an error removes them); then it writes a done-marker
+`.make_shards/done/<task:05d>.json` with its stats. A re-run skips tasks that have a marker (and whose shards
+are all there), deletes whatever unfinished (killed) tasks left behind, and redoes them, so an interrupted run never leaves duplicate or half-written shards. Every clip is
 deterministic (crops and degradations are seeded by the clip key), so a redone task writes the same samples.
 The manifests are written last, atomically, from the markers.
 
@@ -28,14 +28,15 @@ import os
 import re
 import zlib
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
-import webdataset as wds
 
 from litevsr import LiteVSRError
+from litevsr.atomic import write_json_atomic
 from litevsr.data.clipping import ClipOptions, ClipStats, VideoSkipped, cut_clips
-from litevsr.data.shards import LATENTS_MEMBER, MANIFEST, latents_member, member_checksums, write_json_atomic
+from litevsr.data.shards import LATENTS_MEMBER, MANIFEST, ShardWriter, latents_member, member_checksums
 from litevsr.data.video import VIDEO_EXTENSIONS, encode_video, is_video_file, iter_frames, video_info
 
 STATE_DIR = ".make_shards"
@@ -153,11 +154,11 @@ def check_options(options: PrepOptions) -> None:
 
 
 def build_degradation(options: PrepOptions):
-    from litevsr.data.pipeline import RealWorldDegradation, SimpleDegradation
+    from litevsr.data.degradations import RealWorldDegradation, SimpleDegradation
 
     if options.degradation_preset is None:
         return SimpleDegradation()
-    return RealWorldDegradation(preset=options.degradation_preset)
+    return RealWorldDegradation(options.degradation_preset)
 
 
 def degradation_name(options: PrepOptions) -> str | None:
@@ -208,7 +209,7 @@ def shard_dirs(out: str, options: PrepOptions) -> dict[str, str]:
 
 
 def task_files(out: str, options: PrepOptions, task: int) -> list[str]:
-    """Every file a task may have written, finished (.tar) or not (.tar.partial)."""
+    """Every file a task may have written, finished (.tar) or not (.tar.<hex>.partial)."""
     pattern = f"{glob.escape(options.prefix)}-{task:05d}-*.tar*"
     return sorted(f for d in shard_dirs(out, options).values() for f in glob.glob(os.path.join(glob.escape(d), pattern)))
 
@@ -222,28 +223,20 @@ def run_task(task: int, videos: list[tuple[str, str]], out: str, options: PrepOp
     for leftover in task_files(out, options, task):
         os.remove(leftover)
     dirs = shard_dirs(out, options)
-    writers: dict[str, wds.ShardWriter] = {}
-    written: dict[str, list[str]] = {split: [] for split in dirs}
+    writers: dict[str, ShardWriter] = {}
+    with ExitStack() as finish:  # every split's shards appear when the task is complete, or none do
 
-    def writer(split: str) -> wds.ShardWriter:
-        if split not in writers:
-            os.makedirs(dirs[split], exist_ok=True)
-            pattern = os.path.join(dirs[split], f"{options.prefix}-{task:05d}-%04d.tar.partial")
-            writers[split] = wds.ShardWriter(pattern, maxcount=options.clips_per_shard,
-                                             maxsize=options.shard_size_mb * 1e6, verbose=0,
-                                             post=written[split].append)
-        return writers[split]
+        def writer(split: str) -> ShardWriter:
+            if split not in writers:
+                os.makedirs(dirs[split], exist_ok=True)
+                pattern = os.path.join(dirs[split], f"{options.prefix}-{task:05d}-%04d.tar")
+                writers[split] = finish.enter_context(
+                    ShardWriter(pattern, maxcount=options.clips_per_shard, maxsize=options.shard_size_mb * 1e6))
+            return writers[split]
 
-    entries = [_process_video(path, name, options, writer, device) for path, name in videos]
-    for sink in writers.values():
-        sink.close()
-    shards = {}
-    for split, partials in written.items():
-        shards[split] = []
-        for partial in partials:
-            final = partial[: -len(".partial")]
-            os.replace(partial, final)
-            shards[split].append(os.path.basename(final))
+        entries = [_process_video(path, name, options, writer, device) for path, name in videos]
+    shards = {split: [os.path.basename(p) for p in (writers[split].paths if split in writers else [])]
+              for split in dirs}
     marker = {"task": task, "videos": entries, "shards": shards}
     write_json_atomic(marker_path(out, task), marker)
     return marker

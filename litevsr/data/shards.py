@@ -14,12 +14,15 @@ import json
 import os
 import re
 import zlib
-from typing import Iterable
+from collections.abc import Iterable
+from contextlib import ExitStack
+from typing import Self
 
 import numpy as np
 import webdataset as wds
 
 from litevsr import LiteVSRError
+from litevsr.atomic import atomic_path, write_json_atomic
 from litevsr.data.video import encode_video, read_video
 
 MANIFEST = "manifest.json"
@@ -52,12 +55,51 @@ def sample_metadata(sample: dict) -> dict:
     return meta
 
 
-def write_json_atomic(path: str, obj) -> None:
-    """Write JSON to a temporary name, then rename: readers see the old file or the new one, never half."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+class ShardWriter:
+    """Samples -> tar shards `pattern % 0`, `pattern % 1`, ..., a new one every `maxcount` samples or `maxsize`
+    bytes (webdataset's TarWriter writes them), that all appear at once when the `with` block ends.
+
+    Each shard is written under a temporary name (litevsr.atomic.atomic_path, `<shard>.<hex>.partial`) and renamed
+    when the block ends without an error; an error removes them, so readers never see a half-written shard.
+    `paths` lists the final paths, in order. No sample, no shard.
+    """
+
+    def __init__(self, pattern: str, maxcount: int, maxsize: float = 3e9):
+        self.pattern, self.maxcount, self.maxsize = pattern, maxcount, maxsize
+        self.paths: list[str] = []
+        self._pending = ExitStack()  # one atomic_path per shard
+        self._file = self._tar = None
+        self._count = self._size = 0
+
+    def write(self, sample: dict) -> None:
+        if self._tar is None or self._count >= self.maxcount or self._size >= self.maxsize:
+            self._next_shard()
+        self._size += self._tar.write(sample)
+        self._count += 1
+
+    def _next_shard(self) -> None:
+        self._close_shard()
+        self.paths.append(self.pattern % len(self.paths))
+        tmp = self._pending.enter_context(atomic_path(self.paths[-1]))
+        self._file = open(tmp, "wb")  # noqa: SIM115  (open while the shard fills; closed by _close_shard)
+        self._tar, self._count, self._size = wds.TarWriter(self._file), 0, 0
+
+    def _close_shard(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            self._file.close()
+            self._tar = self._file = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        try:
+            self._close_shard()
+        except BaseException as error:
+            self._pending.__exit__(type(error), error, error.__traceback__)  # removes the temporaries
+            raise
+        return self._pending.__exit__(*exc)  # renames them all, or on an error removes them
 
 
 def write_shards(clips: Iterable[tuple[str, np.ndarray, dict]], out_dir: str, clips_per_shard: int = 64,
@@ -65,8 +107,7 @@ def write_shards(clips: Iterable[tuple[str, np.ndarray, dict]], out_dir: str, cl
     """Write (key, frames_u8, metadata) clips to `out_dir/prefix-000000.tar`, ... and a manifest."""
     os.makedirs(out_dir, exist_ok=True)
     stats = {"clips": 0, "shards": 0, "min_frames": None, "min_height": None, "min_width": None, "sources": {}}
-    pattern = os.path.join(out_dir, f"{prefix}-%06d.tar")
-    with wds.ShardWriter(pattern, maxcount=clips_per_shard, verbose=0) as sink:
+    with ShardWriter(os.path.join(out_dir, f"{prefix}-%06d.tar"), maxcount=clips_per_shard) as sink:
         for key, frames, meta in clips:
             t, h, w = frames.shape[:3]
             sample = {"__key__": key, "hq.mkv": encode_video(frames, fps=meta.get("fps", 25.0))}
@@ -78,7 +119,7 @@ def write_shards(clips: Iterable[tuple[str, np.ndarray, dict]], out_dir: str, cl
             source = meta.get("source", "unknown")
             stats["sources"].setdefault(source, {"clips": 0, "license": meta.get("license", "unknown")})
             stats["sources"][source]["clips"] += 1
-        stats["shards"] = sink.shard if stats["clips"] else 0
+    stats["shards"] = len(sink.paths)
     write_json_atomic(os.path.join(out_dir, MANIFEST), stats)
     return stats
 

@@ -5,7 +5,7 @@ Conventions:
   apply to every frame. Kernels are (k, k), (T, k, k) or (B, T, k, k) and are applied frame by frame.
 - Noise levels are in 8-bit units (0-255), as in Real-ESRGAN; the video itself lives in [-1, 1].
 - Randomness only comes from the `generator` argument (CPU), so a seed fixes the output.
-The pipelines that sample parameters and wire these together live in litevsr.data.pipeline.
+The per-clip pipelines that draw the parameters and chain these live in litevsr.data.degradations.pipelines.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from litevsr.data.video import X264_REPEATABLE
-from litevsr.frames import resize_video  # noqa: F401  (a degradation step too)
+from litevsr.frames import resize_video  # noqa: F401  (a degradation step too; exported by the package)
 
 RESIZE_MODES = ("area", "bilinear", "bicubic", "nearest")
 CODECS = ("libx264", "h264", "mpeg4")  # PyAV encoder names; in PyAV's FFmpeg "h264" encodes with libx264
@@ -397,18 +397,3 @@ def dust(video: torch.Tensor, count: int, generator: torch.Generator | None = No
         patch = out[clip, :, frame, y0:y1, x0:x1]
         out[clip, :, frame, y0:y1, x0:x1] = patch * (1 - alpha) + float(colour[i]) * alpha
     return out
-
-
-# ----------------------------------------------------------------------------------------------- simple pipeline
-
-
-def simple_degradation(hq: torch.Tensor, scale: int, generator: torch.Generator,
-                       blur_sigma: tuple[float, float] = (0.2, 1.5),
-                       noise_sigma: tuple[float, float] = (0.0, 5.0)) -> torch.Tensor:
-    """Blur + bicubic down by `scale` + Gaussian noise, quantised to 8 bit. One draw per clip."""
-    uniform = lambda lo, hi: lo + (hi - lo) * float(torch.rand((), generator=generator))  # noqa: E731
-    sigma = uniform(*blur_sigma)
-    lq = hq if sigma <= 0 else blur(hq, gaussian_kernel(2 * math.ceil(3 * sigma) + 1, sigma))  # 0: plain bicubic
-    lq = resize_video(lq, (hq.shape[-2] // scale, hq.shape[-1] // scale))
-    lq = gaussian_noise(lq, uniform(*noise_sigma), generator)
-    return quantize(lq)
