@@ -23,11 +23,21 @@ RENAMED_OPTIONS = {"val_steps": "sampling.steps", "val_shift": "sampling.shift",
                    "val_seed": "sampling.seed", "start_noise": "sampling.start_noise", "color_fix": "sampling.color_fix"}
 
 
+#: Modules whose classes moved: an old recipe's class_path is told the new one.
+MOVED_MODULES = {"litevsr.data.pipeline": "litevsr.data.degradations", "litevsr.data.files": "litevsr.data.datamodule"}
+
+
 def _config_error(message: str) -> str:
     """jsonargparse's nested union errors run to dozens of lines; keep the line that names the problem."""
     for old, new in RENAMED_OPTIONS.items():
         if re.search(rf"model\.{old}\b", message) or (f"'{old}'" in message and "accept" in message):
             return f"model.{old} is now model.{new}"
+    for old, new in MOVED_MODULES.items():
+        moved = re.search(rf"{re.escape(old)}\.(\w+)", message)
+        if moved:
+            return f"class_path {old}.{moved.group(1)} is now {new}.{moved.group(1)}"
+    if re.search(r"'preset'", message) and "accept" in message:
+        return "RealWorldDegradation's init_args.preset is now init_args.options (a preset name or the options)"
     broken = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*(cannot import .*|No module named .*)", message)
     if broken:  # the class exists in the recipe but cannot be imported
         return f"class_path {broken.group(1)}: {broken.group(2).strip()}"

@@ -285,7 +285,7 @@ class LiteVSRModule(L.LightningModule):
                 os.path.join(self.logger.log_dir, "val_samples.png"))
 
     def predict_step(self, batch, batch_idx):
-        """A file item (litevsr.data.files.VideoFiles) is upscaled into its output file, as `litevsr upscale`
+        """A file item (litevsr.data.datamodule.VideoFiles) is upscaled into its output file, as `litevsr upscale`
         does; a validation-style batch gives SR clips at its HQ size."""
         if "input" in batch:
             return upscale_file(self.model, batch["input"], batch["output"], batch["scale"], self.sampling,

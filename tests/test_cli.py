@@ -71,3 +71,20 @@ def test_embed_prompt_writes_the_embedding_a_backbone_reads(tmp_path, capsys):
     assert embeds.shape == (1, 8, 16)
     assert embeds[0, :3].abs().sum(-1).min() > 0 and embeds[0, 3:].abs().max() == 0
     assert capsys.readouterr().out.startswith(f"wrote {out}")
+
+
+@pytest.mark.parametrize("degradation,message", [
+    ("{class_path: litevsr.data.pipeline.RealWorldDegradation}",
+     "class_path litevsr.data.pipeline.RealWorldDegradation is now litevsr.data.degradations.RealWorldDegradation"),
+    ("{class_path: litevsr.data.files.VideoFiles}",
+     "class_path litevsr.data.files.VideoFiles is now litevsr.data.datamodule.VideoFiles"),
+    ("{class_path: litevsr.data.degradations.RealWorldDegradation, init_args: {preset: anime}}",
+     "RealWorldDegradation's init_args.preset is now init_args.options (a preset name or the options)"),
+])
+def test_an_old_degradation_recipe_names_the_new_form(tmp_path, capsys, degradation, message):
+    old = tmp_path / "old.yaml"
+    old.write_text("data:\n  class_path: litevsr.data.datamodule.VideoShardDataModule\n  init_args:\n"
+                   f"    degradation:\n      {degradation}\n")
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "recipes/demo.yaml", "--config", str(old), "--print_config"])
+    assert capsys.readouterr().err.strip().splitlines() == [f"litevsr: error: {message} (see --help)"]

@@ -106,8 +106,8 @@ def test_every_validation_leaves_a_resumable_checkpoint(tmp_path, backbone_dir, 
 
 
 def _module_from(ckpt, backbone_dir):
-    from litevsr.module import LiteVSRModule
     from litevsr.adapters import StateAwareAdapter
+    from litevsr.module import LiteVSRModule
 
     module = LiteVSRModule(WanBackbone(backbone_dir), StateAwareAdapter(width=32, time_dim=32, inject_every=2))
     module.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"], strict=False)
@@ -131,15 +131,28 @@ def test_validate_from_a_checkpoint_scores_its_weights(fitted, backbone_dir, sha
     assert logged == pytest.approx(frame_metrics(sr, batch["hq"], crop_border=4)["psnr_y"].mean().item(), abs=1e-4)
 
 
+def test_lightning_test_scores_the_test_shards_as_validation_scores_its_own(fitted, shard_dirs):
+    """`litevsr test` is LightningCLI's test: the module's test_step on the datamodule's test shards."""
+    tmp, config = fitted
+    ckpt = str(tmp / "runs/t/version_0/checkpoints/last.ckpt")
+    main(["validate", "--config", config, "--ckpt_path", ckpt])
+    main(["test", "--config", config, "--ckpt_path", ckpt, "--data.init_args.test_shards", shard_dirs[1]])
+    runs = sorted(glob.glob(str(tmp / "runs/t/version_*")), key=os.path.getmtime)
+    val, test = (EventAccumulator(run).Reload() for run in runs[-2:])
+    assert {"test/psnr_y", "test/ssim_y", "test/psnr_y_bicubic"} <= set(test.Tags()["scalars"])
+    assert test.Scalars("test/psnr_y")[-1].value == pytest.approx(val.Scalars("val/psnr_y")[-1].value, abs=1e-5)
+
+
 def test_predict_from_a_checkpoint_upscales_with_its_weights(fitted, tmp_path):
     from conftest import random_clips
+
     from litevsr.data.video import encode_video
 
     tmp, config = fitted
     src = tmp_path / "in.mkv"
     src.write_bytes(encode_video(next(random_clips(1, 5, 8, seed=9))[1]))
     ckpt = str(tmp / "runs/t/version_0/checkpoints/last.ckpt")
-    files = ["--data", "litevsr.data.files.VideoFiles", "--data.inputs", f"[{src}]", "--data.output_format", "png"]
+    files = ["--data", "litevsr.data.datamodule.VideoFiles", "--data.inputs", f"[{src}]", "--data.output_format", "png"]
     main(["predict", "--config", config, "--ckpt_path", ckpt, *files, "--data.output_dir", str(tmp_path / "trained")])
     main(["predict", "--config", config, *files, "--data.output_dir", str(tmp_path / "untrained")])
     exported = str(tmp / "runs/t/version_0/adapter")  # written with the checkpoint's weights
@@ -158,8 +171,8 @@ def read_frames(folder):
 
 def test_exported_adapter_reproduces_validation_outputs(fitted, backbone_dir, shard_dirs):
     tmp, config = fitted
-    from litevsr.module import LiteVSRModule
     from litevsr.adapters import StateAwareAdapter
+    from litevsr.module import LiteVSRModule
 
     ckpt = torch.load(tmp / "runs/t/version_0/checkpoints/last.ckpt", weights_only=True)
     module = LiteVSRModule(WanBackbone(backbone_dir), StateAwareAdapter(width=32, time_dim=32, inject_every=2))

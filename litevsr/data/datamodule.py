@@ -1,4 +1,7 @@
-"""Shards -> batches {"hq": (B,3,T,H,W), "lq": (B,3,T,H/s,W/s), "key": [...]} in [-1, 1].
+"""litevsr's LightningDataModules: shards -> batches for fit, validate and test (`VideoShardDataModule`), and
+video files -> upscaled files for predict (`VideoFiles`).
+
+Shard batches are {"hq": (B,3,T,H,W), "lq": (B,3,T,H/s,W/s), "key": [...]} in [-1, 1].
 
 Training: an endless stream (shards resampled with replacement per rank and worker, or dealt out to them pass by
 pass with `resample_shards=False`; samples shuffled in a buffer), cut into epochs of `samples_per_epoch` by
@@ -10,6 +13,7 @@ loader workers. Corrupt samples are skipped, counted and reported (see `SkippedS
 from __future__ import annotations
 
 import multiprocessing
+import os
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -23,8 +27,16 @@ from torch.utils.data import DataLoader
 from litevsr import LiteVSRError
 from litevsr.data.clipping import ClipTooSmallError, crop_window
 from litevsr.data.degradations import Degradation, SimpleDegradation
-from litevsr.data.shards import (LATENTS_MEMBER, SampleFormatError, decode_latents, decode_sample, read_manifest,
-                                 sample_metadata, shard_urls, stored_lq_variants)
+from litevsr.data.shards import (
+    LATENTS_MEMBER,
+    SampleFormatError,
+    decode_latents,
+    decode_sample,
+    read_manifest,
+    sample_metadata,
+    shard_urls,
+    stored_lq_variants,
+)
 from litevsr.frames import frames_to_video
 
 
@@ -77,6 +89,7 @@ class VideoShardDataModule(L.LightningDataModule):
         self,
         train_shards: str,
         val_shards: str | None = None,
+        test_shards: str | None = None,
         scale: int = 4,
         clip_frames: int = 9,
         crop_size: int = 64,
@@ -98,6 +111,7 @@ class VideoShardDataModule(L.LightningDataModule):
         Args:
             train_shards: Folder of .tar shards, a glob, or a brace pattern.
             val_shards: Validation shards (finite, deterministic). None disables validation.
+            test_shards: Shards of `litevsr test`, read as validation reads its own. Default: val_shards.
             scale: Upscaling factor: LQ is HQ / scale.
             clip_frames: Frames per training clip (the backbone needs 1 + 4k for Wan's VAE).
             crop_size: HQ crop size in pixels (a multiple of scale and of the backbone's VAE x patch stride).
@@ -147,7 +161,7 @@ class VideoShardDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.hparams.build_demo_if_missing:
-            from litevsr.data.demo import build_demo_shards
+            from litevsr.data.demo_shards import build_demo_shards
 
             build_demo_shards(self.hparams.train_shards, self.hparams.val_shards)
 
@@ -155,8 +169,10 @@ class VideoShardDataModule(L.LightningDataModule):
         hp = self.hparams
         self.train_urls = shard_urls(hp.train_shards) if stage == "fit" else []  # predict/validate need val only
         self.val_urls = shard_urls(hp.val_shards) if hp.val_shards else []
+        self.test_urls = shard_urls(hp.test_shards) if hp.test_shards else self.val_urls
         for spec, size, cached in ((hp.train_shards, hp.crop_size, hp.use_cached_latents),
-                                   (hp.val_shards, hp.val_crop_size or hp.crop_size, False)):
+                                   (hp.val_shards, hp.val_crop_size or hp.crop_size, False),
+                                   (hp.test_shards, hp.val_crop_size or hp.crop_size, False)):
             manifest = read_manifest(spec) if spec else None
             if manifest and "splits" in manifest:
                 raise LiteVSRError(f"{spec} holds the splits {sorted(manifest['splits'])}: point at one of them")
@@ -276,19 +292,58 @@ class VideoShardDataModule(L.LightningDataModule):
         return self._loader(wds.DataPipeline(*stages).with_epoch(per_worker), hp.batch_size)
 
     def val_dataloader(self):
-        if not self.val_urls:
+        return self._evaluation_loader(self.val_urls, "validating", self.hparams.val_shards)
+
+    def test_dataloader(self):
+        return self._evaluation_loader(self.test_urls, "testing", self.hparams.test_shards or self.hparams.val_shards)
+
+    def _evaluation_loader(self, urls: list[str], what: str, spec: str | None):
+        """Every clip once, in order, with fixed crops and degradations per key."""
+        if not urls:
             return []
         skip = self._handler()
         dataset = (
-            # every rank validates on all shards: under DDP each validation step is a collective call, so ranks
-            # with fewer (or no) batches than others would hang them
-            wds.WebDataset(self.val_urls, shardshuffle=False, nodesplitter=None, workersplitter=wds.split_by_worker,
+            # every rank reads all shards: under DDP each step is a collective call, so ranks with fewer (or no)
+            # batches than others would hang them
+            wds.WebDataset(urls, shardshuffle=False, nodesplitter=None, workersplitter=wds.split_by_worker,
                            handler=skip, empty_check=False)
             .map(self._decode_val, handler=skip)
             .map(self._val_pair, handler=skip)
         )
-        rank_zero_info(f"litevsr: validating on {len(self.val_urls)} shard(s) from {self.hparams.val_shards}")
+        rank_zero_info(f"litevsr: {what} on {len(urls)} shard(s) from {spec}")
         return self._loader(dataset, self.hparams.val_batch_size or self.hparams.batch_size)
 
     def predict_dataloader(self):
         return self.val_dataloader()
+
+
+class VideoFiles(L.LightningDataModule):
+    def __init__(self, inputs: list[str], output_dir: str = "results/upscaled", scale: int = 4,
+                 output_format: str = "mp4", overwrite: bool = False):
+        """Inputs for prediction: each is upscaled whole (streaming, bounded memory) into `output_dir`.
+
+        Args:
+            inputs: Video files FFmpeg decodes, or folders of image frames.
+            output_dir: Where the results go, named after their inputs.
+            scale: Upscaling factor.
+            output_format: "mp4" (H.264, audio copied) or "png" (a folder of frames per input).
+            overwrite: Replace outputs that already exist.
+        """
+        super().__init__()
+        if output_format not in ("mp4", "png"):
+            raise LiteVSRError(f"output_format must be 'mp4' or 'png', got {output_format!r}")
+        if not inputs:
+            raise LiteVSRError("no inputs to upscale: pass --data.inputs '[video.mp4, ...]'")
+        missing = [path for path in inputs if not os.path.exists(path)]
+        if missing:
+            raise LiteVSRError(f"input not found: {missing[0]}")
+        self.save_hyperparameters()
+
+    def predict_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        suffix = ".mp4" if hp.output_format == "mp4" else ""
+        items = [{"input": path, "output": os.path.join(hp.output_dir, os.path.splitext(os.path.basename(
+                  os.path.normpath(path)))[0] + suffix), "scale": hp.scale, "overwrite": hp.overwrite}
+                 for path in hp.inputs]
+        os.makedirs(hp.output_dir, exist_ok=True)
+        return DataLoader(items, batch_size=None)
