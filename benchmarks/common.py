@@ -1,4 +1,7 @@
-"""Shared benchmark plumbing: machine facts, a markdown table, JSON results."""
+"""Shared benchmark plumbing: machine facts, a markdown table, JSON results, and the repository's folders.
+
+Benchmarks run as scripts from any folder (`python benchmarks/x.py`, or a path to it): their own folder is first on
+sys.path, so `from common import ...` finds this file, and their default paths start at ROOT, not the current folder."""
 
 from __future__ import annotations
 
@@ -6,8 +9,12 @@ import json
 import os
 import platform
 import time
+from pathlib import Path
 
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def machine() -> dict:
@@ -48,7 +55,7 @@ def report(name: str, rows: list[dict], columns: list[str], notes: dict | None =
     print("|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns) + " |")
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{name}.json")
+    path = os.path.join(RESULTS, f"{name}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump({"machine": machine(), "rows": rows, **(notes or {})}, f, indent=2)

@@ -26,7 +26,7 @@ import sys
 
 import torch
 
-from common import report, time_training_steps
+from common import RESULTS, ROOT, report, time_training_steps
 from train_step import CACHED_LATENTS, CACHED_TRANSFORMER
 
 #: name -> (adapter class name in litevsr.adapters, arguments). The State-Aware rows use the default adapter; in the
@@ -48,8 +48,6 @@ SIZES = {
                              "ffn_dim": 64, "num_layers": 6, "text_dim": 16, "freq_dim": 32},
              "latents": (16, 2, 4, 4), "time_dim": 16},
 }
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: learning rates of the quality runs: the recipe's for the adapters, lower where all the transformer trains
 QUALITY_LR = {"full": 1e-4}
 #: arguments of the quality runs on the embedded generator: LoRA at about the State-Aware Adapter's count there
@@ -235,7 +233,8 @@ def main() -> None:
     parser.add_argument("--quality-methods", default=None, help="methods the quality runs cover (default: --methods)")
     parser.add_argument("--timing-from", default=None, help="take the step-time rows of these methods from an earlier "
                         "results JSON of this benchmark (same --size) instead of timing them again")
-    parser.add_argument("--heldout", default="data/heldout", help="held-out set (benchmarks/heldout_data.py)")
+    parser.add_argument("--heldout", default=os.path.join(ROOT, "data", "heldout"),
+                        help="held-out set (benchmarks/heldout_data.py)")
     parser.add_argument("--recipe", default=os.path.join(ROOT, "recipes", "general_x4.yaml"))
     parser.add_argument("--train-shards", default=None, help="override the recipe's training (and validation) shards")
     parser.add_argument("--work", default=os.path.join(ROOT, "runs", "compare_adapters"),

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import torch
 
-from common import report
+from common import RESULTS, ROOT, report
 
 from litevsr.backbones import WanBackbone
 from litevsr.cli import load_models
@@ -28,7 +28,6 @@ from litevsr.model import LiteVSR
 from litevsr.frames import frames_to_video, video_to_frames
 
 LQ_KINDS = {"bicubic": "lq_bicubic", "realworld": "lq_realworld"}
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")  # per-clip CSVs go under <name>/
 
 
 @torch.no_grad()
@@ -46,7 +45,7 @@ def vae_ceiling(backbone, gt: str, scale: int, max_frames: int | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="data/heldout")
+    parser.add_argument("--root", default=os.path.join(ROOT, "data", "heldout"))
     parser.add_argument("--adapter", default=None, help="adapter folders or shipped names, comma-separated "
                         "(default: the default shipped adapter)")
     parser.add_argument("--max-frames", type=int, default=None)

@@ -12,10 +12,11 @@ the image of proj_out, decodes the result and scores it: the best PSNR any adapt
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 
-from common import report
+from common import ROOT, report
 
 
 def patch_tokens(z: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
@@ -79,7 +80,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", nargs="+", default=[str(TINY_PATH)])
     parser.add_argument("--sigma-start", nargs="+", type=float, default=[0.1, 1.0])
-    parser.add_argument("--shards", default="data/demo/val", help="validation shards (recipes/demo.yaml builds them)")
+    parser.add_argument("--shards", default=os.path.join(ROOT, "data", "demo", "val"), help="validation shards (recipes/demo.yaml builds them)")
     args = parser.parse_args()
     rows = [row for generator in args.generator for row in ceiling(generator, args.sigma_start, args.shards)]
     report("output_head_ceiling", rows, ["generator", "hidden", "patch_outputs", "head_rank", "result", "psnr_y"],

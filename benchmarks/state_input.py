@@ -17,9 +17,7 @@ import sys
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from common import report
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import ROOT, report
 
 
 def last_scalars(run: str) -> dict[str, float]:
@@ -40,23 +38,24 @@ def litevsr(*args: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--out", default="runs/state_input")
+    parser.add_argument("--out", default=os.path.join(ROOT, "runs", "state_input"))
     parser.add_argument("--reuse-fits", action="store_true", help="score the newest fits again without training")
     opts = parser.parse_args()
+    out = os.path.abspath(opts.out)  # the fits run in ROOT
     rows = []
     for state in ("x_sigma", "x0_hat"):
         if not opts.reuse_fits:
             litevsr("fit", "--config", "recipes/demo.yaml", "--model.init_adapter", "null",
                     "--model.adapter.init_args.state_input", state, "--trainer.max_steps", str(opts.steps),
                     "--trainer.val_check_interval", str(opts.steps), "--trainer.enable_progress_bar", "false",
-                    "--trainer.logger.init_args.save_dir", opts.out, "--trainer.logger.init_args.name", state)
-        runs = glob.glob(os.path.join(ROOT, opts.out, state, "version_*", "checkpoints", "last.ckpt"))
+                    "--trainer.logger.init_args.save_dir", out, "--trainer.logger.init_args.name", state)
+        runs = glob.glob(os.path.join(out, state, "version_*", "checkpoints", "last.ckpt"))
         run = os.path.dirname(os.path.dirname(max(runs, key=os.path.getmtime)))
         one = last_scalars(run)
         litevsr("validate", "--config", os.path.join(run, "config.yaml"), "--ckpt_path",
-                os.path.join(run, "checkpoints", "last.ckpt"), "--model.val_steps", "4",
+                os.path.join(run, "checkpoints", "last.ckpt"), "--model.sampling.steps", "4",
                 "--model.val_references", "false", "--trainer.enable_progress_bar", "false")
-        four = last_scalars(sorted(glob.glob(os.path.join(ROOT, opts.out, state, "version_*")), key=os.path.getmtime)[-1])
+        four = last_scalars(sorted(glob.glob(os.path.join(out, state, "version_*")), key=os.path.getmtime)[-1])
         rows.append({"state_input": state, "train steps": opts.steps, "training s (1 thread)": round(one["train_s"]),
                      "PSNR-Y 1 step": one["val/psnr_y"], "SSIM-Y 1 step": one["val/ssim_y"],
                      "PSNR-Y 4 steps": four["val/psnr_y"], "SSIM-Y 4 steps": four["val/ssim_y"],

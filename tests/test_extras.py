@@ -1,5 +1,9 @@
-"""Optional dependencies are extras, and a missing one says which extra to install."""
+"""The house: optional dependencies are extras (a missing one says which to install), the licence, and benchmark
+scripts whose defaults do not depend on the current folder."""
 
+import ast
+import glob
+import importlib.util
 import os
 import sys
 
@@ -35,3 +39,22 @@ def test_extras_and_licence_in_the_metadata():
     with open(os.path.join(ROOT, "LICENSE")) as f:
         licence = f.read()
     assert project["license"] == {"text": "Apache-2.0"} and "Apache License\n" in licence and "Version 2.0" in licence
+
+
+def test_benchmarks_resolve_their_defaults_against_the_repository(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    spec = importlib.util.spec_from_file_location("bench_common", os.path.join(ROOT, "benchmarks", "common.py"))
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    assert str(common.ROOT) == ROOT and str(common.RESULTS) == os.path.join(ROOT, "benchmarks", "results")
+    relative = []  # argparse defaults such as "data/heldout", which only resolve from the repository root
+    pending = {"heldout_data.py"}  # its --root is still "data/heldout": being reworked on its own; drop it after
+    for script in glob.glob(os.path.join(ROOT, "benchmarks", "*.py")):
+        if os.path.basename(script) in pending:
+            continue
+        for node in ast.walk(ast.parse(open(script).read())):
+            if isinstance(node, ast.keyword) and node.arg == "default" and isinstance(node.value, ast.Constant):
+                value = node.value.value
+                if isinstance(value, str) and value.split("/")[0] in {"data", "runs", "benchmarks", "recipes", "docs"}:
+                    relative.append(f"{os.path.basename(script)}: {value}")
+    assert relative == []

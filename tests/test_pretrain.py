@@ -65,10 +65,13 @@ def test_tools_are_outside_the_package_and_need_no_current_folder(tmp_path):
     for gone in ("litevsr.pretrain", "litevsr.data.demo"):
         with pytest.raises(ModuleNotFoundError):
             importlib.import_module(gone)
+    helps = {}
     for script in ("pretrain_generator.py", "build_recipe_data.py"):
         done = subprocess.run([sys.executable, os.path.join(TOOLS, script), "--help"], cwd=tmp_path,
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+        helps[script] = done.stdout
+    assert "--out OUT" in helps["pretrain_generator.py"]  # as the recipes set it, and overridable
 
 
 def test_pretrain_needs_an_out_folder(tool):

@@ -251,4 +251,4 @@ def pretrain(
 
 
 if __name__ == "__main__":
-    auto_cli(pretrain)
+    auto_cli(pretrain, as_positional=False)  # --out, as the recipes set it
