@@ -6,8 +6,8 @@ data/pretrain/generator: animation, natural footage and synthetic screens, for p
 
     python tools/build_recipe_data.py [--root data]
 
-Everything is openly licensed and offline (see data_prep/README.md); the synthetic sources live here because only
-the generator's shards use them.
+Everything is openly licensed and offline (see data_prep/README.md; it needs the `demo` extra). The synthetic
+sources (lavfi, text screens) live here because only the generator's shards use them.
 """
 
 from __future__ import annotations
