@@ -85,7 +85,7 @@ def quality(methods: list[str], steps: int, seeds: list[int], heldout: str, reci
     from litevsr.cli import load_models
     from litevsr.evaluate import evaluate
     from litevsr.inference import Sampling
-    from litevsr.data.shards import write_json_atomic
+    from litevsr.atomic import write_json_atomic
     from litevsr.model import LiteVSR
 
     scale = json.load(open(os.path.join(heldout, "manifest.json")))["scale"]

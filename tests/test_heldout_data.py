@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -9,8 +10,9 @@ import pytest
 from litevsr import LiteVSRError
 from litevsr.data.video import read_video
 
-_spec = importlib.util.spec_from_file_location(
-    "heldout_data", os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "heldout_data.py"))
+BENCHMARKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks")
+sys.path.insert(0, BENCHMARKS)  # as when it runs as a script: its folder first, for `from common import ...`
+_spec = importlib.util.spec_from_file_location("heldout_data", os.path.join(BENCHMARKS, "heldout_data.py"))
 heldout = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(heldout)
 
