@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from litevsr.data.video import X264_REPEATABLE
-from litevsr.frames import resize_video  # noqa: F401  (a degradation step too; exported by the package)
+from litevsr.frames import resize_video  # noqa: F401  (a degradation step too: exported with the others)
+from litevsr.frames import frames_to_video, u8_values, video_to_frames
 
 RESIZE_MODES = ("area", "bilinear", "bicubic", "nearest")
 CODECS = ("libx264", "h264", "mpeg4")  # PyAV encoder names; in PyAV's FFmpeg "h264" encodes with libx264
@@ -245,17 +246,17 @@ def poisson_noise(video: torch.Tensor, scale, generator: torch.Generator | None 
 
 def quantize(video: torch.Tensor) -> torch.Tensor:
     """Clamp to [-1, 1] and round to the 8-bit grid."""
-    return torch.round((video.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
+    return (u8_values(video) / 127.5 - 1).to(video.dtype)
 
 
 def _to_uint8(video: torch.Tensor) -> np.ndarray:
     """(B, 3, T, H, W) in [-1, 1] -> (B, T, H, W, 3) uint8."""
-    return ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 4, 1).cpu().numpy()
+    return np.stack([video_to_frames(clip) for clip in video.detach()])
 
 
 def _from_uint8(frames: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     """(B, T, H, W, 3) uint8 -> (B, 3, T, H, W) in [-1, 1], on `like`'s device and dtype."""
-    return (torch.from_numpy(frames).permute(0, 4, 1, 2, 3).to(like.device, like.dtype) / 127.5 - 1)
+    return torch.stack([frames_to_video(clip) for clip in frames]).to(like.device, like.dtype)
 
 
 def jpeg(video: torch.Tensor, quality) -> torch.Tensor:
