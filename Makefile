@@ -1,4 +1,4 @@
-# `make demo` and `make test` create .venv on first use (idempotent) and reuse it after.
+# `make demo`, `make test` and `make lint` create .venv on first use (idempotent) and reuse it after.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
@@ -8,9 +8,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-.PHONY: demo test
+.PHONY: demo test lint
 demo: $(VENV)/.installed
 	$(PY) -m litevsr fit --config recipes/demo.yaml
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

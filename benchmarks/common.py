@@ -18,23 +18,33 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Gradients plus optimizer state, in bytes, of the parameters `optimizer` trains."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     grads = sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None)
-    states = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
-                 if torch.is_tensor(v) and v.dim() > 0)
+    states = sum(
+        v.numel() * v.element_size()
+        for s in optimizer.state.values()
+        for v in s.values()
+        if torch.is_tensor(v) and v.dim() > 0
+    )
     return grads + states
 
 
 def time_training_steps(loss_fn, optimizer: torch.optim.Optimizer, steps: int) -> tuple[float, int]:
     """(seconds per step, gradient + optimizer bytes held after a step) over `steps` steps after one warm-up."""
+
     def step() -> int:
         loss_fn().backward()
         optimizer.step()

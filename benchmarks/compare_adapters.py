@@ -25,7 +25,6 @@ import subprocess
 import sys
 
 import torch
-
 from common import RESULTS, ROOT, report, time_training_steps
 from train_step import CACHED_LATENTS, CACHED_TRANSFORMER
 
@@ -44,9 +43,19 @@ METHODS = {
 }
 SIZES = {
     "mid": {"transformer": CACHED_TRANSFORMER, "latents": CACHED_LATENTS, "time_dim": 96},
-    "tiny": {"transformer": {**CACHED_TRANSFORMER, "num_attention_heads": 2, "attention_head_dim": 16,
-                             "ffn_dim": 64, "num_layers": 6, "text_dim": 16, "freq_dim": 32},
-             "latents": (16, 2, 4, 4), "time_dim": 16},
+    "tiny": {
+        "transformer": {
+            **CACHED_TRANSFORMER,
+            "num_attention_heads": 2,
+            "attention_head_dim": 16,
+            "ffn_dim": 64,
+            "num_layers": 6,
+            "text_dim": 16,
+            "freq_dim": 32,
+        },
+        "latents": (16, 2, 4, 4),
+        "time_dim": 16,
+    },
 }
 #: learning rates of the quality runs: the recipe's for the adapters, lower where all the transformer trains
 QUALITY_LR = {"full": 1e-4}
@@ -64,11 +73,26 @@ def fit_command(method: str, steps: int, seed: int, out: str, recipe: str, train
         command += ["--config", os.path.join(ROOT, "recipes", "methods", f"{method}.yaml")]
     for key, value in kwargs.items():
         command += [f"--model.adapter.init_args.{key}", value if isinstance(value, str) else json.dumps(value)]
-    command += ["--model.init_adapter", "null", "--seed_everything", str(seed), "--trainer.max_steps", str(steps),
-                "--trainer.val_check_interval", str(steps), "--trainer.limit_val_batches", "1",
-                "--trainer.enable_progress_bar", "false",
-                "--trainer.logger.init_args.save_dir", out, "--trainer.logger.init_args.name", f"{method}_seed{seed}",
-                "--trainer.logger.init_args.version", f"steps{steps}"]
+    command += [
+        "--model.init_adapter",
+        "null",
+        "--seed_everything",
+        str(seed),
+        "--trainer.max_steps",
+        str(steps),
+        "--trainer.val_check_interval",
+        str(steps),
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger.init_args.save_dir",
+        out,
+        "--trainer.logger.init_args.name",
+        f"{method}_seed{seed}",
+        "--trainer.logger.init_args.version",
+        f"steps{steps}",
+    ]
     if method in QUALITY_LR:
         command += ["--model.optimizer.init_args.lr", str(QUALITY_LR[method])]
     if train_shards:
@@ -76,24 +100,30 @@ def fit_command(method: str, steps: int, seed: int, out: str, recipe: str, train
     return command
 
 
-def quality(methods: list[str], steps: int, seeds: list[int], heldout: str, recipe: str,
-            train_shards: str | None, out: str) -> tuple[dict, dict]:
+def quality(
+    methods: list[str], steps: int, seeds: list[int], heldout: str, recipe: str, train_shards: str | None, out: str
+) -> tuple[dict, dict]:
     """{method: {psnr_y, psnr_y_std, ssim_y, warp_error}} after `steps` steps per seed, and the floors."""
     import numpy as np
 
+    from litevsr.atomic import write_json_atomic
     from litevsr.backbones import WanBackbone
     from litevsr.cli import load_models
     from litevsr.evaluate import evaluate
     from litevsr.inference import Sampling
-    from litevsr.atomic import write_json_atomic
     from litevsr.model import LiteVSR
 
     scale = json.load(open(os.path.join(heldout, "manifest.json")))["scale"]
     lq_folders = [f for f in ("lq_bicubic", "lq_realworld") if os.path.isdir(os.path.join(heldout, f))]
 
     def score(models) -> dict[str, list[dict]]:
-        rows = [row for folder in lq_folders for row in evaluate(
-            models, os.path.join(heldout, "gt"), os.path.join(heldout, folder), scale, os.path.join(out, "eval"))]
+        rows = [
+            row
+            for folder in lq_folders
+            for row in evaluate(
+                models, os.path.join(heldout, "gt"), os.path.join(heldout, folder), scale, os.path.join(out, "eval")
+            )
+        ]
         return {m: [r for r in rows if r["method"] == m] for m in {r["method"] for r in rows}}
 
     # Each scored run is kept in <out>/scores.json, so an interrupted comparison resumes where it stopped.
@@ -109,11 +139,15 @@ def quality(methods: list[str], steps: int, seeds: list[int], heldout: str, reci
                 shutil.rmtree(run, ignore_errors=True)  # what an interrupted fit left
                 log = os.path.join(out, f"{key}.log")
                 with open(log, "w") as f:
-                    fit = subprocess.run(fit_command(method, steps, seed, out, recipe, train_shards), cwd=ROOT,
-                                         stdout=f, stderr=subprocess.STDOUT)
+                    fit = subprocess.run(
+                        fit_command(method, steps, seed, out, recipe, train_shards),
+                        cwd=ROOT,
+                        stdout=f,
+                        stderr=subprocess.STDOUT,
+                    )
                 if fit.returncode:
                     raise SystemExit(f"training {method} (seed {seed}) failed: see {log}")
-                (_, model, config), = load_models(os.path.join(run, "adapter"), None, "cpu", "float32")
+                ((_, model, config),) = load_models(os.path.join(run, "adapter"), None, "cpu", "float32")
                 sampling = Sampling.of_adapter(config)
                 models = [("method", model, sampling)]
                 if floors is None:  # the bare generator, with the same sampler
@@ -121,8 +155,9 @@ def quality(methods: list[str], steps: int, seeds: list[int], heldout: str, reci
                 scores = score(models)
                 if floors is None:
                     floors = {k: float(np.mean([r["psnr_y"] for r in scores[k]])) for k in ("bicubic", "no adapter")}
-                done[key] = {k: float(np.mean([r[k] for r in scores["method"]]))
-                             for k in ("psnr_y", "ssim_y", "warp_error")}
+                done[key] = {
+                    k: float(np.mean([r[k] for r in scores["method"]])) for k in ("psnr_y", "ssim_y", "warp_error")
+                }
                 done[key]["trained"] = sum(p.numel() for p in model.trained_parameters().values())
                 done["floors"] = floors
                 write_json_atomic(done_path, done)
@@ -130,10 +165,14 @@ def quality(methods: list[str], steps: int, seeds: list[int], heldout: str, reci
             trained = done[key]["trained"]
             print(f"{method} seed {seed}: PSNR-Y {runs[-1]['psnr_y']:.3f}", file=sys.stderr, flush=True)
         psnr = [r["psnr_y"] for r in runs]
-        per_method[method] = {"quality_trainable_params": trained, "psnr_y": float(np.mean(psnr)),
-                              "psnr_y_std": float(np.std(psnr)),
-                              "ssim_y": float(np.mean([r["ssim_y"] for r in runs])),
-                              "warp_error": float(np.mean([r["warp_error"] for r in runs])), "seeds": runs}
+        per_method[method] = {
+            "quality_trainable_params": trained,
+            "psnr_y": float(np.mean(psnr)),
+            "psnr_y_std": float(np.std(psnr)),
+            "ssim_y": float(np.mean([r["ssim_y"] for r in runs])),
+            "warp_error": float(np.mean([r["warp_error"] for r in runs])),
+            "seeds": runs,
+        }
     return per_method, floors
 
 
@@ -156,8 +195,14 @@ def real_shape_params(methods: list[str]) -> list[dict]:
     for backbone_name, cls in KNOWN_BACKBONES.items():
         for method in methods:
             counts = LiteVSRModule(cls(backbone_name, empty_weights=True), make_adapter(method)).parameter_counts()
-            rows.append({"backbone": backbone_name, "method": method, "trainable_params": counts["trainable"],
-                         "share_of_transformer": counts["share"]})
+            rows.append(
+                {
+                    "backbone": backbone_name,
+                    "method": method,
+                    "trainable_params": counts["trainable"],
+                    "share_of_transformer": counts["share"],
+                }
+            )
     return rows
 
 
@@ -189,9 +234,14 @@ def run_steps(method: str, size_name: str, steps: int) -> dict:
 
     seconds, held = time_training_steps(lambda: module.training_step(batch, 1), optimizer, steps)
     counts = module.parameter_counts()
-    return {"name": method, "trainable_params": counts["trainable"], "share": counts["share"],
-            "step_seconds": seconds, "grad_and_optimizer_MiB": held / 2**20,
-            "peak_memory_mib": peak_rss_mib()}
+    return {
+        "name": method,
+        "trainable_params": counts["trainable"],
+        "share": counts["share"],
+        "step_seconds": seconds,
+        "grad_and_optimizer_MiB": held / 2**20,
+        "peak_memory_mib": peak_rss_mib(),
+    }
 
 
 def plot(rows: list[dict], name: str) -> None:
@@ -227,18 +277,30 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--name", default="compare_adapters", help="results name: benchmarks/results/<name>.json")
-    parser.add_argument("--quality-steps", type=int, default=0, help="train every method this many steps and score "
-                        "it on the held-out set (0: skip)")
+    parser.add_argument(
+        "--quality-steps",
+        type=int,
+        default=0,
+        help="train every method this many steps and score it on the held-out set (0: skip)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--quality-methods", default=None, help="methods the quality runs cover (default: --methods)")
-    parser.add_argument("--timing-from", default=None, help="take the step-time rows of these methods from an earlier "
-                        "results JSON of this benchmark (same --size) instead of timing them again")
-    parser.add_argument("--heldout", default=os.path.join(ROOT, "data", "heldout"),
-                        help="held-out set (benchmarks/heldout_data.py)")
+    parser.add_argument(
+        "--timing-from",
+        default=None,
+        help="take the step-time rows of these methods from an earlier "
+        "results JSON of this benchmark (same --size) instead of timing them again",
+    )
+    parser.add_argument(
+        "--heldout", default=os.path.join(ROOT, "data", "heldout"), help="held-out set (benchmarks/heldout_data.py)"
+    )
     parser.add_argument("--recipe", default=os.path.join(ROOT, "recipes", "general_x4.yaml"))
     parser.add_argument("--train-shards", default=None, help="override the recipe's training (and validation) shards")
-    parser.add_argument("--work", default=os.path.join(ROOT, "runs", "compare_adapters"),
-                        help="the quality runs' folder: their logs, adapters and scores (a rerun resumes from it)")
+    parser.add_argument(
+        "--work",
+        default=os.path.join(ROOT, "runs", "compare_adapters"),
+        help="the quality runs' folder: their logs, adapters and scores (a rerun resumes from it)",
+    )
     opts = parser.parse_args()
     if opts.one:
         print(json.dumps(run_steps(opts.one, opts.size, opts.steps)))
@@ -252,11 +314,26 @@ def main() -> None:
     timed = {r["name"]: r for r in json.load(open(opts.timing_from))["methods"]} if opts.timing_from else {}
     for method in methods:
         if method in timed:  # measured by an earlier run of this benchmark
-            rows.append({k: timed[method][k] for k in ("name", "trainable_params", "share", "step_seconds",
-                                                        "grad_and_optimizer_MiB", "peak_memory_mib")})
+            rows.append(
+                {
+                    k: timed[method][k]
+                    for k in (
+                        "name",
+                        "trainable_params",
+                        "share",
+                        "step_seconds",
+                        "grad_and_optimizer_MiB",
+                        "peak_memory_mib",
+                    )
+                }
+            )
             continue
-        out = subprocess.run([sys.executable, __file__, "--one", method, "--size", opts.size, "--steps",
-                              str(opts.steps)], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", method, "--size", opts.size, "--steps", str(opts.steps)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(f"{method}: {rows[-1]['step_seconds']:.3f} s/step", file=sys.stderr, flush=True)
     base = next((r for r in rows if r["name"] == "state_aware"), rows[0])
@@ -264,24 +341,57 @@ def main() -> None:
     if opts.quality_steps:
         os.makedirs(opts.work, exist_ok=True)
         scored = [m for m in (opts.quality_methods or opts.methods).split(",") if m in methods]
-        scores, floors = quality(scored, opts.quality_steps, opts.seeds, os.path.abspath(opts.heldout),
-                                 os.path.abspath(opts.recipe), opts.train_shards, os.path.abspath(opts.work))
+        scores, floors = quality(
+            scored,
+            opts.quality_steps,
+            opts.seeds,
+            os.path.abspath(opts.heldout),
+            os.path.abspath(opts.recipe),
+            opts.train_shards,
+            os.path.abspath(opts.work),
+        )
     for row in rows:
         row["step_vs_state_aware"] = row["step_seconds"] / base["step_seconds"]
         found = scores.get(row["name"], {})
-        row.update({k: found.get(k) for k in ("psnr_y", "psnr_y_std", "ssim_y", "warp_error",
-                                               "quality_trainable_params")})
+        row.update(
+            {k: found.get(k) for k in ("psnr_y", "psnr_y_std", "ssim_y", "warp_error", "quality_trainable_params")}
+        )
     os.makedirs(RESULTS, exist_ok=True)
     plot(rows, opts.name)
-    columns = ["name", "trainable_params", "share", "step_seconds", "step_vs_state_aware", "grad_and_optimizer_MiB",
-               "peak_memory_mib"] + (["psnr_y", "psnr_y_std", "ssim_y", "warp_error"] if scores else [])
-    report(opts.name, rows, columns,
-           {"methods": rows, "real_shapes": real, "size": opts.size, "steps_timed": opts.steps,
-            "precision": "fp32", "gradient_checkpointing": False, "batch": f"2 latent clips {SIZES[opts.size]['latents']}",
-            "bicubic_psnr_y": floors["bicubic"], "no_adapter_psnr_y": floors["no adapter"],
-            "quality": {"steps": opts.quality_steps, "seeds": opts.seeds, "recipe": opts.recipe,
-                        "heldout": opts.heldout, "methods": list(scores)} if scores
-            else "not measured (run with --quality-steps N)"})
+    columns = [
+        "name",
+        "trainable_params",
+        "share",
+        "step_seconds",
+        "step_vs_state_aware",
+        "grad_and_optimizer_MiB",
+        "peak_memory_mib",
+    ] + (["psnr_y", "psnr_y_std", "ssim_y", "warp_error"] if scores else [])
+    report(
+        opts.name,
+        rows,
+        columns,
+        {
+            "methods": rows,
+            "real_shapes": real,
+            "size": opts.size,
+            "steps_timed": opts.steps,
+            "precision": "fp32",
+            "gradient_checkpointing": False,
+            "batch": f"2 latent clips {SIZES[opts.size]['latents']}",
+            "bicubic_psnr_y": floors["bicubic"],
+            "no_adapter_psnr_y": floors["no adapter"],
+            "quality": {
+                "steps": opts.quality_steps,
+                "seeds": opts.seeds,
+                "recipe": opts.recipe,
+                "heldout": opts.heldout,
+                "methods": list(scores),
+            }
+            if scores
+            else "not measured (run with --quality-steps N)",
+        },
+    )
     print()
     report(f"{opts.name}_real_shapes", real, ["backbone", "method", "trainable_params", "share_of_transformer"])
 

@@ -17,7 +17,6 @@ import time
 
 import av
 import numpy as np
-
 from common import report
 
 SOURCES = ["testsrc2", "mandelbrot", "life=mold=10:ratio=0.1", "cellauto=rule=110"]
@@ -52,9 +51,18 @@ def throughput(shards: str, workers: int, lq: str, batches: int, batch_size: int
     from litevsr.data.degradations import RealWorldDegradation
 
     degradation = RealWorldDegradation() if lq == "realworld" else None
-    data = VideoShardDataModule(shards, None, scale=4, clip_frames=9, crop_size=64, batch_size=batch_size,
-                                num_workers=workers, samples_per_epoch=10**6, degradation=degradation,
-                                use_stored_lq=lq == "stored")
+    data = VideoShardDataModule(
+        shards,
+        None,
+        scale=4,
+        clip_frames=9,
+        crop_size=64,
+        batch_size=batch_size,
+        num_workers=workers,
+        samples_per_epoch=10**6,
+        degradation=degradation,
+        use_stored_lq=lq == "stored",
+    )
     data.setup("fit")
     loader = iter(data.train_dataloader())
     for _ in range(2 * max(1, workers) + 1):  # warm-up: start the workers and drain what they prefetched
@@ -79,16 +87,32 @@ def main() -> None:
         rows = []
         for lq in modes:
             for workers in (0, 1, 2):
-                rows.append({"lq": lq, "workers": workers,
-                             "clips_per_s": throughput(shards, workers, lq, args.batches, args.batch_size)})
+                rows.append(
+                    {
+                        "lq": lq,
+                        "workers": workers,
+                        "clips_per_s": throughput(shards, workers, lq, args.batches, args.batch_size),
+                    }
+                )
     for row in rows:  # ratios within this run: the only comparison that survives a noisy machine
-        row["vs_0_workers"] = row["clips_per_s"] / next(r for r in rows if r["lq"] == row["lq"] and not r["workers"])["clips_per_s"]
-        row["vs_simple"] = row["clips_per_s"] / next(r for r in rows if r["lq"] == "simple" and
-                                                      r["workers"] == row["workers"])["clips_per_s"]
-    report("data_loader", rows, ["lq", "workers", "clips_per_s", "vs_0_workers", "vs_simple"],
-           {"shards": f"{manifest['clips']} clips of 17x160x160 in {manifest['shards']} shards (FFV1, 2 LQ variants)",
-            "batch": f"{args.batch_size} clips of 9x64x64 HQ, scale 4", "batches_timed": args.batches,
-            "note": "decoding, cropping and degrading included; warm-up batches (worker start, prefetch) not timed"})
+        row["vs_0_workers"] = (
+            row["clips_per_s"] / next(r for r in rows if r["lq"] == row["lq"] and not r["workers"])["clips_per_s"]
+        )
+        row["vs_simple"] = (
+            row["clips_per_s"]
+            / next(r for r in rows if r["lq"] == "simple" and r["workers"] == row["workers"])["clips_per_s"]
+        )
+    report(
+        "data_loader",
+        rows,
+        ["lq", "workers", "clips_per_s", "vs_0_workers", "vs_simple"],
+        {
+            "shards": f"{manifest['clips']} clips of 17x160x160 in {manifest['shards']} shards (FFV1, 2 LQ variants)",
+            "batch": f"{args.batch_size} clips of 9x64x64 HQ, scale 4",
+            "batches_timed": args.batches,
+            "note": "decoding, cropping and degrading included; warm-up batches (worker start, prefetch) not timed",
+        },
+    )
 
 
 if __name__ == "__main__":

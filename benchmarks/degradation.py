@@ -37,12 +37,15 @@ FRAMES, SIZE, SCALE = 17, 256, 4
 def synthetic_clip(seed: int) -> torch.Tensor:
     """(3, T, H, W) in [-1, 1]: panning colour blobs with fine texture and a few edges, on the 8-bit grid."""
     g = torch.Generator().manual_seed(seed)
-    blobs = D.resize_video(torch.rand(1, 3, 1, SIZE // 16, SIZE // 16, generator=g) * 2 - 1,
-                           (SIZE + 2 * FRAMES, SIZE + 2 * FRAMES), "bicubic")
+    blobs = D.resize_video(
+        torch.rand(1, 3, 1, SIZE // 16, SIZE // 16, generator=g) * 2 - 1,
+        (SIZE + 2 * FRAMES, SIZE + 2 * FRAMES),
+        "bicubic",
+    )
     texture = D.resize_video(torch.rand(1, 1, 1, SIZE // 2, SIZE // 2, generator=g) - 0.5, blobs.shape[-2:], "bilinear")
     bars = ((torch.arange(blobs.shape[-1]) // 24) % 2).float().view(1, 1, 1, 1, -1) * 0.3
     canvas = (0.7 * blobs + 0.4 * texture + bars).clamp(-1, 1)
-    return D.quantize(torch.cat([canvas[..., 2 * i:2 * i + SIZE, i:i + SIZE] for i in range(FRAMES)], dim=2))[0]
+    return D.quantize(torch.cat([canvas[..., 2 * i : 2 * i + SIZE, i : i + SIZE] for i in range(FRAMES)], dim=2))[0]
 
 
 # ------------------------------------------------------------------------------------------------ reference
@@ -86,8 +89,9 @@ def _ref_resize(frames: list[np.ndarray], size: tuple[int, int], mode: str) -> l
         return frames
     out = []
     for f in frames:
-        channels = [np.asarray(Image.fromarray(f[:, :, c], mode="F").resize(size[::-1], _PIL_FILTERS[mode]))
-                    for c in range(3)]
+        channels = [
+            np.asarray(Image.fromarray(f[:, :, c], mode="F").resize(size[::-1], _PIL_FILTERS[mode])) for c in range(3)
+        ]
         out.append(np.stack(channels, axis=-1))
     return out
 
@@ -114,7 +118,8 @@ def _ref_jpeg(frames: list[np.ndarray], quality) -> list[np.ndarray]:
     for t, f in enumerate(frames):
         buffer = io.BytesIO()
         Image.fromarray(np.round((np.clip(f, -1, 1) + 1) * 127.5).astype(np.uint8)).save(
-            buffer, format="JPEG", quality=int(round(min(max(float(quality[t]), 1), 100))))
+            buffer, format="JPEG", quality=int(round(min(max(float(quality[t]), 1), 100)))
+        )
         out.append(np.asarray(Image.open(buffer).convert("RGB")).astype(np.float32) / 127.5 - 1)
     return out
 
@@ -199,8 +204,13 @@ def clips_per_second(make_loader, warmup: int = 1, on_item=None) -> float:
 def measure(implementation: str, workers: int, clips: int, pool, degradation) -> tuple[float, float]:
     """(clips/s through `workers` DataLoader workers, mean CPU seconds per clip) over clips 0..clips-1."""
     dataset = SyntheticClips(clips, pool, degradation, implementation)
-    make = lambda: torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers,  # noqa: E731
-                                               worker_init_fn=_one_thread, prefetch_factor=2)
+    make = lambda: torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=workers,  # noqa: E731
+        worker_init_fn=_one_thread,
+        prefetch_factor=2,
+    )
     cpu = []
     rate = clips_per_second(make, warmup=workers, on_item=lambda item: cpu.append(item["cpu_s"]))
     return rate, float(np.mean(cpu))
@@ -208,8 +218,9 @@ def measure(implementation: str, workers: int, clips: int, pool, degradation) ->
 
 def agreement_psnr() -> float:
     """PSNR between pipeline and reference on the same parameters with noise and codec off (same JPEG encoder)."""
-    quiet = RealWorldDegradation(RealWorldOptions(noise_sigma=(0.0, 0.0), second_noise_sigma=(0.0, 0.0),
-                                                  gaussian_noise_prob=1.0, codec_prob=0.0))
+    quiet = RealWorldDegradation(
+        RealWorldOptions(noise_sigma=(0.0, 0.0), second_noise_sigma=(0.0, 0.0), gaussian_noise_prob=1.0, codec_prob=0.0)
+    )
     scores = []
     for seed in range(3):
         hq = synthetic_clip(100 + seed)
@@ -224,8 +235,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=24, help="clips per measurement (the same seeds for both)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--presets", nargs="+", default=["realesrgan", "anime", "old_film", "phone_lowbitrate"],
-                        help="presets timed with the most workers (the reference covers realesrgan only)")
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        default=["realesrgan", "anime", "old_film", "phone_lowbitrate"],
+        help="presets timed with the most workers (the reference covers realesrgan only)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     pool = [synthetic_clip(seed) for seed in range(4)]
@@ -234,31 +249,69 @@ def main() -> None:
     for workers in args.workers:
         ours, ours_cpu = measure("torch", workers, args.clips, pool, realesrgan)
         reference, reference_cpu = measure("reference", workers, args.clips, pool, realesrgan)
-        rows.append({"preset": "realesrgan", "workers": workers, "clips_per_s": ours, "cpu_s_per_clip": ours_cpu,
-                     "reference_clips_per_s": reference, "reference_cpu_s_per_clip": reference_cpu,
-                     "speedup_vs_reference": ours / reference, "cpu_speedup_vs_reference": reference_cpu / ours_cpu})
+        rows.append(
+            {
+                "preset": "realesrgan",
+                "workers": workers,
+                "clips_per_s": ours,
+                "cpu_s_per_clip": ours_cpu,
+                "reference_clips_per_s": reference,
+                "reference_cpu_s_per_clip": reference_cpu,
+                "speedup_vs_reference": ours / reference,
+                "cpu_speedup_vs_reference": reference_cpu / ours_cpu,
+            }
+        )
         print(rows[-1], file=sys.stderr)
     for preset in args.presets:
         if preset != "realesrgan":
             rate, cpu = measure("torch", max(args.workers), args.clips, pool, RealWorldDegradation(preset))
-            rows.append({"preset": preset, "workers": max(args.workers), "clips_per_s": rate, "cpu_s_per_clip": cpu,
-                         **{key: "-" for key in ("reference_clips_per_s", "reference_cpu_s_per_clip",
-                                                 "speedup_vs_reference", "cpu_speedup_vs_reference")}})
+            rows.append(
+                {
+                    "preset": preset,
+                    "workers": max(args.workers),
+                    "clips_per_s": rate,
+                    "cpu_s_per_clip": cpu,
+                    **{
+                        key: "-"
+                        for key in (
+                            "reference_clips_per_s",
+                            "reference_cpu_s_per_clip",
+                            "speedup_vs_reference",
+                            "cpu_speedup_vs_reference",
+                        )
+                    },
+                }
+            )
             print(rows[-1], file=sys.stderr)
     agreement = agreement_psnr()
     from common import report
 
-    report("degradation", rows, ["preset", "workers", "clips_per_s", "cpu_s_per_clip", "reference_clips_per_s",
-                                 "reference_cpu_s_per_clip", "speedup_vs_reference", "cpu_speedup_vs_reference"],
-           {"clip": f"{FRAMES}x{SIZE}x{SIZE} HQ -> x{SCALE} LQ, synthetic content", "clips_timed": args.clips,
+    report(
+        "degradation",
+        rows,
+        [
+            "preset",
+            "workers",
+            "clips_per_s",
+            "cpu_s_per_clip",
+            "reference_clips_per_s",
+            "reference_cpu_s_per_clip",
+            "speedup_vs_reference",
+            "cpu_speedup_vs_reference",
+        ],
+        {
+            "clip": f"{FRAMES}x{SIZE}x{SIZE} HQ -> x{SCALE} LQ, synthetic content",
+            "clips_timed": args.clips,
             "load_average_1_5_15": os.getloadavg(),
             "note": "clips/s depend on other load: with a load above the CPU count a second worker finds no free core; "
-                    "the CPU-time columns and their ratio are the stable comparison",
+            "the CPU-time columns and their ratio are the stable comparison",
             "cpu_s_per_clip": "CPU time of the worker per clip (one torch thread), robust to other load",
             "reference": "same sampled parameters, per frame: numpy kernels, scipy filter2D-style blur (direct < 11, "
-                         "FFT >= 11), PIL float resize, numpy noise, PIL JPEG, the same PyAV codec",
+            "FFT >= 11), PIL float resize, numpy noise, PIL JPEG, the same PyAV codec",
             "agreement_psnr_db_noise_free": agreement,
-            "shards": "not measured here; time a shard DataLoader with clips_per_second(make_loader)"})
+            "shards": "not measured here; time a shard DataLoader with clips_per_second(make_loader)",
+        },
+    )
     print(f"agreement with the reference (same parameters, noise and codec off): {agreement:.1f} dB PSNR")
 
 

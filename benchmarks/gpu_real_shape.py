@@ -14,7 +14,6 @@ import tempfile
 import time
 
 import torch
-
 from common import report
 
 REPO = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
@@ -61,8 +60,8 @@ def main() -> None:
     from litevsr.adapters import StateAwareAdapter, save_adapter
     from litevsr.backbones.wan import KNOWN_CONFIGS, TINY_CONFIG
     from litevsr.cli import load_models
-    from litevsr.frames import video_to_frames
     from litevsr.data.video import encode_video
+    from litevsr.frames import video_to_frames
     from litevsr.inference import Sampling, upscale_file
     from litevsr.module import LiteVSRModule
 
@@ -91,15 +90,18 @@ def main() -> None:
         module.log = lambda *a, **k: None  # no trainer attached
         optimizer = torch.optim.AdamW(module.adapter.parameters(), lr=1e-5)
 
-        def step():
+        def step(module=module, optimizer=optimizer):  # bound now: timed() calls it within this iteration
             with torch.autocast(device, dtype=torch.bfloat16):
                 loss = module.training_step({"hq": hq, "lq": lq}, 0)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        add(f"adapter train step, bf16, checkpointing={checkpointing}", *timed(step, args.repeats, device),
-            trainable_M=sum(p.numel() for p in adapter.parameters()) / 1e6)
+        add(
+            f"adapter train step, bf16, checkpointing={checkpointing}",
+            *timed(step, args.repeats, device),
+            trainable_M=sum(p.numel() for p in adapter.parameters()) / 1e6,
+        )
         del optimizer
         if checkpointing:
             backbone.transformer.disable_gradient_checkpointing()
@@ -109,13 +111,18 @@ def main() -> None:
     # an LQ video file, with its default windows and automatic tiles.
     save_adapter(adapter, f"{folder}/adapter", folder, scale=4, sampling={"steps": 1, "sigma_start": 0.5, "shift": 1.0})
     module = backbone = None  # free the training copy before measuring upscaling
-    (_, model, config), = load_models(f"{folder}/adapter", folder, device, "bfloat16")
+    ((_, model, config),) = load_models(f"{folder}/adapter", folder, device, "bfloat16")
     with open(f"{folder}/lq.mkv", "wb") as f:
         f.write(encode_video(video_to_frames(lq[0].cpu())))
     for steps in (1, 4):
         sampling = Sampling.of_adapter(config, steps=steps)
-        seconds, peak = timed(lambda: upscale_file(model, f"{folder}/lq.mkv", f"{folder}/sr.mp4", 4, sampling,
-                                                   overwrite=True), args.repeats, device)
+        seconds, peak = timed(
+            lambda sampling=sampling: upscale_file(
+                model, f"{folder}/lq.mkv", f"{folder}/sr.mp4", 4, sampling, overwrite=True
+            ),
+            args.repeats,
+            device,
+        )
         add(f"litevsr upscale x4, {steps} step(s), defaults, bf16", seconds, peak, frames_per_s=t / seconds)
     backbone = model.backbone
 
@@ -133,13 +140,23 @@ def main() -> None:
         full_optimizer.zero_grad(set_to_none=True)
 
     try:
-        add("full fine-tune step (no adapter), bf16, checkpointing=True", *timed(full_step, args.repeats, device),
-            trainable_M=sum(p.numel() for p in transformer.parameters()) / 1e6)
+        add(
+            "full fine-tune step (no adapter), bf16, checkpointing=True",
+            *timed(full_step, args.repeats, device),
+            trainable_M=sum(p.numel() for p in transformer.parameters()) / 1e6,
+        )
     except torch.OutOfMemoryError:
         add("full fine-tune step: out of memory", float("nan"), float("nan"))
-    report("gpu_real_shape_smoke" if args.smoke else "gpu_real_shape", rows, ["measure", "seconds", "peak_GiB"],
-           {"shape": {"frames": t, "height": h, "width": w, "batch": 1}, "backbone": "tiny" if args.smoke else REPO + " (random weights)",
-            "load_from_folder_s": load_s})
+    report(
+        "gpu_real_shape_smoke" if args.smoke else "gpu_real_shape",
+        rows,
+        ["measure", "seconds", "peak_GiB"],
+        {
+            "shape": {"frames": t, "height": h, "width": w, "batch": 1},
+            "backbone": "tiny" if args.smoke else REPO + " (random weights)",
+            "load_from_folder_s": load_s,
+        },
+    )
     shutil.rmtree(folder, ignore_errors=True)
 
 

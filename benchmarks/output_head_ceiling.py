@@ -15,7 +15,6 @@ import argparse
 import os
 
 import torch
-
 from common import ROOT, report
 
 
@@ -69,9 +68,17 @@ def ceiling(generator: str, sigmas: list[float], shards: str) -> list[dict]:
             reachable = (v - bias.float()) @ projector + bias.float()
             add(f"oracle@{sigma:g}", backbone.decode(x - sigma * untoken(reachable, x0.shape, patch)), hq)
     means = {name: torch.cat(values).mean().item() for name, values in scores.items()}
-    return [{"generator": generator, "hidden": weight.shape[1], "patch_outputs": weight.shape[0],
-             "head_rank": int(torch.linalg.matrix_rank(weight)), "result": name, "psnr_y": value}
-            for name, value in means.items()]
+    return [
+        {
+            "generator": generator,
+            "hidden": weight.shape[1],
+            "patch_outputs": weight.shape[0],
+            "head_rank": int(torch.linalg.matrix_rank(weight)),
+            "result": name,
+            "psnr_y": value,
+        }
+        for name, value in means.items()
+    ]
 
 
 def main():
@@ -80,11 +87,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", nargs="+", default=[str(TINY_PATH)])
     parser.add_argument("--sigma-start", nargs="+", type=float, default=[0.1, 1.0])
-    parser.add_argument("--shards", default=os.path.join(ROOT, "data", "demo", "val"), help="validation shards (recipes/demo.yaml builds them)")
+    parser.add_argument(
+        "--shards",
+        default=os.path.join(ROOT, "data", "demo", "val"),
+        help="validation shards (recipes/demo.yaml builds them)",
+    )
     args = parser.parse_args()
     rows = [row for generator in args.generator for row in ceiling(generator, args.sigma_start, args.shards)]
-    report("output_head_ceiling", rows, ["generator", "hidden", "patch_outputs", "head_rank", "result", "psnr_y"],
-           {"shards": args.shards, "scale": 4})
+    report(
+        "output_head_ceiling",
+        rows,
+        ["generator", "hidden", "patch_outputs", "head_rank", "result", "psnr_y"],
+        {"shards": args.shards, "scale": 4},
+    )
 
 
 if __name__ == "__main__":

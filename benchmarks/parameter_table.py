@@ -24,16 +24,37 @@ def main() -> None:
         backbone = cls(name, empty_weights=True)
         adapter = StateAwareAdapter()
         counts = LiteVSRModule(backbone, adapter).parameter_counts()
-        rows.append({"backbone": name, "hidden": backbone.hidden_dim, "blocks": backbone.num_blocks,
-                     "injected blocks": len(adapter.targets), "adapter": counts["trainable"], "transformer": counts["transformer"],
-                     "adapter (M)": f"{counts['trainable'] / 1e6:,.1f}",
-                     "transformer (M)": f"{counts['transformer'] / 1e6:,.1f}",
-                     "trainable share": f"{100 * counts['share']:.2f} %", "share": counts["share"],
-                     "within the paper's 11.25 %": counts["share"] <= PAPER_SHARE})
-    columns = ["backbone", "hidden", "blocks", "injected blocks", "adapter (M)", "transformer (M)", "trainable share",
-               "within the paper's 11.25 %"]
-    report("parameter_table", rows, columns, {"definition": "adapter / transformer parameters (VAE excluded)",
-                                              "paper_share": PAPER_SHARE})
+        rows.append(
+            {
+                "backbone": name,
+                "hidden": backbone.hidden_dim,
+                "blocks": backbone.num_blocks,
+                "injected blocks": len(adapter.targets),
+                "adapter": counts["trainable"],
+                "transformer": counts["transformer"],
+                "adapter (M)": f"{counts['trainable'] / 1e6:,.1f}",
+                "transformer (M)": f"{counts['transformer'] / 1e6:,.1f}",
+                "trainable share": f"{100 * counts['share']:.2f} %",
+                "share": counts["share"],
+                "within the paper's 11.25 %": counts["share"] <= PAPER_SHARE,
+            }
+        )
+    columns = [
+        "backbone",
+        "hidden",
+        "blocks",
+        "injected blocks",
+        "adapter (M)",
+        "transformer (M)",
+        "trainable share",
+        "within the paper's 11.25 %",
+    ]
+    report(
+        "parameter_table",
+        rows,
+        columns,
+        {"definition": "adapter / transformer parameters (VAE excluded)", "paper_share": PAPER_SHARE},
+    )
 
 
 if __name__ == "__main__":

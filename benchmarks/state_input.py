@@ -15,9 +15,8 @@ import os
 import subprocess
 import sys
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from common import ROOT, report
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 def last_scalars(run: str) -> dict[str, float]:
@@ -45,23 +44,64 @@ def main() -> None:
     rows = []
     for state in ("x_sigma", "x0_hat"):
         if not opts.reuse_fits:
-            litevsr("fit", "--config", "recipes/demo.yaml", "--model.init_adapter", "null",
-                    "--model.adapter.init_args.state_input", state, "--trainer.max_steps", str(opts.steps),
-                    "--trainer.val_check_interval", str(opts.steps), "--trainer.enable_progress_bar", "false",
-                    "--trainer.logger.init_args.save_dir", out, "--trainer.logger.init_args.name", state)
+            litevsr(
+                "fit",
+                "--config",
+                "recipes/demo.yaml",
+                "--model.init_adapter",
+                "null",
+                "--model.adapter.init_args.state_input",
+                state,
+                "--trainer.max_steps",
+                str(opts.steps),
+                "--trainer.val_check_interval",
+                str(opts.steps),
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.logger.init_args.save_dir",
+                out,
+                "--trainer.logger.init_args.name",
+                state,
+            )
         runs = glob.glob(os.path.join(out, state, "version_*", "checkpoints", "last.ckpt"))
         run = os.path.dirname(os.path.dirname(max(runs, key=os.path.getmtime)))
         one = last_scalars(run)
-        litevsr("validate", "--config", os.path.join(run, "config.yaml"), "--ckpt_path",
-                os.path.join(run, "checkpoints", "last.ckpt"), "--model.sampling.steps", "4",
-                "--model.val_references", "false", "--trainer.enable_progress_bar", "false")
+        litevsr(
+            "validate",
+            "--config",
+            os.path.join(run, "config.yaml"),
+            "--ckpt_path",
+            os.path.join(run, "checkpoints", "last.ckpt"),
+            "--model.sampling.steps",
+            "4",
+            "--model.val_references",
+            "false",
+            "--trainer.enable_progress_bar",
+            "false",
+        )
         four = last_scalars(sorted(glob.glob(os.path.join(out, state, "version_*")), key=os.path.getmtime)[-1])
-        rows.append({"state_input": state, "train steps": opts.steps, "training s (1 thread)": round(one["train_s"]),
-                     "PSNR-Y 1 step": one["val/psnr_y"], "SSIM-Y 1 step": one["val/ssim_y"],
-                     "PSNR-Y 4 steps": four["val/psnr_y"], "SSIM-Y 4 steps": four["val/ssim_y"],
-                     "PSNR-Y bicubic": one["val/psnr_y_bicubic"], "PSNR-Y no adapter": one["val/psnr_y_no_adapter"]})
-    report("state_input", rows, list(rows[0]), {"recipe": "recipes/demo.yaml from scratch (no init_adapter)",
-                                                 "validation": "centre crops of carphone_pristine.mp4 (held out)"})
+        rows.append(
+            {
+                "state_input": state,
+                "train steps": opts.steps,
+                "training s (1 thread)": round(one["train_s"]),
+                "PSNR-Y 1 step": one["val/psnr_y"],
+                "SSIM-Y 1 step": one["val/ssim_y"],
+                "PSNR-Y 4 steps": four["val/psnr_y"],
+                "SSIM-Y 4 steps": four["val/ssim_y"],
+                "PSNR-Y bicubic": one["val/psnr_y_bicubic"],
+                "PSNR-Y no adapter": one["val/psnr_y_no_adapter"],
+            }
+        )
+    report(
+        "state_input",
+        rows,
+        list(rows[0]),
+        {
+            "recipe": "recipes/demo.yaml from scratch (no init_adapter)",
+            "validation": "centre crops of carphone_pristine.mp4 (held out)",
+        },
+    )
 
 
 if __name__ == "__main__":

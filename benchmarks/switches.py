@@ -19,7 +19,6 @@ import sys
 import time
 
 import torch
-
 from common import report, time_training_steps
 from compare_adapters import peak_rss_mib
 from train_step import CACHED_LATENTS, CACHED_TRANSFORMER
@@ -50,11 +49,17 @@ def run_one(name: str, steps: int, device: str) -> dict:
     kind, backbone_args, module_args, _ = SWITCHES[name]
     backbone_args = json.loads(json.dumps(backbone_args).replace("DEVICE", device))
     switches = Switches(**backbone_args.pop("switches", {}))
-    vae = KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["vae"] if kind == "vae" else \
-        twin_config("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["vae"]
+    vae = (
+        KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["vae"]
+        if kind == "vae"
+        else twin_config("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["vae"]
+    )
     with tempfile.TemporaryDirectory() as folder:
-        WanBackbone.save(*WanBackbone.build({"transformer": CACHED_TRANSFORMER, "vae": vae}), folder,
-                         torch.randn(1, 16, CACHED_TRANSFORMER["text_dim"]))
+        WanBackbone.save(
+            *WanBackbone.build({"transformer": CACHED_TRANSFORMER, "vae": vae}),
+            folder,
+            torch.randn(1, 16, CACHED_TRANSFORMER["text_dim"]),
+        )
         backbone = WanBackbone(folder, switches=switches, **backbone_args)
     if not switches.group_offload:
         backbone = backbone.to(device)
@@ -77,8 +82,13 @@ def run_one(name: str, steps: int, device: str) -> dict:
         seconds, _ = time_training_steps(lambda: module.training_step(batch, 1), optimizer, steps)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else peak_rss_mib()
     weights = sum(p.numel() * p.element_size() for p in backbone.transformer.parameters()) / 2**20
-    return {"switch": name, "kind": kind, "step_seconds": seconds, "peak_memory_mib": peak,
-            "transformer_weights_mib": weights}
+    return {
+        "switch": name,
+        "kind": kind,
+        "step_seconds": seconds,
+        "peak_memory_mib": peak,
+        "transformer_weights_mib": weights,
+    }
 
 
 def main() -> None:
@@ -93,12 +103,23 @@ def main() -> None:
         return
     rows = []
     for name in opts.only.split(","):
-        done = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(opts.steps), "--device",
-                               opts.device], capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--one", name, "--steps", str(opts.steps), "--device", opts.device],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode:
             reason = (done.stderr.strip().splitlines() or ["failed"])[-1][:120]
-            rows.append({"switch": name, "kind": SWITCHES[name][0], "step_seconds": None, "peak_memory_mib": None,
-                         "transformer_weights_mib": None, "note": f"failed here: {reason}"})
+            rows.append(
+                {
+                    "switch": name,
+                    "kind": SWITCHES[name][0],
+                    "step_seconds": None,
+                    "peak_memory_mib": None,
+                    "transformer_weights_mib": None,
+                    "note": f"failed here: {reason}",
+                }
+            )
         else:
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         rows[-1]["needs"] = SWITCHES[name][3]
@@ -113,11 +134,28 @@ def main() -> None:
         row.setdefault("time_vs_base", None)
         row.setdefault("memory_vs_base", None)
         row.setdefault("note", "")
-    report("switches", rows, ["switch", "kind", "step_seconds", "time_vs_base", "peak_memory_mib", "memory_vs_base",
-                              "transformer_weights_mib", "needs", "note"],
-           {"device": opts.device, "steps": opts.steps, "threads": torch.get_num_threads(),
+    report(
+        "switches",
+        rows,
+        [
+            "switch",
+            "kind",
+            "step_seconds",
+            "time_vs_base",
+            "peak_memory_mib",
+            "memory_vs_base",
+            "transformer_weights_mib",
+            "needs",
+            "note",
+        ],
+        {
+            "device": opts.device,
+            "steps": opts.steps,
+            "threads": torch.get_num_threads(),
             "train_config": "Wan2.1-1.3B proportions at width 512, 30 blocks, cached latents (16, 5, 16, 16) x 2",
-            "vae_config": "Wan2.1 VAE at real width, 2 clips of 9 x 128 x 128"})
+            "vae_config": "Wan2.1 VAE at real width, 2 clips of 9 x 128 x 128",
+        },
+    )
 
 
 if __name__ == "__main__":

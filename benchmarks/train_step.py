@@ -27,16 +27,23 @@ SIZES = {  # backbone config overrides, adapter width, clip shape (T, H, W) in p
 
 
 def run_one(size: str, precision: str, checkpointing: bool, steps: int, device: str) -> dict:
+    import tempfile
+
     from litevsr.adapters import StateAwareAdapter
     from litevsr.backbones.wan import TINY_CONFIG, WanBackbone
     from litevsr.module import LiteVSRModule
-    import tempfile
 
     spec = SIZES[size]
-    config = {"transformer": {**TINY_CONFIG["transformer"], "num_attention_heads": spec["heads"],
-                              "attention_head_dim": spec["head_dim"], "num_layers": spec["layers"],
-                              "ffn_dim": 4 * spec["heads"] * spec["head_dim"]},
-              "vae": TINY_CONFIG["vae"]}
+    config = {
+        "transformer": {
+            **TINY_CONFIG["transformer"],
+            "num_attention_heads": spec["heads"],
+            "attention_head_dim": spec["head_dim"],
+            "num_layers": spec["layers"],
+            "ffn_dim": 4 * spec["heads"] * spec["head_dim"],
+        },
+        "vae": TINY_CONFIG["vae"],
+    }
     with tempfile.TemporaryDirectory() as folder:
         WanBackbone.save(*WanBackbone.build(config), folder)
         backbone = WanBackbone(folder)
@@ -44,8 +51,10 @@ def run_one(size: str, precision: str, checkpointing: bool, steps: int, device: 
     module = LiteVSRModule(backbone, adapter, gradient_checkpointing=checkpointing).to(device)
     optimizer = torch.optim.AdamW(module.adapter.parameters(), lr=1e-4)
     t, h, w = spec["clip"]
-    batch = {"hq": torch.rand(2, 3, t, h, w, device=device) * 2 - 1,
-             "lq": torch.rand(2, 3, t, h // 4, w // 4, device=device) * 2 - 1}
+    batch = {
+        "hq": torch.rand(2, 3, t, h, w, device=device) * 2 - 1,
+        "lq": torch.rand(2, 3, t, h // 4, w // 4, device=device) * 2 - 1,
+    }
     module.log = lambda *a, **k: None  # no trainer attached
     dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
 
@@ -66,24 +75,46 @@ def run_one(size: str, precision: str, checkpointing: bool, steps: int, device: 
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / steps
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
-    return {"size": size, "precision": precision, "checkpointing": checkpointing,
-            "adapter_params_M": sum(p.numel() for p in module.adapter.parameters()) / 1e6,
-            "it_per_s": 1 / seconds, "peak_MiB": peak}
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    ) / 2**20
+    return {
+        "size": size,
+        "precision": precision,
+        "checkpointing": checkpointing,
+        "adapter_params_M": sum(p.numel() for p in module.adapter.parameters()) / 1e6,
+        "it_per_s": 1 / seconds,
+        "peak_MiB": peak,
+    }
 
 
 # The Wan2.1-1.3B's proportions (30 blocks, FFN 5.8x the width, 1 x 2 x 2 patches, 16 latent channels) at width
 # 512; latents of a 17 x 128 x 128 clip under Wan2.1's VAE (4x in time, 8x in space). The adapter is the default
 # (width = the backbone's, 2 + 2 blocks, every third block) but for its noise embedding, scaled with the width as
 # at 1.3B (256 / 1536), so that its share (9.1 %) is the 1.3B's (9.2 %).
-CACHED_TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=8, attention_head_dim=64, in_channels=16,
-                          out_channels=16, text_dim=1280, freq_dim=256, ffn_dim=3072, num_layers=30,
-                          cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
+CACHED_TRANSFORMER = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=8,
+    attention_head_dim=64,
+    in_channels=16,
+    out_channels=16,
+    text_dim=1280,
+    freq_dim=256,
+    ffn_dim=3072,
+    num_layers=30,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    eps=1e-6,
+    rope_max_seq_len=1024,
+)
 CACHED_LATENTS = (16, 5, 16, 16)
-CACHED_VARIANTS = {"adapter": {"time_dim": 96},
-                   "adapter, injecting from block 15": {"time_dim": 96, "inject_blocks": list(range(15, 30, 3))},
-                   "full fine-tune": None}
+CACHED_VARIANTS = {
+    "adapter": {"time_dim": 96},
+    "adapter, injecting from block 15": {"time_dim": 96, "inject_blocks": list(range(15, 30, 3))},
+    "full fine-tune": None,
+}
 
 
 def run_cached(variant: str, steps: int, device: str) -> dict:
@@ -127,10 +158,19 @@ def run_cached(variant: str, steps: int, device: str) -> dict:
     from common import time_training_steps
 
     seconds, held = time_training_steps(loss_fn, optimizer, steps)
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
-    return {"variant": variant, "trained_params_M": trained / 1e6, "share": trained / transformer_params,
-            "s_per_step": seconds, "grad_and_optimizer_MiB": held / 2**20, "peak_MiB": peak}
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    ) / 2**20
+    return {
+        "variant": variant,
+        "trained_params_M": trained / 1e6,
+        "share": trained / transformer_params,
+        "s_per_step": seconds,
+        "grad_and_optimizer_MiB": held / 2**20,
+        "peak_MiB": peak,
+    }
 
 
 def cached_rows(steps: int, device: str) -> dict:
@@ -141,19 +181,40 @@ def cached_rows(steps: int, device: str) -> dict:
         row["memory_vs_full"] = row["grad_and_optimizer_MiB"] / full["grad_and_optimizer_MiB"]
     from common import report
 
-    report(f"train_step_cached_{device}", rows, ["variant", "trained_params_M", "share", "s_per_step",
-                                                  "grad_and_optimizer_MiB", "peak_MiB", "step_vs_full",
-                                                  "memory_vs_full"],
-           {"batch": "2 latent clips " + "x".join(map(str, CACHED_LATENTS)), "precision": "fp32",
-            "checkpointing": False, "steps_timed": steps, "device": device, "transformer": CACHED_TRANSFORMER,
+    report(
+        f"train_step_cached_{device}",
+        rows,
+        [
+            "variant",
+            "trained_params_M",
+            "share",
+            "s_per_step",
+            "grad_and_optimizer_MiB",
+            "peak_MiB",
+            "step_vs_full",
+            "memory_vs_full",
+        ],
+        {
+            "batch": "2 latent clips " + "x".join(map(str, CACHED_LATENTS)),
+            "precision": "fp32",
+            "checkpointing": False,
+            "steps_timed": steps,
+            "device": device,
+            "transformer": CACHED_TRANSFORMER,
             "adapter_vs_full_step_ratio": rows[0]["step_vs_full"],
-            "adapter_vs_full_memory_ratio": rows[0]["memory_vs_full"]})
+            "adapter_vs_full_memory_ratio": rows[0]["memory_vs_full"],
+        },
+    )
     return rows
 
 
 def one_process(args: list[str], steps: int, device: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--steps", str(steps), "--device", device, *args],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--steps", str(steps), "--device", device, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -176,17 +237,35 @@ def main() -> None:
         cached_rows(args.steps, args.device)
     if args.only == "cached":
         return
-    rows = [one_process(["--one", size, precision, ckpt], args.steps, args.device)
-            for size in SIZES for precision in ("32-true", "bf16-mixed") for ckpt in ("0", "1")]
+    rows = [
+        one_process(["--one", size, precision, ckpt], args.steps, args.device)
+        for size in SIZES
+        for precision in ("32-true", "bf16-mixed")
+        for ckpt in ("0", "1")
+    ]
     for row in rows:  # ratios within this run: the only comparison that survives a noisy machine
-        base = next(r for r in rows if r["size"] == row["size"] and r["precision"] == "32-true" and not r["checkpointing"])
+        base = next(
+            r for r in rows if r["size"] == row["size"] and r["precision"] == "32-true" and not r["checkpointing"]
+        )
         row["speed_vs_fp32"] = row["it_per_s"] / base["it_per_s"]
         row["memory_vs_fp32"] = row["peak_MiB"] / base["peak_MiB"]
     from common import report
 
-    report(f"train_step_{args.device}", rows, ["size", "precision", "checkpointing", "adapter_params_M", "it_per_s",
-                                               "peak_MiB", "speed_vs_fp32", "memory_vs_fp32"],
-           {"batch": "2 clips", "steps_timed": args.steps, "device": args.device})
+    report(
+        f"train_step_{args.device}",
+        rows,
+        [
+            "size",
+            "precision",
+            "checkpointing",
+            "adapter_params_M",
+            "it_per_s",
+            "peak_MiB",
+            "speed_vs_fp32",
+            "memory_vs_fp32",
+        ],
+        {"batch": "2 clips", "steps_timed": args.steps, "device": args.device},
+    )
 
 
 if __name__ == "__main__":

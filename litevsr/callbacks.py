@@ -72,18 +72,23 @@ class AdapterExport(L.Callback):
             return
         self.path = os.path.join(run_dir, self.filename)
         scale = getattr(getattr(trainer.datamodule, "hparams", None), "scale", None)
-        sampling = {k: v for k, v in vars(pl_module.sampling).items()
-                    if k in ("steps", "sigma_start", "shift", "color_fix", "start_noise")}
-        save_adapter(adapter, self.path, pl_module.backbone.name, scale, sampling,
-                     family=pl_module.backbone.family)
+        sampling = {
+            k: v
+            for k, v in vars(pl_module.sampling).items()
+            if k in ("steps", "sigma_start", "shift", "color_fix", "start_noise")
+        }
+        save_adapter(adapter, self.path, pl_module.backbone.name, scale, sampling, family=pl_module.backbone.family)
         ckpt = getattr(trainer.checkpoint_callback, "dirpath", None) or "(checkpointing disabled)"
         figures = validation_line(trainer.callback_metrics)
         pictures = os.path.join(run_dir, "val_samples.png")
         rank_zero_info(
             "\nlitevsr: done."
             + (f"\n  held-out validation PSNR-Y / SSIM-Y: {figures}" if figures else "")
-            + (f"\n  pictures         : {pictures} (LQ | bicubic | litevsr | GT) and TensorBoard's Images tab"
-               if os.path.isfile(pictures) else "")
+            + (
+                f"\n  pictures         : {pictures} (LQ | bicubic | litevsr | GT) and TensorBoard's Images tab"
+                if os.path.isfile(pictures)
+                else ""
+            )
             + f"\n  exported adapter : {self.path}"
             f"\n  checkpoints      : {ckpt}"
             f"\n  TensorBoard      : tensorboard --logdir {os.path.dirname(run_dir)}"
@@ -95,9 +100,11 @@ def validation_line(metrics) -> str:
     m = {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
     if "val/psnr_y" not in m:
         return ""
-    parts = [f"{label} {m[f'val/psnr_y{s}']:.2f} dB / {m[f'val/ssim_y{s}']:.4f}"
-             for label, s in (("model", ""), ("bicubic", "_bicubic"), ("no adapter", "_no_adapter"),
-                              ("VAE ceiling", "_vae")) if f"val/psnr_y{s}" in m]
+    parts = [
+        f"{label} {m[f'val/psnr_y{s}']:.2f} dB / {m[f'val/ssim_y{s}']:.4f}"
+        for label, s in (("model", ""), ("bicubic", "_bicubic"), ("no adapter", "_no_adapter"), ("VAE ceiling", "_vae"))
+        if f"val/psnr_y{s}" in m
+    ]
     gain = m["val/psnr_y"] - m.get("val/psnr_y_bicubic", float("nan"))
     return " | ".join(parts) + f" | gain over bicubic {gain:+.2f} dB"
 

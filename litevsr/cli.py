@@ -19,8 +19,14 @@ from litevsr.inference import Sampling
 from litevsr.module import LiteVSRModule
 
 #: Module options that moved into `model.sampling`: an old recipe is told the new key.
-RENAMED_OPTIONS = {"val_steps": "sampling.steps", "val_shift": "sampling.shift", "val_sigma_start": "sampling.sigma_start",
-                   "val_seed": "sampling.seed", "start_noise": "sampling.start_noise", "color_fix": "sampling.color_fix"}
+RENAMED_OPTIONS = {
+    "val_steps": "sampling.steps",
+    "val_shift": "sampling.shift",
+    "val_sigma_start": "sampling.sigma_start",
+    "val_seed": "sampling.seed",
+    "start_noise": "sampling.start_noise",
+    "color_fix": "sampling.color_fix",
+}
 
 
 #: Modules whose classes moved: an old recipe's class_path is told the new one.
@@ -38,11 +44,17 @@ def _config_error(message: str) -> str:
             return f"class_path {old}.{moved.group(1)} is now {new}.{moved.group(1)}"
     if re.search(r"'preset'", message) and "accept" in message:
         return "RealWorldDegradation's init_args.preset is now init_args.options (a preset name or the options)"
-    broken = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*(cannot import .*|No module named .*)", message)
+    broken = re.search(
+        r"Problem with given class_path '([^']+)':\s*\n\s*(cannot import .*|No module named .*)", message
+    )
     if broken:  # the class exists in the recipe but cannot be imported
         return f"class_path {broken.group(1)}: {broken.group(2).strip()}"
-    for pattern in (r"Option '[^']+' is not accepted", r"does not accept option '[^']+'",
-                    r"Key '[^']+' .*", r"Expected .*"):
+    for pattern in (
+        r"Option '[^']+' is not accepted",
+        r"does not accept option '[^']+'",
+        r"Key '[^']+' .*",
+        r"Expected .*",
+    ):
         found = re.search(pattern, message)
         if found:
             option = re.search(r"'([^']+)'", found.group(0))
@@ -104,8 +116,10 @@ class LiteVSRCLI(LightningCLI):
 
 
 TRAINER_DEFAULTS = {
-    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-               "init_args": {"save_dir": "runs", "name": "litevsr"}},
+    "logger": {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {"save_dir": "runs", "name": "litevsr"},
+    },
     "plugins": [{"class_path": "litevsr.callbacks.AtomicCheckpointIO"}],
 }
 
@@ -140,13 +154,16 @@ def load_models(adapter_arg: str | None, backbone_arg: str | None, device: str =
     names = [os.path.basename(os.path.normpath(p)) for p in paths]  # they name the outputs: out.<name>.mp4
     if len(set(names)) < len(names):
         raise LiteVSRError(f"the adapter folders {paths} share names; give each a distinct folder name")
+
     def build():
         return cls(backbone_arg or configs[0]["backbone"], dtype=dtype).to(device)
 
     shared = build()  # methods that edit their backbone (LoRA, full fine-tuning) get one of their own
     backbones = [build() if adapter_class(c["class_name"]).edits_backbone else shared for c in configs]
-    return [(name, LiteVSR(backbone, load_adapter(p, backbone).to(device)), c)
-            for name, p, c, backbone in zip(names, paths, configs, backbones)]
+    return [
+        (name, LiteVSR(backbone, load_adapter(p, backbone).to(device)), c)
+        for name, p, c, backbone in zip(names, paths, configs, backbones)
+    ]
 
 
 def _sampling(sampling, config: dict):
@@ -156,10 +173,22 @@ def _sampling(sampling, config: dict):
     return Sampling.of_adapter(config, **Sampling.changed_fields(sampling))
 
 
-def upscale(input: str, output: str, adapter: str | None = None, backbone: str | None = None,
-            scale: int | None = None, sampling: Sampling | None = None, window: int | None = None,
-            overlap: int | None = None, max_frames: int | None = None, fps: float | None = None, crf: int = 18,
-            overwrite: bool = False, device: str = "auto", dtype: str = "auto") -> None:
+def upscale(
+    input: str,
+    output: str,
+    adapter: str | None = None,
+    backbone: str | None = None,
+    scale: int | None = None,
+    sampling: Sampling | None = None,
+    window: int | None = None,
+    overlap: int | None = None,
+    max_frames: int | None = None,
+    fps: float | None = None,
+    crf: int = 18,
+    overwrite: bool = False,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> None:
     """Upscale a video file, a folder of frames, or every video in a folder.
 
     Args:
@@ -189,16 +218,29 @@ def upscale(input: str, output: str, adapter: str | None = None, backbone: str |
     models = load_models(adapter, backbone, device, dtype)
 
     def options(config):
-        return dict(scale=scale or config.get("scale") or 4, sampling=_sampling(sampling, config), window=window,
-                    overlap=overlap, crf=crf, fps=fps, max_frames=max_frames, overwrite=overwrite)
+        return dict(
+            scale=scale or config.get("scale") or 4,
+            sampling=_sampling(sampling, config),
+            window=window,
+            overlap=overlap,
+            crf=crf,
+            fps=fps,
+            max_frames=max_frames,
+            overwrite=overwrite,
+        )
 
-    videos = sorted(os.path.join(input, f) for f in os.listdir(input)
-                    if is_video_file(os.path.join(input, f))) if os.path.isdir(input) else []
+    videos = (
+        sorted(os.path.join(input, f) for f in os.listdir(input) if is_video_file(os.path.join(input, f)))
+        if os.path.isdir(input)
+        else []
+    )
     if not videos:
         for path, (model, config) in _outputs(output, models):
             result = upscale_file(model, input, path, **options(config))
-            print(f"wrote {result['output']}: {result['frames']} frames at {result['width']}x{result['height']}, "
-                  f"{result['fps']:g} fps")
+            print(
+                f"wrote {result['output']}: {result['frames']} frames at {result['width']}x{result['height']}, "
+                f"{result['fps']:g} fps"
+            )
         return
     if os.path.isfile(output):
         raise LiteVSRError(f"{input} holds videos, so the output must be a folder, but {output} is a file")
@@ -215,8 +257,10 @@ def upscale(input: str, output: str, adapter: str | None = None, backbone: str |
                 done += 1
             except LiteVSRError as err:
                 failed.append(f"{os.path.basename(video)} ({_one_line(err)})")
-    print(f"litevsr upscale: {done} done, {skipped} skipped (already there), {len(failed)} failed"
-          + (": " + "; ".join(failed) if failed else ""))
+    print(
+        f"litevsr upscale: {done} done, {skipped} skipped (already there), {len(failed)} failed"
+        + (": " + "; ".join(failed) if failed else "")
+    )
     if failed:
         sys.exit(1)
 
@@ -229,10 +273,22 @@ def _outputs(output: str, models: list) -> list[tuple[str, tuple]]:
     return [(f"{stem}.{name}{ext}", (model, config)) for name, model, config in models]
 
 
-def evaluate(gt: str, lq: str, adapter: str | None = None, backbone: str | None = None, scale: int | None = None,
-             sampling: Sampling | None = None, window: int | None = None, overlap: int | None = None,
-             out: str = "results/eval", lpips: bool = False, dists: bool = False, max_frames: int | None = None,
-             device: str = "auto", dtype: str = "auto") -> None:
+def evaluate(
+    gt: str,
+    lq: str,
+    adapter: str | None = None,
+    backbone: str | None = None,
+    scale: int | None = None,
+    sampling: Sampling | None = None,
+    window: int | None = None,
+    overlap: int | None = None,
+    out: str = "results/eval",
+    lpips: bool = False,
+    dists: bool = False,
+    max_frames: int | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> None:
     """Evaluate adapters and bicubic on paired clips: GT/<clip>/<frame>.png with LQ/<clip>/<frame>.png, or video
     files paired by name, or one GT video with one LQ video.
 
@@ -256,9 +312,17 @@ def evaluate(gt: str, lq: str, adapter: str | None = None, backbone: str | None 
 
     models = load_models(adapter, backbone, device, dtype)
     perceptual = tuple(name for name, wanted in (("lpips", lpips), ("dists", dists)) if wanted)
-    rows = evaluation.evaluate([(name, model, _sampling(sampling, config)) for name, model, config in models],
-                               gt, lq, scale or models[0][2].get("scale") or 4, out, perceptual, max_frames, window,
-                               overlap)
+    rows = evaluation.evaluate(
+        [(name, model, _sampling(sampling, config)) for name, model, config in models],
+        gt,
+        lq,
+        scale or models[0][2].get("scale") or 4,
+        out,
+        perceptual,
+        max_frames,
+        window,
+        overlap,
+    )
     print(evaluation.summary_table(rows))
     print(f"\nper-clip results: {os.path.join(out, 'per_clip.csv')}; table: {os.path.join(out, 'summary.md')}")
 
@@ -314,8 +378,13 @@ def embed_prompt(text_encoder: str, output: str, prompt: str | None = None, max_
 
 #: The commands besides LightningCLI's fit / validate / test / predict, each a typed function whose docstring is
 #: its help (jsonargparse, like the rest of the CLI).
-COMMANDS = {"upscale": upscale, "evaluate": evaluate, "twin": twin, "embed-prompt": embed_prompt,
-            "convert-adapter": convert_adapter}
+COMMANDS = {
+    "upscale": upscale,
+    "evaluate": evaluate,
+    "twin": twin,
+    "embed-prompt": embed_prompt,
+    "convert-adapter": convert_adapter,
+}
 
 
 def _run_command(name: str, args: list[str]) -> None:
@@ -342,8 +411,11 @@ def main(args: list[str] | None = None) -> None:
             args=args,
         )
     except pickle.UnpicklingError as err:  # torch.load(weights_only=True) met an object in a checkpoint
-        print(f"litevsr: error: refused to load a checkpoint that holds Python objects, not just tensors: "
-              f"{_one_line(err)}", file=sys.stderr)
+        print(
+            f"litevsr: error: refused to load a checkpoint that holds Python objects, not just tensors: "
+            f"{_one_line(err)}",
+            file=sys.stderr,
+        )
         sys.exit(2)
     except ValueError as err:  # LiteVSRError, or jsonargparse wrapping one raised while building a class
         cause = err

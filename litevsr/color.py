@@ -49,7 +49,7 @@ def low_pass(frames: torch.Tensor, levels: int = WAVELET_LEVELS) -> torch.Tensor
     kernel = torch.tensor([1.0, 2.0, 1.0], device=frames.device, dtype=frames.dtype) / 4
     kernel = (kernel[:, None] * kernel[None]).expand(frames.shape[1], 1, 3, 3)
     for level in range(levels):
-        d = 2 ** level
+        d = 2**level
         pad = min(d, frames.shape[-2] - 1, frames.shape[-1] - 1)  # reflection needs pad < size
         padded = F.pad(frames, (d, d, d, d), mode="reflect" if pad == d else "replicate")
         frames = F.conv2d(padded, kernel, dilation=d, groups=frames.shape[1])
@@ -67,14 +67,15 @@ def _srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 def _lab_to_srgb(lab: torch.Tensor) -> torch.Tensor:
     fy = (lab[:, 0] + 16) / 116
     f = torch.stack([fy + lab[:, 1] / 500, fy, fy - lab[:, 2] / 200], dim=1)
-    xyz = torch.where(f ** 3 > _EPSILON, f ** 3, (116 * f - 16) / _KAPPA) * _WHITE.to(lab).view(1, 3, 1, 1)
+    xyz = torch.where(f**3 > _EPSILON, f**3, (116 * f - 16) / _KAPPA) * _WHITE.to(lab).view(1, 3, 1, 1)
     linear = torch.einsum("ij,njhw->nihw", torch.linalg.inv(_RGB_TO_XYZ).to(lab), xyz).clamp(0, 1)
     return torch.where(linear > 0.0031308, 1.055 * linear ** (1 / 2.4) - 0.055, 12.92 * linear)
 
 
-_RGB_TO_XYZ = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
-                            [0.2126729, 0.7151522, 0.0721750],
-                            [0.0193339, 0.1191920, 0.9503041]], dtype=torch.float64)
+_RGB_TO_XYZ = torch.tensor(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]],
+    dtype=torch.float64,
+)
 _WHITE = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
 _EPSILON, _KAPPA = 216 / 24389, 24389 / 27
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -65,8 +65,9 @@ class ClipScores:
 
     def add(self, sr: np.ndarray, gt: np.ndarray) -> None:
         if sr.shape != gt.shape:
-            raise LiteVSRError(f"SR frame is {sr.shape[1]}x{sr.shape[0]} but GT is {gt.shape[1]}x{gt.shape[0]}: "
-                               "is the scale right?")
+            raise LiteVSRError(
+                f"SR frame is {sr.shape[1]}x{sr.shape[0]} but GT is {gt.shape[1]}x{gt.shape[0]}: is the scale right?"
+            )
         sr_v, gt_v = frames_to_video(sr[None])[None], frames_to_video(gt[None])[None]
         values = {k: float(v[0]) for k, v in frame_metrics(sr_v, gt_v, crop_border=self.scale).items()}
         for name, metric in self.perceptual.items():
@@ -81,21 +82,34 @@ class ClipScores:
 
     def means(self) -> dict[str, float]:
         out = {k: v / self.frames for k, v in self.sums.items() if k != "warp_error"}
-        return {"frames": self.frames, **out,
-                "warp_error": self.sums["warp_error"] / self.pairs if self.pairs else float("nan")}
+        return {
+            "frames": self.frames,
+            **out,
+            "warp_error": self.sums["warp_error"] / self.pairs if self.pairs else float("nan"),
+        }
 
 
-def evaluate(models: list[tuple[str, LiteVSR, Sampling]], gt: str, lq: str, scale: int, out_dir: str,
-             perceptual: tuple[str, ...] = (), max_frames: int | None = None, window: int | None = None,
-             overlap: int | None = None) -> list[dict]:
+def evaluate(
+    models: list[tuple[str, LiteVSR, Sampling]],
+    gt: str,
+    lq: str,
+    scale: int,
+    out_dir: str,
+    perceptual: tuple[str, ...] = (),
+    max_frames: int | None = None,
+    window: int | None = None,
+    overlap: int | None = None,
+) -> list[dict]:
     """Score every method on every clip; write per_clip.csv and summary.md to `out_dir`; return the rows."""
     pairs = find_pairs(gt, lq)
     metrics = {name: perceptual_metric(name) for name in perceptual}
     rows = []
     for clip, gt_src, lq_src in tqdm(pairs, unit="clip", desc="evaluating"):
         methods = [("bicubic", lambda frames: _bicubic(frames, scale))]
-        methods += [(name, lambda frames, m=model, s=sampling: upscale_frames(m, frames, scale, s, window, overlap))
-                    for name, model, sampling in models]
+        methods += [
+            (name, lambda frames, m=model, s=sampling: upscale_frames(m, frames, scale, s, window, overlap))
+            for name, model, sampling in models
+        ]
         for method, run in methods:
             scores = ClipScores(scale, metrics)
             _, lq_frames = open_source(lq_src, max_frames=max_frames)
@@ -127,4 +141,3 @@ def write_results(rows: list[dict], out_dir: str) -> None:
         writer.writerows(rows)
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(summary_table(rows) + "\n")
-

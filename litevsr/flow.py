@@ -6,7 +6,7 @@ for the warping error. sigma = 1 is pure noise, sigma = 0 is data.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -26,8 +26,14 @@ def unshift_sigma(sigma: torch.Tensor, shift: float) -> torch.Tensor:
     return sigma / (shift - (shift - 1) * sigma)
 
 
-def sample_sigmas(batch: int, mean: float = 0.0, std: float = 1.0, shift: float = 1.0,
-                  generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+def sample_sigmas(
+    batch: int,
+    mean: float = 0.0,
+    std: float = 1.0,
+    shift: float = 1.0,
+    generator: torch.Generator | None = None,
+    device=None,
+) -> torch.Tensor:
     """Logit-normal sigmas, then shifted."""
     u = torch.randn(batch, generator=generator, device=device) * std + mean
     return shift_sigma(torch.sigmoid(u), shift)
@@ -62,8 +68,9 @@ def sigma_schedule(steps: int, shift: float = 1.0, sigma_start: float = 1.0) -> 
     return shift_sigma(torch.linspace(float(start), 0.0, steps + 1, dtype=torch.float64), shift).float()
 
 
-def euler_sample(velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
-                 sigmas: torch.Tensor) -> torch.Tensor:
+def euler_sample(
+    velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor
+) -> torch.Tensor:
     """Integrate dx/dsigma = v from sigmas[0] to sigmas[-1]; `velocity_fn(x, sigma_batch)`."""
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
         v = velocity_fn(x, sigma.expand(x.shape[0]).to(x.device))

@@ -13,10 +13,10 @@ import dataclasses
 import glob
 import math
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator
 
 import av
 import numpy as np
@@ -80,7 +80,7 @@ class Sampling:
             check_tile_overlap(self.tile, self.tile_overlap, "output pixels")
 
     @staticmethod
-    def changed_fields(sampling: "Sampling | None") -> dict:
+    def changed_fields(sampling: Sampling | None) -> dict:
         """The fields of `sampling` that differ from the defaults: what a recipe or command line set."""
         if sampling is None:
             return {}
@@ -88,7 +88,7 @@ class Sampling:
         return {k: v for k, v in vars(sampling).items() if v != getattr(default, k)}
 
     @classmethod
-    def of_adapter(cls, config: dict, **overrides) -> "Sampling":
+    def of_adapter(cls, config: dict, **overrides) -> Sampling:
         known = {k: v for k, v in (config.get("sampling") or {}).items() if k in cls.__dataclass_fields__}
         return cls(**{**known, **{k: v for k, v in overrides.items() if v is not None}})
 
@@ -176,11 +176,20 @@ def clip_latents(model: LiteVSR, lq: torch.Tensor, scale: int, sampling: Samplin
     cond = model.condition(padded, (padded.shape[-2] * scale, padded.shape[-1] * scale))
     generator = torch.Generator().manual_seed(sampling.seed + index)
     noise = torch.randn(cond.shape, generator=generator)
-    return model.sample(cond, sampling.steps, sampling.shift, sampling.sigma_start, noise=noise,
-                        start_noise=sampling.start_noise, **_latent_tiles(model, sampling))
+    return model.sample(
+        cond,
+        sampling.steps,
+        sampling.shift,
+        sampling.sigma_start,
+        noise=noise,
+        start_noise=sampling.start_noise,
+        **_latent_tiles(model, sampling),
+    )
 
 
-def decode_clip(model: LiteVSR, latents: torch.Tensor, lq: torch.Tensor, scale: int, sampling: Sampling) -> torch.Tensor:
+def decode_clip(
+    model: LiteVSR, latents: torch.Tensor, lq: torch.Tensor, scale: int, sampling: Sampling
+) -> torch.Tensor:
     """Decode latents, crop to exactly (T, h*scale, w*scale) for the LQ clip (B, 3, T, h, w), and correct the colour
     towards its bicubic upsampling (`sampling.color_fix`)."""
     t, h, w = lq.shape[2:]
@@ -218,7 +227,7 @@ def _windows(frames: Iterator[np.ndarray], window: int, overlap: int) -> Iterato
         buffer.append(frame)
         if len(buffer) == window:
             yield start, np.stack(buffer)
-            buffer, start = buffer[window - overlap:], start + window - overlap
+            buffer, start = buffer[window - overlap :], start + window - overlap
     if len(buffer) > overlap or (start == 0 and buffer):
         yield start, np.stack(buffer)
 
@@ -237,9 +246,15 @@ def temporal_windows(backbone, window: int | None = None, overlap: int | None = 
     return window, overlap
 
 
-def upscale_windows(model: LiteVSR, frames: Iterator[np.ndarray], scale: int, sampling: Sampling,
-                    window: int | None = None, overlap: int | None = None,
-                    total: int | None = None) -> Iterator[torch.Tensor]:
+def upscale_windows(
+    model: LiteVSR,
+    frames: Iterator[np.ndarray],
+    scale: int,
+    sampling: Sampling,
+    window: int | None = None,
+    overlap: int | None = None,
+    total: int | None = None,
+) -> Iterator[torch.Tensor]:
     """Stream SR video chunks (3, n, H, W) in [-1, 1] for a stream of LQ frames; memory holds one window.
 
     Window k (seed `sampling.seed + k`) is sampled and decoded on its own; over the `overlap` frames it shares
@@ -250,8 +265,9 @@ def upscale_windows(model: LiteVSR, frames: Iterator[np.ndarray], scale: int, sa
     device = model.backbone.device
     tail = None  # the previous window's last `overlap` decoded frames, waiting for the blend
     count = None if total is None else max(1, -(-(total - overlap) // (window - overlap)))
-    for index, (_, chunk) in enumerate(tqdm(_windows(frames, window, overlap), total=count,
-                                            unit="window", desc=f"upscaling x{scale}")):
+    for index, (_, chunk) in enumerate(
+        tqdm(_windows(frames, window, overlap), total=count, unit="window", desc=f"upscaling x{scale}")
+    ):
         lq = frames_to_video(chunk)[None].to(device)
         if index == 0:  # tiles follow the frame size, known from the first frames on
             sampling = resolve_tiles(sampling, model.backbone, (lq.shape[-2] * scale, lq.shape[-1] * scale), window)
@@ -270,9 +286,15 @@ def upscale_windows(model: LiteVSR, frames: Iterator[np.ndarray], scale: int, sa
         yield tail
 
 
-def upscale_frames(model: LiteVSR, frames: Iterator[np.ndarray], scale: int, sampling: Sampling,
-                   window: int | None = None, overlap: int | None = None,
-                   total: int | None = None) -> Iterator[np.ndarray]:
+def upscale_frames(
+    model: LiteVSR,
+    frames: Iterator[np.ndarray],
+    scale: int,
+    sampling: Sampling,
+    window: int | None = None,
+    overlap: int | None = None,
+    total: int | None = None,
+) -> Iterator[np.ndarray]:
     """Stream SR frames (H, W, 3) uint8 for a stream of LQ frames (see `upscale_windows`)."""
     for chunk in upscale_windows(model, frames, scale, sampling, window, overlap, total):
         yield from video_to_frames(chunk)
@@ -356,9 +378,19 @@ def _write_pngs(frames: Iterator[np.ndarray], folder: str) -> int:
     return written
 
 
-def upscale_file(model: LiteVSR, src: str, dst: str, scale: int = 4, sampling: Sampling | None = None,
-                 window: int | None = None, overlap: int | None = None, crf: int = 18, fps: float | None = None,
-                 max_frames: int | None = None, overwrite: bool = False) -> dict:
+def upscale_file(
+    model: LiteVSR,
+    src: str,
+    dst: str,
+    scale: int = 4,
+    sampling: Sampling | None = None,
+    window: int | None = None,
+    overlap: int | None = None,
+    crf: int = 18,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Upscale a video file or frame folder into an mp4 (H.264, audio copied) or, if `dst` has no .mp4
     suffix, a folder of PNG frames. Nothing is written at `dst` unless the whole video succeeds."""
     sampling = sampling or Sampling()

@@ -22,7 +22,7 @@ def video_to_frames_u8(video: torch.Tensor) -> torch.Tensor:
 def y_channel(frames_u8: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) 8-bit RGB values -> (N, 1, H, W) Y in [16, 235] (float, unrounded, as BasicSR)."""
     w = torch.tensor(BT601_Y, dtype=torch.float64, device=frames_u8.device).view(1, 3, 1, 1)
-    return ((frames_u8.double() / 255 * w).sum(1, keepdim=True) + 16.0)
+    return (frames_u8.double() / 255 * w).sum(1, keepdim=True) + 16.0
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -31,7 +31,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     BasicSR's map is empty) use the largest odd window that fits."""
     size = min(11, (min(x.shape[-2:]) - 1) // 2 * 2 + 1)
     i = torch.arange(size, dtype=torch.float64, device=x.device) - size // 2
-    g = torch.exp(-i ** 2 / (2 * 1.5 ** 2))
+    g = torch.exp(-(i**2) / (2 * 1.5**2))
     g = g / g.sum()
     window = (g[:, None] * g[None, :])[None, None]
     x, y = x.double(), y.double()
@@ -40,9 +40,9 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.conv2d(t, window)
 
     mu_x, mu_y = blur(x), blur(y)
-    var_x, var_y, cov = blur(x * x) - mu_x ** 2, blur(y * y) - mu_y ** 2, blur(x * y) - mu_x * mu_y
+    var_x, var_y, cov = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2, blur(x * y) - mu_x * mu_y
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return ssim_map.mean(dim=(1, 2, 3))
 
 
@@ -90,7 +90,7 @@ def warping_error(sr_prev: np.ndarray, gt_prev: np.ndarray, sr: np.ndarray, gt: 
     backward, forward = _flow(gray, gray_prev), _flow(gray_prev, gray)
     forward_there = _warp(forward, backward)  # the forward flow at where each pixel came from
     round_trip = backward + forward_there
-    visible = (round_trip ** 2).sum(-1) < 0.01 * ((backward ** 2).sum(-1) + (forward_there ** 2).sum(-1)) + 0.5
+    visible = (round_trip**2).sum(-1) < 0.01 * ((backward**2).sum(-1) + (forward_there**2).sum(-1)) + 0.5
     warped = _warp(sr_prev.astype(np.float32) / 255, backward)
     diff = ((sr.astype(np.float32) / 255 - warped) ** 2).sum(-1) / 3
     return float(diff[visible].mean()) if visible.any() else 0.0
@@ -106,14 +106,18 @@ def perceptual_metric(name: str):
         raise LiteVSRError(f"unknown perceptual metric {name!r}; choose from {sorted(PERCEPTUAL_BACKBONES)}")
     weights = os.path.join(torch.hub.get_dir(), "checkpoints", PERCEPTUAL_BACKBONES[name])
     if not os.path.isfile(weights):
-        raise LiteVSRError(f"{name.upper()} needs its backbone weights at {weights} (not downloaded automatically "
-                           "here); copy the file there or leave the metric out")
+        raise LiteVSRError(
+            f"{name.upper()} needs its backbone weights at {weights} (not downloaded automatically "
+            "here); copy the file there or leave the metric out"
+        )
     from torchmetrics.image import (
         DeepImageStructureAndTextureSimilarity,
         LearnedPerceptualImagePatchSimilarity,
     )
 
-    metric = LearnedPerceptualImagePatchSimilarity("alex") if name == "lpips" else DeepImageStructureAndTextureSimilarity()
+    metric = (
+        LearnedPerceptualImagePatchSimilarity("alex") if name == "lpips" else DeepImageStructureAndTextureSimilarity()
+    )
     metric.eval()
 
     to_input = (lambda x: x) if name == "lpips" else (lambda x: (x + 1) / 2)  # LPIPS takes [-1, 1], DISTS [0, 1]

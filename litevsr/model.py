@@ -34,8 +34,10 @@ class LiteVSR(nn.Module):
         trained = {id(p) for p in self.trained_parameters().values()}
         wrong = [k for k, p in self.named_parameters() if p.requires_grad != (id(p) in trained)]
         if wrong:
-            raise LiteVSRError(f"{len(wrong)} parameters break the frozen guarantee (e.g. {wrong[0]}): exactly the "
-                               "method's trained parameters may require gradients")
+            raise LiteVSRError(
+                f"{len(wrong)} parameters break the frozen guarantee (e.g. {wrong[0]}): exactly the "
+                "method's trained parameters may require gradients"
+            )
 
     def condition(self, lq: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Latent of the LQ video upsampled (bicubic) to the HQ `size`: the structural stream's input."""
@@ -54,9 +56,19 @@ class LiteVSR(nn.Module):
         return self.backbone(x, sigma, injections)
 
     @torch.no_grad()
-    def sample(self, cond: torch.Tensor, steps: int = 1, shift: float = 1.0, sigma_start: float = 1.0,
-               generator: torch.Generator | None = None, use_adapter: bool = True, noise: torch.Tensor | None = None,
-               tile: int | None = None, tile_overlap: int = 8, start_noise: float = 1.0) -> torch.Tensor:
+    def sample(
+        self,
+        cond: torch.Tensor,
+        steps: int = 1,
+        shift: float = 1.0,
+        sigma_start: float = 1.0,
+        generator: torch.Generator | None = None,
+        use_adapter: bool = True,
+        noise: torch.Tensor | None = None,
+        tile: int | None = None,
+        tile_overlap: int = 8,
+        start_noise: float = 1.0,
+    ) -> torch.Tensor:
         """Euler sampling from noise (or a noised LQ latent when sigma_start < 1) to clean latents.
 
         `start_noise` scales the noise of the start state: 0 starts from (1 - sigma_start) * cond, deterministically.
@@ -64,8 +76,9 @@ class LiteVSR(nn.Module):
         With `tile` (latent pixels), every step runs on overlapping spatial tiles whose velocities are blended
         with linear ramps over `tile_overlap`, so memory follows the tile size, not the frame size."""
         if noise is None:
-            noise = torch.randn(cond.shape, generator=generator,
-                                device=cond.device if generator is None else generator.device)
+            noise = torch.randn(
+                cond.shape, generator=generator, device=cond.device if generator is None else generator.device
+            )
         x = flow.start_latents(cond, start_noise * noise.to(cond.device), sigma_start)
 
         def tile_velocity(x, sigma, cond):
@@ -74,8 +87,13 @@ class LiteVSR(nn.Module):
             return self.backbone(x, sigma)
 
         def velocity_fn(x, sigma):
-            return tiled(lambda window: tile_velocity(x[window], sigma, cond[window]),
-                         x.shape[-2:], self.backbone.patch_size[1:], tile, tile_overlap)
+            return tiled(
+                lambda window: tile_velocity(x[window], sigma, cond[window]),
+                x.shape[-2:],
+                self.backbone.patch_size[1:],
+                tile,
+                tile_overlap,
+            )
 
         return flow.euler_sample(velocity_fn, x, flow.sigma_schedule(steps, shift, sigma_start))
 
@@ -124,5 +142,5 @@ def tiled(fn, size: tuple[int, int], multiple: tuple[int, int], tile: int | None
             ramp = _ramp(th, overlap, y0 > 0, y0 + th < h)[:, None] * _ramp(tw, overlap, x0 > 0, x0 + tw < w)[None]
             ramp = ramp.to(result)
             out[window] += result * ramp
-            weight[y0:y0 + th, x0:x0 + tw] += ramp
+            weight[y0 : y0 + th, x0 : x0 + tw] += ramp
     return out / weight

@@ -112,8 +112,10 @@ class LiteVSRModule(L.LightningModule):
                 adapter.bind(backbone)
                 new = load_adapter_weights(adapter, path, grow=init_adapter_grow)
                 if new:
-                    rank_zero_info(f"litevsr: {len(new)} adapter tensors are new to {path} and start as "
-                                   f"initialised (e.g. {new[0]})")
+                    rank_zero_info(
+                        f"litevsr: {len(new)} adapter tensors are new to {path} and start as "
+                        f"initialised (e.g. {new[0]})"
+                    )
         elif adapter is None:
             raise LiteVSRError("give the model an adapter (model.adapter) or an adapter file (model.init_adapter)")
         self.model = LiteVSR(backbone, adapter)
@@ -144,9 +146,11 @@ class LiteVSRModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         counts = self.parameter_counts()
-        rank_zero_info(f"litevsr: trainable {counts['trainable']:,} | transformer "
-                       f"{counts['transformer']:,} (+ VAE: {counts['frozen']:,} frozen in all) "
-                       f"| trainable share of the transformer {100 * counts['share']:.2f}%")
+        rank_zero_info(
+            f"litevsr: trainable {counts['trainable']:,} | transformer "
+            f"{counts['transformer']:,} (+ VAE: {counts['frozen']:,} frozen in all) "
+            f"| trainable share of the transformer {100 * counts['share']:.2f}%"
+        )
 
     def configure_model(self) -> None:
         """Under Lightning's ModelParallelStrategy (FSDP2): shard the frozen transformer block by block (each family's
@@ -156,11 +160,15 @@ class LiteVSRModule(L.LightningModule):
         if mesh is None or getattr(self.adapter, "_fsdp_sharded", False):
             return
         if mesh.ndim > 1 and mesh["tensor_parallel"].size() > 1:
-            raise LiteVSRError("litevsr shards data-parallel only: give ModelParallelStrategy tensor_parallel_size=1 "
-                               "and data_parallel_size=<devices>")
+            raise LiteVSRError(
+                "litevsr shards data-parallel only: give ModelParallelStrategy tensor_parallel_size=1 "
+                "and data_parallel_size=<devices>"
+            )
         if self.adapter.edits_backbone or self.adapter.copies_backbone:
-            raise LiteVSRError(f"FSDP supports adapters that keep the backbone as it is; a {type(self.adapter).__name__} "
-                               "edits or copies it: train it with DDP")
+            raise LiteVSRError(
+                f"FSDP supports adapters that keep the backbone as it is; a {type(self.adapter).__name__} "
+                "edits or copies it: train it with DDP"
+            )
         from torch.distributed.fsdp import fully_shard
 
         data = mesh["data_parallel"] if mesh.ndim > 1 else mesh
@@ -175,8 +183,10 @@ class LiteVSRModule(L.LightningModule):
         optimizer = self.optimizer_factory(list(self.model.trained_parameters().values()))
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"},
+        }
 
     def _encode_batch(self, batch):
         hq, lq = batch["hq"], batch["lq"]
@@ -189,9 +199,11 @@ class LiteVSRModule(L.LightningModule):
             return self._encode_batch(batch)
         stale = sorted(set(batch["vae_fingerprint"]) - {self.backbone.vae_fingerprint})
         if stale:
-            raise LiteVSRError(f"the cached latents were encoded by another VAE (fingerprint {stale[0]}, this "
-                               f"backbone's is {self.backbone.vae_fingerprint}): rebuild the shards with "
-                               "make_shards.py --latents")
+            raise LiteVSRError(
+                f"the cached latents were encoded by another VAE (fingerprint {stale[0]}, this "
+                f"backbone's is {self.backbone.vae_fingerprint}): rebuild the shards with "
+                "make_shards.py --latents"
+            )
         return batch["hq_latents"], batch["cond_latents"]
 
     def training_step(self, batch, batch_idx):
@@ -213,7 +225,7 @@ class LiteVSRModule(L.LightningModule):
         v_hat = self.model.velocity(x, sigma, cond, self.model.refinement_state(x, sigma))
         error = (v_hat.float() - target) ** 2
         if hp.loss_weighting == "vae_scale":
-            variance = self.backbone.latents_std ** 2
+            variance = self.backbone.latents_std**2
             error = error * (variance / variance.mean())
         loss = error.mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])
@@ -222,8 +234,9 @@ class LiteVSRModule(L.LightningModule):
     def _sample(self, cond, batch_idx, use_adapter=True):
         s = self.sampling
         generator = torch.Generator(cond.device).manual_seed(s.seed + batch_idx)
-        return self.model.sample(cond, s.steps, s.shift, s.sigma_start, generator, use_adapter,
-                                 start_noise=s.start_noise)
+        return self.model.sample(
+            cond, s.steps, s.shift, s.sigma_start, generator, use_adapter, start_noise=s.start_noise
+        )
 
     def _super_resolve(self, cond, bicubic, batch_idx):
         """The SR clip as prediction gives it: sampled, decoded and colour-fixed towards `bicubic`."""
@@ -269,8 +282,9 @@ class LiteVSRModule(L.LightningModule):
         """The first training pairs, LQ (nearest-upsampled) | HQ, so the degradations can be checked by eye."""
         n = self.hparams.num_logged_samples
         hq = batch["hq"][:n]
-        self._add_images("train/degraded_lq_hq",
-                         self._side_by_side(resize_video(batch["lq"][:n], hq.shape[-2:], mode="nearest"), hq))
+        self._add_images(
+            "train/degraded_lq_hq", self._side_by_side(resize_video(batch["lq"][:n], hq.shape[-2:], mode="nearest"), hq)
+        )
 
     def _log_samples(self, lq, bicubic, sr, hq):
         """Aligned middle frames, LQ (nearest) | bicubic | litevsr | GT, to TensorBoard and, as a labelled PNG, into
@@ -278,21 +292,28 @@ class LiteVSRModule(L.LightningModule):
         n = min(self.hparams.num_logged_samples, hq.shape[0])
         rows = self._side_by_side(resize_video(lq[:n], hq.shape[-2:], mode="nearest"), bicubic[:n], sr[:n], hq[:n])
         self._add_images("val/lq_bicubic_sr_gt", rows)
-        if (self.logger is not None and self.logger.log_dir and not self.trainer.sanity_checking
-                and self.trainer.is_global_zero):  # one writer of the picture
+        if (
+            self.logger is not None
+            and self.logger.log_dir
+            and not self.trainer.sanity_checking
+            and self.trainer.is_global_zero
+        ):  # one writer of the picture
             grid = (rows.permute(0, 2, 3, 1).flatten(0, 1) * 255).round().byte().cpu().numpy()
             labelled(grid, ["LQ (nearest)", "bicubic", "litevsr", "GT"]).save(
-                os.path.join(self.logger.log_dir, "val_samples.png"))
+                os.path.join(self.logger.log_dir, "val_samples.png")
+            )
 
     def predict_step(self, batch, batch_idx):
         """A file item (litevsr.data.datamodule.VideoFiles) is upscaled into its output file, as `litevsr upscale`
         does; a validation-style batch gives SR clips at its HQ size."""
         if "input" in batch:
-            return upscale_file(self.model, batch["input"], batch["output"], batch["scale"], self.sampling,
-                                overwrite=batch["overwrite"])
+            return upscale_file(
+                self.model, batch["input"], batch["output"], batch["scale"], self.sampling, overwrite=batch["overwrite"]
+            )
         size = batch["hq"].shape[-2:]
-        return self._super_resolve(self.model.condition(batch["lq"], size),
-                                   resize_video(batch["lq"], size).clamp(-1, 1), batch_idx)
+        return self._super_resolve(
+            self.model.condition(batch["lq"], size), resize_video(batch["lq"], size).clamp(-1, 1), batch_idx
+        )
 
     # --- checkpoints hold what the method trains only --------------------------------------------------
     def _trained_keys(self) -> set[str]:
@@ -310,6 +331,9 @@ class LiteVSRModule(L.LightningModule):
         found = set(checkpoint.get("state_dict", {}))
         missing, unexpected = sorted(expected - found), sorted(found - expected)
         if missing or unexpected:
-            problem = f"misses {len(missing)} trained tensors (e.g. {missing[0]})" if missing else \
-                f"holds {len(unexpected)} unexpected tensors (e.g. {unexpected[0]})"
+            problem = (
+                f"misses {len(missing)} trained tensors (e.g. {missing[0]})"
+                if missing
+                else f"holds {len(unexpected)} unexpected tensors (e.g. {unexpected[0]})"
+            )
             raise LiteVSRError(f"the checkpoint does not fit this method: it {problem}")

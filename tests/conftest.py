@@ -9,10 +9,29 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 # Small enough for fast tests, but the real diffusers classes and the real loading path.
 TEST_CONFIG = {
-    "transformer": dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=16,
-                        out_channels=16, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=4, rope_max_seq_len=32),
-    "vae": dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2], num_res_blocks=1, temperal_downsample=[False, False],
-                scale_factor_temporal=1, scale_factor_spatial=4, latents_mean=[0.1] * 16, latents_std=[2.0] * 16),
+    "transformer": dict(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=16,
+        out_channels=16,
+        text_dim=32,
+        freq_dim=32,
+        ffn_dim=64,
+        num_layers=4,
+        rope_max_seq_len=32,
+    ),
+    "vae": dict(
+        base_dim=8,
+        z_dim=16,
+        dim_mult=[1, 2, 2],
+        num_res_blocks=1,
+        temperal_downsample=[False, False],
+        scale_factor_temporal=1,
+        scale_factor_spatial=4,
+        latents_mean=[0.1] * 16,
+        latents_std=[2.0] * 16,
+    ),
 }
 
 
@@ -46,9 +65,14 @@ def random_clips(n: int, frames: int, size: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     for i in range(n):
         base = rng.integers(0, 256, (frames, size // 8, size // 8, 3)).astype(np.float32)
-        up = torch.nn.functional.interpolate(torch.from_numpy(base).permute(0, 3, 1, 2), size=(size, size),
-                                             mode="bilinear", align_corners=False)
-        yield f"clip{i:04d}", up.permute(0, 2, 3, 1).round().clamp(0, 255).byte().numpy(), {"source": "test", "license": "CC0"}
+        up = torch.nn.functional.interpolate(
+            torch.from_numpy(base).permute(0, 3, 1, 2), size=(size, size), mode="bilinear", align_corners=False
+        )
+        yield (
+            f"clip{i:04d}",
+            up.permute(0, 2, 3, 1).round().clamp(0, 255).byte().numpy(),
+            {"source": "test", "license": "CC0"},
+        )
 
 
 def write_train_val_shards(root, train_clips: int, seed: int) -> tuple[str, str]:
@@ -68,8 +92,9 @@ def shard_dirs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def cached_shards(tmp_path_factory, causal_twin):
     """Shards with 2 LQ variants and latents from the Wan2.1 twin: 3 clips of 5x32x32."""
-    from litevsr.data.prep import PrepOptions, prepare_shards
     from videos import pan, write_video
+
+    from litevsr.data.prep import PrepOptions, prepare_shards
 
     root = tmp_path_factory.mktemp("cached")
     for i in range(3):

@@ -1,5 +1,6 @@
 """A callback the multi-process tests add to a fit (`--trainer.callbacks+=ddp_probe.Probe`, with tests/ on
-PYTHONPATH): each rank writes the clip keys it trained on and its adapter weights (whole, under FSDP too) into $LITEVSR_PROBE_DIR."""
+PYTHONPATH): each rank writes the clip keys it trained on and its adapter weights (whole, under FSDP too) into
+$LITEVSR_PROBE_DIR."""
 
 import json
 import os

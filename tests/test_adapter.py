@@ -95,7 +95,9 @@ def test_export_and_load_round_trip(backbone, tmp_path):
     public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
     assert loaded.state_input == "x0_hat" and public(loaded.config) == public(model.adapter.config)
     x0, eps, cond, sigma = batch()
-    assert all(torch.equal(a, b) for a, b in zip(model.adapter(cond, x0, sigma).values(), loaded(cond, x0, sigma).values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.adapter(cond, x0, sigma).values(), loaded(cond, x0, sigma).values())
+    )
 
 
 def test_an_adapter_grows_into_more_blocks_from_a_smaller_one(backbone, tmp_path):
@@ -109,8 +111,9 @@ def test_an_adapter_grows_into_more_blocks_from_a_smaller_one(backbone, tmp_path
         torch.nn.init.normal_(p, std=0.05)
     path = str(tmp_path / "small")
     save_adapter(small.adapter, path, backbone.name)
-    grown = LiteVSRModule(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=1), init_adapter=path,
-                          init_adapter_grow=True).adapter
+    grown = LiteVSRModule(
+        backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=1), init_adapter=path, init_adapter_grow=True
+    ).adapter
     x0, eps, cond, sigma = batch()
     before, after = small.adapter(cond, x0, sigma), grown(cond, x0, sigma)
     assert sorted(after) == list(range(backbone.num_blocks)) and sorted(before) == [0, 2]
@@ -118,8 +121,12 @@ def test_an_adapter_grows_into_more_blocks_from_a_smaller_one(backbone, tmp_path
     with pytest.raises(LiteVSRError, match="not a StateAwareAdapter with"):
         LiteVSRModule(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=1), init_adapter=path)
     with pytest.raises(LiteVSRError, match="is .*, not"):
-        LiteVSRModule(backbone, StateAwareAdapter(width=48, time_dim=32, inject_every=1), init_adapter=path,
-                      init_adapter_grow=True)
+        LiteVSRModule(
+            backbone,
+            StateAwareAdapter(width=48, time_dim=32, inject_every=1),
+            init_adapter=path,
+            init_adapter_grow=True,
+        )
 
 
 def test_adapter_tokens_are_in_the_backbones_patch_order(causal_twin):
@@ -151,17 +158,32 @@ def _crafted(tmp_path, marker):
 
     folder = tmp_path / "crafted"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"_class_name": "os.system", "command": f"touch {marker}",
-                                                    "_litevsr": {"backbone": "tiny", "scale": 4, "sampling": {}}}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "os.system",
+                "command": f"touch {marker}",
+                "_litevsr": {"backbone": "tiny", "scale": 4, "sampling": {}},
+            }
+        )
+    )
     save_file({"x": torch.zeros(1)}, str(folder / "diffusion_pytorch_model.safetensors"))
     old = tmp_path / "crafted_old.safetensors"
-    save_file({"x": torch.zeros(1)}, str(old), metadata={"litevsr": json.dumps(
-        {"class_path": "os.system", "init_args": {"command": f"touch {marker}"}, "backbone": "tiny"})})
+    save_file(
+        {"x": torch.zeros(1)},
+        str(old),
+        metadata={
+            "litevsr": json.dumps(
+                {"class_path": "os.system", "init_args": {"command": f"touch {marker}"}, "backbone": "tiny"}
+            )
+        },
+    )
     return str(folder), str(old)
 
 
 def test_a_file_naming_os_system_is_refused_and_runs_nothing(tmp_path, capsys):
     from conftest import random_clips
+
     from litevsr import LiteVSRError
     from litevsr.cli import main
     from litevsr.data.video import encode_video
@@ -174,8 +196,10 @@ def test_a_file_naming_os_system_is_refused_and_runs_nothing(tmp_path, capsys):
         load_adapter(old)
     src = tmp_path / "in.mkv"
     src.write_bytes(encode_video(next(random_clips(1, 2, 8, seed=7))[1]))
-    for args in (["upscale", str(src), str(tmp_path / "out.mp4"), "--adapter", folder],
-                 ["convert-adapter", old, str(tmp_path / "converted")]):
+    for args in (
+        ["upscale", str(src), str(tmp_path / "out.mp4"), "--adapter", folder],
+        ["convert-adapter", old, str(tmp_path / "converted")],
+    ):
         with pytest.raises(SystemExit) as exit_:
             main(args)
         err = capsys.readouterr().err.strip().splitlines()
@@ -209,19 +233,37 @@ def test_old_single_file_adapters_convert_to_the_same_adapter(backbone, backbone
 
     model = make_model(backbone)
     torch.nn.init.normal_(model.adapter.injectors["0"].weight, std=0.1)
-    init_args = {"width": 32, "structure_depth": 2, "refinement_depth": 2, "head_dim": 64, "mlp_ratio": 2.0,
-                 "time_dim": 32, "inject_every": 2, "inject_blocks": None, "state_input": "x_sigma"}
-    meta = {"class_path": "litevsr.adapters.state_aware.StateAwareAdapter", "init_args": init_args,
-            "backbone": backbone_dir, "scale": 4, "sampling": {"steps": 1, "sigma_start": 0.3, "shift": 1.0}}
+    init_args = {
+        "width": 32,
+        "structure_depth": 2,
+        "refinement_depth": 2,
+        "head_dim": 64,
+        "mlp_ratio": 2.0,
+        "time_dim": 32,
+        "inject_every": 2,
+        "inject_blocks": None,
+        "state_input": "x_sigma",
+    }
+    meta = {
+        "class_path": "litevsr.adapters.state_aware.StateAwareAdapter",
+        "init_args": init_args,
+        "backbone": backbone_dir,
+        "scale": 4,
+        "sampling": {"steps": 1, "sigma_start": 0.3, "shift": 1.0},
+    }
     old = tmp_path / "old.safetensors"
-    save_file({k: v.contiguous() for k, v in model.adapter.state_dict().items()}, str(old),
-              metadata={"litevsr": json.dumps(meta)})
+    save_file(
+        {k: v.contiguous() for k, v in model.adapter.state_dict().items()},
+        str(old),
+        metadata={"litevsr": json.dumps(meta)},
+    )
     main(["convert-adapter", str(old), str(tmp_path / "new")])
     assert read_adapter_config(str(tmp_path / "new"))["sampling"] == meta["sampling"]
     converted = load_adapter(str(tmp_path / "new"), backbone)
     x0, eps, cond, sigma = batch()
-    assert all(torch.equal(a, b) for a, b in zip(model.adapter(cond, x0, sigma).values(),
-                                                 converted(cond, x0, sigma).values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.adapter(cond, x0, sigma).values(), converted(cond, x0, sigma).values())
+    )
 
 
 def test_x0_hat_sampling_reads_the_bare_backbones_estimate_at_every_step(backbone):
@@ -264,4 +306,6 @@ def test_without_the_refinement_stream_the_state_is_not_read(backbone):
     assert not hasattr(adapter, "state_embedder") and not hasattr(adapter, "stream_gate")
     x0, eps, cond, sigma = batch()
     assert all(torch.equal(a, b) for a, b in zip(adapter(cond, x0, sigma).values(), adapter(cond, eps, sigma).values()))
-    assert not all(torch.equal(a, b) for a, b in zip(adapter(cond, x0, sigma).values(), adapter(eps, x0, sigma).values()))
+    assert not all(
+        torch.equal(a, b) for a, b in zip(adapter(cond, x0, sigma).values(), adapter(eps, x0, sigma).values())
+    )

@@ -9,18 +9,29 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from test_training import write_config
 
 from litevsr import LiteVSRError
-from litevsr.adapters import ControlNetAdapter, FullFinetuneAdapter, LoRAAdapter, StateAwareAdapter, load_adapter, save_adapter
+from litevsr.adapters import (
+    ControlNetAdapter,
+    FullFinetuneAdapter,
+    LoRAAdapter,
+    StateAwareAdapter,
+    load_adapter,
+    save_adapter,
+)
 from litevsr.adapters.concat import LORA_WEIGHTS_FILE, PATCH_EMBEDDING_FILE
 from litevsr.backbones import WanBackbone
 from litevsr.cli import main
 from litevsr.model import LiteVSR
 from litevsr.module import LiteVSRModule
-from test_training import write_config
 
-METHODS = {"lora": lambda: LoRAAdapter(rank=4), "full": FullFinetuneAdapter, "controlnet": ControlNetAdapter,
-           "state_aware": lambda: StateAwareAdapter(width=32, time_dim=32, inject_every=2)}
+METHODS = {
+    "lora": lambda: LoRAAdapter(rank=4),
+    "full": FullFinetuneAdapter,
+    "controlnet": ControlNetAdapter,
+    "state_aware": lambda: StateAwareAdapter(width=32, time_dim=32, inject_every=2),
+}
 
 
 def _inputs(backbone, seed=0):
@@ -99,8 +110,9 @@ def test_the_lora_export_loads_through_diffusers(backbone_dir, tmp_path):
     transformer = plain.transformer
     embedding = load_file(os.path.join(folder, PATCH_EMBEDDING_FILE))
     old = transformer.patch_embedding
-    transformer.patch_embedding = torch.nn.Conv3d(embedding["weight"].shape[1], old.out_channels, old.kernel_size,
-                                                  stride=old.stride)
+    transformer.patch_embedding = torch.nn.Conv3d(
+        embedding["weight"].shape[1], old.out_channels, old.kernel_size, stride=old.stride
+    )
     transformer.patch_embedding.load_state_dict(embedding)
     transformer.load_lora_adapter(folder, weight_name=LORA_WEIGHTS_FILE, prefix=None)
     x, cond, sigma = _inputs(plain, seed=2)
@@ -124,8 +136,10 @@ def test_a_lora_file_of_another_rank_is_a_one_line_error(backbone_dir, tmp_path)
 def test_each_baseline_runs_fit_export_upscale_from_a_recipe(method, tmp_path, backbone_dir, shard_dirs):
     config = write_config(tmp_path, backbone_dir, shard_dirs)
     recipe = yaml.safe_load(open(config))
-    recipe["model"]["adapter"] = {"class_path": f"litevsr.adapters.{type(METHODS[method]()).__name__}",
-                                  "init_args": {"rank": 4} if method == "lora" else {}}
+    recipe["model"]["adapter"] = {
+        "class_path": f"litevsr.adapters.{type(METHODS[method]()).__name__}",
+        "init_args": {"rank": 4} if method == "lora" else {},
+    }
     if method == "controlnet":
         recipe["model"]["val_references"] = True
     with open(config, "w") as f:
@@ -134,9 +148,10 @@ def test_each_baseline_runs_fit_export_upscale_from_a_recipe(method, tmp_path, b
     exported = tmp_path / "runs" / "t" / "version_0" / "adapter"
     assert (exported / PATCH_EMBEDDING_FILE).is_file() == (method != "controlnet")
     from conftest import random_clips
+
     from litevsr.data.video import encode_video, video_info
 
-    (_, frames, _), = random_clips(1, 5, 8)
+    ((_, frames, _),) = random_clips(1, 5, 8)
     (tmp_path / "in.mkv").write_bytes(encode_video(frames))
     main(["upscale", str(tmp_path / "in.mkv"), str(tmp_path / "out.mp4"), "--adapter", str(exported)])
     info = video_info(str(tmp_path / "out.mp4"))

@@ -9,13 +9,22 @@ from litevsr.inference import Sampling
 from litevsr.module import LiteVSRModule
 
 
-@pytest.mark.parametrize("old,new", [("val_steps", "sampling.steps"), ("val_sigma_start", "sampling.sigma_start"),
-                                     ("start_noise", "sampling.start_noise"), ("color_fix", "sampling.color_fix")])
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        ("val_steps", "sampling.steps"),
+        ("val_sigma_start", "sampling.sigma_start"),
+        ("start_noise", "sampling.start_noise"),
+        ("color_fix", "sampling.color_fix"),
+    ],
+)
 def test_an_old_sampling_option_names_its_new_key(capsys, old, new):
     with pytest.raises(SystemExit) as exit_:
         main(["fit", "--config", "recipes/demo.yaml", f"--model.{old}", "1", "--print_config"])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [f"litevsr: error: model.{old} is now model.{new} (see --help)"]
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"litevsr: error: model.{old} is now model.{new} (see --help)"
+    ]
 
 
 def test_init_adapter_brings_its_sampler_and_given_fields_replace_only_themselves():
@@ -61,10 +70,12 @@ def test_embed_prompt_writes_the_embedding_a_backbone_reads(tmp_path, capsys):
     words = ["<pad>", "</s>", "<unk>", "a", "sharp", "video"]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
-                            unk_token="<unk>").save_pretrained(tmp_path / "ckpt" / "tokenizer")
-    UMT5EncoderModel(UMT5Config(vocab_size=len(words), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
-                     ).save_pretrained(tmp_path / "ckpt" / "text_encoder")
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    ).save_pretrained(tmp_path / "ckpt" / "tokenizer")
+    UMT5EncoderModel(
+        UMT5Config(vocab_size=len(words), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    ).save_pretrained(tmp_path / "ckpt" / "text_encoder")
     out = tmp_path / "prompt_embeds.safetensors"
     main(["embed-prompt", str(tmp_path / "ckpt"), str(out), "--prompt", "a sharp video", "--max_length", "8"])
     embeds = load_file(str(out))["prompt_embeds"]
@@ -73,18 +84,30 @@ def test_embed_prompt_writes_the_embedding_a_backbone_reads(tmp_path, capsys):
     assert capsys.readouterr().out.startswith(f"wrote {out}")
 
 
-@pytest.mark.parametrize("degradation,message", [
-    ("{class_path: litevsr.data.pipeline.RealWorldDegradation}",
-     "class_path litevsr.data.pipeline.RealWorldDegradation is now litevsr.data.degradations.RealWorldDegradation"),
-    ("{class_path: litevsr.data.files.VideoFiles}",
-     "class_path litevsr.data.files.VideoFiles is now litevsr.data.datamodule.VideoFiles"),
-    ("{class_path: litevsr.data.degradations.RealWorldDegradation, init_args: {preset: anime}}",
-     "RealWorldDegradation's init_args.preset is now init_args.options (a preset name or the options)"),
-])
+@pytest.mark.parametrize(
+    "degradation,message",
+    [
+        (
+            "{class_path: litevsr.data.pipeline.RealWorldDegradation}",
+            "class_path litevsr.data.pipeline.RealWorldDegradation is now "
+            "litevsr.data.degradations.RealWorldDegradation",
+        ),
+        (
+            "{class_path: litevsr.data.files.VideoFiles}",
+            "class_path litevsr.data.files.VideoFiles is now litevsr.data.datamodule.VideoFiles",
+        ),
+        (
+            "{class_path: litevsr.data.degradations.RealWorldDegradation, init_args: {preset: anime}}",
+            "RealWorldDegradation's init_args.preset is now init_args.options (a preset name or the options)",
+        ),
+    ],
+)
 def test_an_old_degradation_recipe_names_the_new_form(tmp_path, capsys, degradation, message):
     old = tmp_path / "old.yaml"
-    old.write_text("data:\n  class_path: litevsr.data.datamodule.VideoShardDataModule\n  init_args:\n"
-                   f"    degradation:\n      {degradation}\n")
+    old.write_text(
+        "data:\n  class_path: litevsr.data.datamodule.VideoShardDataModule\n  init_args:\n"
+        f"    degradation:\n      {degradation}\n"
+    )
     with pytest.raises(SystemExit):
         main(["fit", "--config", "recipes/demo.yaml", "--config", str(old), "--print_config"])
     assert capsys.readouterr().err.strip().splitlines() == [f"litevsr: error: {message} (see --help)"]

@@ -15,7 +15,10 @@ def smooth(seed=0, shape=(1, 3, 2, 32, 32)):
 
 def test_adain_undoes_a_per_channel_affine_colour_change():
     ref = smooth()
-    scale, shift = torch.tensor([0.5, 1.2, 0.8]).view(1, 3, 1, 1, 1), torch.tensor([0.1, -0.2, 0.05]).view(1, 3, 1, 1, 1)
+    scale, shift = (
+        torch.tensor([0.5, 1.2, 0.8]).view(1, 3, 1, 1, 1),
+        torch.tensor([0.1, -0.2, 0.05]).view(1, 3, 1, 1, 1),
+    )
     torch.testing.assert_close(color_fix(ref * scale + shift, ref, "adain"), ref, atol=1e-4, rtol=0)
 
 
@@ -32,7 +35,9 @@ def test_lab_round_trip_and_lab_moment_matching():
     frames = rgb.transpose(1, 2).flatten(0, 1)
     torch.testing.assert_close(_lab_to_srgb(_srgb_to_lab(frames)), frames, atol=1e-4, rtol=0)
     lab = _srgb_to_lab(frames)
-    shifted = _lab_to_srgb(lab * torch.tensor([0.9, 1.1, 1.1]).view(1, 3, 1, 1) + torch.tensor([3.0, 2.0, -2.0]).view(1, 3, 1, 1))
+    shifted = _lab_to_srgb(
+        lab * torch.tensor([0.9, 1.1, 1.1]).view(1, 3, 1, 1) + torch.tensor([3.0, 2.0, -2.0]).view(1, 3, 1, 1)
+    )
     out = shifted.unflatten(0, (1, 2)).transpose(1, 2) * 2 - 1
     torch.testing.assert_close(color_fix(out, rgb * 2 - 1, "lab"), rgb * 2 - 1, atol=2e-3, rtol=0)
 

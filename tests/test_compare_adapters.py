@@ -11,8 +11,12 @@ BENCHMARK = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "co
 def test_compare_adapters_runs_every_method_in_one_harness(tmp_path):
     name = str(tmp_path / "compare")
     methods = "state_aware,sigma_independent,lora,controlnet,full"
-    subprocess.run([sys.executable, BENCHMARK, "--size", "tiny", "--steps", "1", "--methods", methods, "--name", name],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, BENCHMARK, "--size", "tiny", "--steps", "1", "--methods", methods, "--name", name],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     result = json.load(open(f"{name}.json"))
     rows = {r["name"]: r for r in result["methods"]}
     assert list(rows) == methods.split(",")
@@ -26,8 +30,23 @@ def test_compare_adapters_runs_every_method_in_one_harness(tmp_path):
     assert real[wan13, "state_aware"]["trainable_params"] * 4 <= real[wan13, "controlnet"]["trainable_params"]
     assert os.path.getsize(f"{name}_step_time.png") > 0
     again = str(tmp_path / "again")  # re-scoring without re-timing
-    subprocess.run([sys.executable, BENCHMARK, "--size", "tiny", "--methods", "lora,full", "--name", again,
-                    "--timing-from", f"{name}.json"], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            BENCHMARK,
+            "--size",
+            "tiny",
+            "--methods",
+            "lora,full",
+            "--name",
+            again,
+            "--timing-from",
+            f"{name}.json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     reused = {r["name"]: r for r in json.load(open(f"{again}.json"))["methods"]}
     assert all(reused[m]["step_seconds"] == rows[m]["step_seconds"] for m in ("lora", "full"))
 
@@ -36,10 +55,10 @@ def test_quality_after_an_equal_budget_trains_each_method_by_its_recipe(tmp_path
     """--quality-steps: each method fits by the same recipe (plus its piece), then is scored on held-out clips with
     bicubic and the bare generator as floors."""
     from conftest import random_clips
-    from litevsr.frames import resize_video
-    from litevsr.frames import frames_to_video, video_to_frames
-    from litevsr.data.video import encode_video
     from test_training import write_config
+
+    from litevsr.data.video import encode_video
+    from litevsr.frames import frames_to_video, resize_video, video_to_frames
 
     heldout = tmp_path / "heldout"
     for folder in ("gt", "lq_bicubic"):
@@ -51,9 +70,34 @@ def test_quality_after_an_equal_budget_trains_each_method_by_its_recipe(tmp_path
     (heldout / "manifest.json").write_text(json.dumps({"scale": 4}))
     recipe = write_config(tmp_path, backbone_dir, shard_dirs)
     name = str(tmp_path / "compare")
-    subprocess.run([sys.executable, BENCHMARK, "--size", "tiny", "--steps", "1", "--methods", "state_aware,lora",
-                    "--name", name, "--quality-steps", "2", "--seeds", "0", "1", "--heldout", str(heldout),
-                    "--recipe", recipe, "--work", str(tmp_path / "runs")], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            BENCHMARK,
+            "--size",
+            "tiny",
+            "--steps",
+            "1",
+            "--methods",
+            "state_aware,lora",
+            "--name",
+            name,
+            "--quality-steps",
+            "2",
+            "--seeds",
+            "0",
+            "1",
+            "--heldout",
+            str(heldout),
+            "--recipe",
+            recipe,
+            "--work",
+            str(tmp_path / "runs"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     result = json.load(open(f"{name}.json"))
     for row in result["methods"]:
         assert 0 < row["psnr_y"] < 100 and row["psnr_y_std"] >= 0 and 0 < row["ssim_y"] <= 1

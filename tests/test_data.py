@@ -4,13 +4,13 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-
+import webdataset as wds
 from conftest import random_clips
+
 from litevsr import LiteVSRError
 from litevsr.data.degradations import gaussian_kernel
 from litevsr.data.shards import ShardWriter, decode_sample, shard_urls, write_shards
 from litevsr.data.video import read_video
-import webdataset as wds
 
 
 def test_lossless_clip_round_trip_through_shards(tmp_path):
@@ -19,7 +19,7 @@ def test_lossless_clip_round_trip_through_shards(tmp_path):
     assert stats["clips"] == 3 and stats["shards"] == 2 and stats["min_frames"] == 5
     samples = [decode_sample(s) for s in wds.WebDataset(shard_urls(str(tmp_path)), shardshuffle=False)]
     assert [s["key"] for s in samples] == [k for k, _, _ in clips]
-    for (_, frames, meta), sample in zip(clips, samples):
+    for (_, frames, _), sample in zip(clips, samples):
         assert np.array_equal(sample["frames"], frames)
         assert sample["meta"]["license"] == "CC0" and sample["meta"]["frames"] == 5
 

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
-
 from conftest import random_clips
+from videos import pan, still, write_video
+
 from litevsr import LiteVSRError
 from litevsr.data import prep
-from litevsr.data.degradations import SimpleDegradation
 from litevsr.data.clipping import ClipOptions, ClipStats, ClipTooSmallError, crop_window, cut_clips, window_starts
+from litevsr.data.degradations import SimpleDegradation
 from litevsr.data.prep import PrepOptions, prepare_shards, split_of, variant_seed
 from litevsr.data.shards import decode_latents, decode_sample, read_manifest, shard_urls, write_shards
 from litevsr.data.video import read_video
 from litevsr.frames import frames_to_video, video_to_frames
-from videos import pan, still, write_video
 
 
 def read_samples(folder) -> list[dict]:
@@ -42,7 +42,7 @@ def test_scene_cut_detection_splits_at_a_synthetic_cut():
     assert [(c.start, c.scene) for c in clips] == [(0, 0), (5, 0), (12, 1), (17, 1)]  # restarts at the cut
     for clip in clips:
         assert all(c.start + 5 <= 12 or c.start >= 12 for c in clips)  # none spans frames 11 -> 12
-        assert np.array_equal(clip.frames, frames[clip.start:clip.start + 5])
+        assert np.array_equal(clip.frames, frames[clip.start : clip.start + 5])
     assert [c.key for c in clips] == ["v_000000", "v_000005", "v_000012", "v_000017"]
 
 
@@ -62,15 +62,16 @@ def test_crops_are_seeded_by_key_and_aligned():
     again = next(cut_clips(iter(frames), options, "a"))
     y, x, size = first.crop
     assert first.frames.shape == (5, 16, 16, 3) and size == 16 and y % 8 == 0 and x % 8 == 0
-    assert again.crop == first.crop and np.array_equal(first.frames, frames[:, y:y + 16, x:x + 16])
+    assert again.crop == first.crop and np.array_equal(first.frames, frames[:, y : y + 16, x : x + 16])
     centre = next(cut_clips(iter(frames), ClipOptions(**{**options.__dict__, "crop_mode": "center"}), "a"))
     assert centre.crop == [24, 24, 16]
 
 
 def test_crop_window_centres_or_draws_on_the_grid_of_each_axis():
     assert crop_window((10, 40, 64), (5, 16, 16), (1, 8, 8)) == (2, 8, 24)  # centred, rounded down onto the grid
-    drawn = {crop_window((10, 40, 64), (5, 16, 16), (1, 8, 8), np.random.default_rng(seed).integers)
-             for seed in range(200)}
+    drawn = {
+        crop_window((10, 40, 64), (5, 16, 16), (1, 8, 8), np.random.default_rng(seed).integers) for seed in range(200)
+    }
     assert {t for t, _, _ in drawn} == set(range(6)) and {y for _, y, _ in drawn} == {0, 8, 16, 24}
     assert {x for _, _, x in drawn} == {0, 8, 16, 24, 32, 40, 48}
     assert list(window_starts(37, 16, 8)) == [0, 8, 16]
@@ -81,8 +82,12 @@ def test_crop_window_centres_or_draws_on_the_grid_of_each_axis():
 def test_shard_round_trip_is_exact_and_small_videos_are_skipped(tmp_path):
     videos = make_videos(tmp_path / "in", n=2, frames=12)
     write_video(tmp_path / "in" / "tiny" / "small.mkv", pan(12, 16, seed=9))  # below --min-size: skipped
-    manifest = prepare_shards([str(tmp_path / "in")], str(tmp_path / "out"),
-                              PrepOptions(clip_frames=5, min_size=32, license="CC0"), progress=False)
+    manifest = prepare_shards(
+        [str(tmp_path / "in")],
+        str(tmp_path / "out"),
+        PrepOptions(clip_frames=5, min_size=32, license="CC0"),
+        progress=False,
+    )
     assert manifest["clips"] == 4 and manifest["videos"] == 3 and manifest["min_frames"] == 5
     assert list(manifest["videos_skipped"]) == [str(tmp_path / "in" / "tiny" / "small.mkv")]
     assert "smaller than --min-size 32" in next(iter(manifest["videos_skipped"].values()))
@@ -93,7 +98,7 @@ def test_shard_round_trip_is_exact_and_small_videos_are_skipped(tmp_path):
         decoded = decode_sample(sample)
         meta = decoded["meta"]
         source = videos[int(os.path.basename(meta["source"])[1])]
-        assert np.array_equal(decoded["frames"], source[meta["start_frame"]:meta["start_frame"] + 5])
+        assert np.array_equal(decoded["frames"], source[meta["start_frame"] : meta["start_frame"] + 5])
         assert meta["license"] == "CC0" and "." not in sample["__key__"]
 
 
@@ -140,12 +145,20 @@ def test_resume_after_an_interruption_finishes_without_duplicates(tmp_path, monk
 
 def test_rerun_with_other_options_or_inputs_is_refused(tmp_path):
     make_videos(tmp_path / "in", n=2)
-    prepare_shards([str(tmp_path / "in")], str(tmp_path / "out"), PrepOptions(clip_frames=5, min_size=16), progress=False)
+    prepare_shards(
+        [str(tmp_path / "in")], str(tmp_path / "out"), PrepOptions(clip_frames=5, min_size=16), progress=False
+    )
     with pytest.raises(LiteVSRError, match=r"different options \(clip_frames: 5 -> 3, stride: 5 -> 3\)"):
-        prepare_shards([str(tmp_path / "in")], str(tmp_path / "out"), PrepOptions(clip_frames=3, min_size=16), progress=False)
+        prepare_shards(
+            [str(tmp_path / "in")], str(tmp_path / "out"), PrepOptions(clip_frames=3, min_size=16), progress=False
+        )
     with pytest.raises(LiteVSRError, match="input videos differ"):
-        prepare_shards([str(tmp_path / "in" / "v0.mkv")], str(tmp_path / "out"), PrepOptions(clip_frames=5, min_size=16),
-                       progress=False)
+        prepare_shards(
+            [str(tmp_path / "in" / "v0.mkv")],
+            str(tmp_path / "out"),
+            PrepOptions(clip_frames=5, min_size=16),
+            progress=False,
+        )
     write_shards(random_clips(1, 5, 16), str(tmp_path / "foreign"))
     with pytest.raises(LiteVSRError, match="already holds shards not written by a resumable make_shards run"):
         prepare_shards([str(tmp_path / "in")], str(tmp_path / "foreign"), PrepOptions(min_size=16), progress=False)
@@ -168,8 +181,10 @@ def test_lq_variants_are_stored_reproducible_and_decodable(tmp_path):
 
 
 def test_degradation_preset_builds_the_real_world_pipeline():
-    assert type(prep.build_degradation(PrepOptions(lq_variants=1, degradation_preset="anime"))).__name__ == \
-        "RealWorldDegradation"
+    assert (
+        type(prep.build_degradation(PrepOptions(lq_variants=1, degradation_preset="anime"))).__name__
+        == "RealWorldDegradation"
+    )
     with pytest.raises(LiteVSRError, match="unknown degradation preset"):
         prep.check_options(PrepOptions(lq_variants=1, degradation_preset="vhs"))
 
@@ -178,8 +193,12 @@ def test_val_split_is_disjoint_by_source(tmp_path):
     make_videos(tmp_path / "in", n=6, frames=10)
     names = [f"v{i}.mkv" for i in range(6)]
     assert {split_of(n, 0.5) for n in names} == {"train", "val"}  # the fixed hash puts some in each
-    summary = prepare_shards([str(tmp_path / "in")], str(tmp_path / "out"),
-                             PrepOptions(clip_frames=5, val_fraction=0.5, min_size=16), progress=False)
+    summary = prepare_shards(
+        [str(tmp_path / "in")],
+        str(tmp_path / "out"),
+        PrepOptions(clip_frames=5, val_fraction=0.5, min_size=16),
+        progress=False,
+    )
     train, val = read_manifest(str(tmp_path / "out" / "train")), read_manifest(str(tmp_path / "out" / "val"))
     assert set(train["sources"]).isdisjoint(val["sources"]) and len(train["sources"]) + len(val["sources"]) == 6
     assert {os.path.basename(s) for s in val["sources"]} == {n for n in names if split_of(n, 0.5) == "val"}
@@ -195,8 +214,15 @@ def test_latents_of_the_stored_clip_and_its_lq_variants(tmp_path, causal_twin):
     from litevsr.model import LiteVSR
 
     make_videos(tmp_path / "in", n=1, frames=5)
-    options = PrepOptions(clip_frames=5, crop=32, lq_variants=2, scale=4, latents=causal_twin["backbone"], min_size=16,
-                          latents_dtype="float32")
+    options = PrepOptions(
+        clip_frames=5,
+        crop=32,
+        lq_variants=2,
+        scale=4,
+        latents=causal_twin["backbone"],
+        min_size=16,
+        latents_dtype="float32",
+    )
     manifest = prepare_shards([str(tmp_path / "in")], str(tmp_path / "out"), options, progress=False)
     backbone = WanBackbone(causal_twin["backbone"])
     assert "latents.safetensors" in manifest["members"]
@@ -222,8 +248,23 @@ def test_make_shards_command_line(tmp_path):
     (tmp_path / "in" / "broken.mp4").write_bytes(b"\x00" * 64)  # unreadable: recorded, not fatal
 
     def run(*extra):
-        return subprocess.run([sys.executable, "data_prep/make_shards.py", str(tmp_path / "in"), str(tmp_path / "out"),
-                               "--clip-frames", "5", "--min-size", "16", "--license", "CC0", *extra], capture_output=True, text=True)
+        return subprocess.run(
+            [
+                sys.executable,
+                "data_prep/make_shards.py",
+                str(tmp_path / "in"),
+                str(tmp_path / "out"),
+                "--clip-frames",
+                "5",
+                "--min-size",
+                "16",
+                "--license",
+                "CC0",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+        )
 
     first = run("--workers", "2")
     assert first.returncode == 0, first.stderr

@@ -9,15 +9,15 @@ import zlib
 import pytest
 import torch
 import webdataset as wds
-
 from conftest import random_clips
+from videos import pan, write_video
+
 from litevsr import LiteVSRError
 from litevsr.data.datamodule import VideoShardDataModule
-from litevsr.frames import frames_to_video
 from litevsr.data.prep import PrepOptions, prepare_shards
 from litevsr.data.shards import decode_sample, shard_urls, write_shards
 from litevsr.data.video import encode_video, read_video
-from videos import pan, write_video
+from litevsr.frames import frames_to_video
 
 
 def keys_of(loader) -> list[str]:
@@ -59,21 +59,25 @@ def test_corrupt_samples_are_skipped_and_counted(tmp_path):
         keys = keys_of(dm.val_dataloader())
     messages = [str(w.message) for w in caught if "unreadable" in str(w.message)]
     assert len(messages) == 2 and "cannot open video" in messages[0] and "unexpected end of data" in messages[1]
-    assert all(f"skipping an unreadable sample ({n} skipped so far in the main process)" in m
-               for n, m in enumerate(messages, 1))
+    assert all(
+        f"skipping an unreadable sample ({n} skipped so far in the main process)" in m
+        for n, m in enumerate(messages, 1)
+    )
     assert keys == [k for k, _, _ in good]  # every readable sample, in order; nothing else lost
     assert dm.skipped_samples == 2  # the broken video and the truncated tail
 
-    workers = VideoShardDataModule(str(tmp_path), str(tmp_path), clip_frames=5, crop_size=16, batch_size=1,
-                                   num_workers=2)
+    workers = VideoShardDataModule(
+        str(tmp_path), str(tmp_path), clip_frames=5, crop_size=16, batch_size=1, num_workers=2
+    )
     workers.setup("validate")
     assert sorted(keys_of(workers.val_dataloader())) == sorted(k for k, _, _ in good)
     assert workers.skipped_samples == 2  # counted in the loader workers, summed in the main process
 
 
 def test_clip_too_small_still_raises(shard_dirs):
-    data = VideoShardDataModule(shard_dirs[1], shard_dirs[1], clip_frames=5, crop_size=16, val_crop_size=16,
-                                batch_size=1)
+    data = VideoShardDataModule(
+        shard_dirs[1], shard_dirs[1], clip_frames=5, crop_size=16, val_crop_size=16, batch_size=1
+    )
     data.setup("validate")
     data.hparams.val_crop_size = 64  # bigger than the stored 32x32 clips, past the manifest check
     with pytest.raises(Exception, match="smaller than the crop"):
@@ -92,8 +96,16 @@ def test_exact_epochs_deal_every_shard_to_one_rank_and_worker_and_every_rank_val
     for rank in (0, 1):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
-        dm = VideoShardDataModule(str(tmp_path), str(tmp_path), clip_frames=5, crop_size=16, batch_size=1,
-                                  num_workers=2, samples_per_epoch=8, resample_shards=False)
+        dm = VideoShardDataModule(
+            str(tmp_path),
+            str(tmp_path),
+            clip_frames=5,
+            crop_size=16,
+            batch_size=1,
+            num_workers=2,
+            samples_per_epoch=8,
+            resample_shards=False,
+        )
         dm.trainer = SimpleNamespace(world_size=2)
         dm.setup("fit")
         trained[rank] = keys_of(dm.train_dataloader())
@@ -107,8 +119,9 @@ def test_exact_epochs_deal_every_shard_to_one_rank_and_worker_and_every_rank_val
 def test_more_workers_than_shards(tmp_path):
     clips = list(random_clips(2, 5, 16, seed=6))
     write_shards(clips, str(tmp_path), clips_per_shard=8)  # one shard
-    dm = VideoShardDataModule(str(tmp_path), str(tmp_path), clip_frames=5, crop_size=16, batch_size=2,
-                              num_workers=3, samples_per_epoch=6)
+    dm = VideoShardDataModule(
+        str(tmp_path), str(tmp_path), clip_frames=5, crop_size=16, batch_size=2, num_workers=3, samples_per_epoch=6
+    )
     dm.setup("fit")
     assert sorted(keys_of(dm.val_dataloader())) == [k for k, _, _ in clips]
     batches = list(dm.train_dataloader())  # every worker resamples the one shard
@@ -120,8 +133,12 @@ def lq_shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("stored-lq")
     for i in range(2):
         write_video(root / "in" / f"v{i}.mkv", pan(9, 48, seed=20 + i))
-    prepare_shards([str(root / "in")], str(root / "out"),
-                   PrepOptions(clip_frames=9, min_size=16, lq_variants=2, scale=4), progress=False)
+    prepare_shards(
+        [str(root / "in")],
+        str(root / "out"),
+        PrepOptions(clip_frames=9, min_size=16, lq_variants=2, scale=4),
+        progress=False,
+    )
     prepare_shards([str(root / "in")], str(root / "plain"), PrepOptions(clip_frames=9, min_size=16), progress=False)
     samples = {s["__key__"]: s for s in wds.WebDataset(shard_urls(str(root / "out")), shardshuffle=False)}
     return str(root / "out"), str(root / "plain"), samples
@@ -137,8 +154,10 @@ def find_window(hq, lq, sample) -> bool:
             for t0 in range(full.shape[1] - hq.shape[1] + 1):
                 for y in range(stored.shape[2] - lq.shape[2] + 1):
                     for x in range(stored.shape[3] - lq.shape[3] + 1):
-                        lq_crop = stored[:, t0:t0 + lq.shape[1], y:y + lq.shape[2], x:x + lq.shape[3]]
-                        hq_crop = full[:, t0:t0 + hq.shape[1], 4 * y:4 * y + hq.shape[2], 4 * x:4 * x + hq.shape[3]]
+                        lq_crop = stored[:, t0 : t0 + lq.shape[1], y : y + lq.shape[2], x : x + lq.shape[3]]
+                        hq_crop = full[
+                            :, t0 : t0 + hq.shape[1], 4 * y : 4 * y + hq.shape[2], 4 * x : 4 * x + hq.shape[3]
+                        ]
                         if torch.equal(l_, lq_crop) and torch.equal(h, hq_crop):
                             return True
     return False
@@ -146,8 +165,7 @@ def find_window(hq, lq, sample) -> bool:
 
 def test_stored_lq_variants_with_aligned_crops(lq_shards):
     out, _, samples = lq_shards
-    dm = VideoShardDataModule(out, out, clip_frames=5, crop_size=16, val_crop_size=32, batch_size=2,
-                              use_stored_lq=True)
+    dm = VideoShardDataModule(out, out, clip_frames=5, crop_size=16, val_crop_size=32, batch_size=2, use_stored_lq=True)
     dm.setup("fit")
     train = next(iter(dm.train_dataloader()))
     assert train["lq"].shape == (2, 3, 5, 4, 4)
@@ -177,14 +195,17 @@ def test_split_folder_is_refused_with_a_hint(tmp_path):
         VideoShardDataModule(str(tmp_path), None).setup("fit")
 
 
-
 def test_a_clip_with_flipped_bytes_is_skipped_and_counted(tmp_path):
     """Bits flipped inside an FFV1 clip decode without an error, into wrong frames; the CRC-32 stored in each
     sample's JSON catches them, in shards of both writers (write_shards and make_shards)."""
     write_shards(list(random_clips(3, 9, 64, seed=5)), str(tmp_path / "plain"), clips_per_shard=8)
     write_video(tmp_path / "in" / "pan.mkv", pan(18, 64, 9))
-    prepare_shards([str(tmp_path / "in")], str(tmp_path / "prepared"),
-                   PrepOptions(clip_frames=9, lq_variants=1, min_size=16), progress=False)
+    prepare_shards(
+        [str(tmp_path / "in")],
+        str(tmp_path / "prepared"),
+        PrepOptions(clip_frames=9, lq_variants=1, min_size=16),
+        progress=False,
+    )
     for folder in ("plain", "prepared"):
         shard = shard_urls(str(tmp_path / folder))[0]
         with tarfile.open(shard) as tar:
@@ -194,11 +215,12 @@ def test_a_clip_with_flipped_bytes_is_skipped_and_counted(tmp_path):
         for i in range(400):  # spread over the middle of the clip's payload
             data[member.offset_data + member.size // 2 + 7 * i] ^= 0x01
         open(shard, "wb").write(bytes(data))
-        damaged = bytes(data[member.offset_data:member.offset_data + member.size])
+        damaged = bytes(data[member.offset_data : member.offset_data + member.size])
         wrong, right = read_video(damaged), read_video(clip)  # decodes without an error: what the checksum is for
         assert wrong.shape != right.shape or (wrong != right).any()
-        dm = VideoShardDataModule(str(tmp_path / folder), str(tmp_path / folder), clip_frames=9, crop_size=16,
-                                  batch_size=1)
+        dm = VideoShardDataModule(
+            str(tmp_path / folder), str(tmp_path / folder), clip_frames=9, crop_size=16, batch_size=1
+        )
         dm.setup("validate")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

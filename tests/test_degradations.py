@@ -10,8 +10,15 @@ import yaml
 
 from litevsr import LiteVSRError
 from litevsr.data import degradations as D
-from litevsr.data.degradations import (PRESETS, Degradation, MixedDegradation, RealWorldDegradation, RealWorldOptions,
-                                       SimpleDegradation, preset_options)
+from litevsr.data.degradations import (
+    PRESETS,
+    Degradation,
+    MixedDegradation,
+    RealWorldDegradation,
+    RealWorldOptions,
+    SimpleDegradation,
+    preset_options,
+)
 
 KINDS = ["iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"]
 
@@ -25,7 +32,7 @@ def smooth_clip(frames=5, height=32, width=32, seed=0, batch=1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     base = torch.rand(batch, 3, 1, height // 8 + 2, width // 8 + 2, generator=g) * 2 - 1
     big = D.resize_video(base, (height + frames, width + frames), "bicubic")
-    return D.quantize(torch.cat([big[..., i:i + height, i:i + width] for i in range(frames)], dim=2))
+    return D.quantize(torch.cat([big[..., i : i + height, i : i + width] for i in range(frames)], dim=2))
 
 
 # ------------------------------------------------------------------------------------------------ kernels
@@ -35,8 +42,14 @@ def smooth_clip(frames=5, height=32, width=32, seed=0, batch=1) -> torch.Tensor:
 def test_kernels_sum_to_one_scalar_and_per_frame(kind):
     k = D.blur_kernel(kind, 11, 1.7, 0.9, 0.4, 1.5)
     assert k.shape == (11, 11) and torch.isclose(k.sum(), torch.tensor(1.0), atol=1e-5)
-    per_frame = D.blur_kernel(kind, 9, torch.tensor([0.8, 1.0, 2.0]), torch.tensor([0.5, 1.5, 1.0]),
-                              torch.tensor([0.0, 0.5, 1.0]), torch.tensor([0.7, 1.0, 2.0]))
+    per_frame = D.blur_kernel(
+        kind,
+        9,
+        torch.tensor([0.8, 1.0, 2.0]),
+        torch.tensor([0.5, 1.5, 1.0]),
+        torch.tensor([0.0, 0.5, 1.0]),
+        torch.tensor([0.7, 1.0, 2.0]),
+    )
     assert per_frame.shape == (3, 9, 9)
     assert torch.allclose(per_frame.sum((-2, -1)), torch.ones(3), atol=1e-5)
 
@@ -88,7 +101,7 @@ def test_separable_blur_equals_two_dimensional_blur_per_frame():
     kernels = D.blur_kernel("aniso", 7, torch.tensor([0.5, 2.0]), torch.tensor([1.0, 0.7]), torch.tensor([0.3, 1.0]))
     out = D.blur(video[:, :, :2], kernels)
     for i in range(2):
-        assert torch.allclose(out[:, :, i], D.blur(video[:, :, i:i + 1], kernels[i])[:, :, 0], atol=1e-6)
+        assert torch.allclose(out[:, :, i], D.blur(video[:, :, i : i + 1], kernels[i])[:, :, 0], atol=1e-6)
 
 
 def test_blur_pads_frames_smaller_than_the_kernel():
@@ -202,14 +215,17 @@ def test_presets_run_with_exact_shapes_on_the_8bit_grid(preset):
     for scale, seed in ((4, 0), (2, 1)):
         lq = degradation(hq, scale, torch.Generator().manual_seed(seed))
         assert lq.shape == (3, 5, 37 // scale, 45 // scale) and lq.dtype == hq.dtype
-        assert lq.min() >= -1 and lq.max() <= 1 and torch.allclose((lq + 1) * 127.5, ((lq + 1) * 127.5).round(),
-                                                                    atol=1e-4)
+        assert (
+            lq.min() >= -1 and lq.max() <= 1 and torch.allclose((lq + 1) * 127.5, ((lq + 1) * 127.5).round(), atol=1e-4)
+        )
 
 
 def test_same_seed_same_output_different_seed_different_output():
     hq = smooth_clip(5, 32, 32)[0]
     original = hq.clone()
-    degradation = RealWorldDegradation(RealWorldOptions(codec_prob=1.0, grain_prob=0.5, dust_prob=0.5, scratch_prob=0.5))
+    degradation = RealWorldDegradation(
+        RealWorldOptions(codec_prob=1.0, grain_prob=0.5, dust_prob=0.5, scratch_prob=0.5)
+    )
     first = degradation(hq, 4, torch.Generator().manual_seed(7))
     assert torch.equal(first, degradation(hq, 4, torch.Generator().manual_seed(7)))
     assert not torch.equal(first, degradation(hq, 4, torch.Generator().manual_seed(8)))
@@ -219,8 +235,16 @@ def test_same_seed_same_output_different_seed_different_output():
 
 
 def test_per_frame_parameters_drift_by_at_most_the_walk_step():
-    degradation = RealWorldDegradation(preset_options("realesrgan", sinc_prob=0.0, second_sinc_prob=0.0, blur_prob=1.0,
-                                                      second_blur_prob=1.0, kernel_probs={"aniso": 1.0}))
+    degradation = RealWorldDegradation(
+        preset_options(
+            "realesrgan",
+            sinc_prob=0.0,
+            second_sinc_prob=0.0,
+            blur_prob=1.0,
+            second_blur_prob=1.0,
+            kernel_probs={"aniso": 1.0},
+        )
+    )
     o = degradation.options
     moved = 0
     for seed in range(4):
@@ -229,16 +253,21 @@ def test_per_frame_parameters_drift_by_at_most_the_walk_step():
             p = params[stage]
             kernel, noise = p["blur"], p["noise"]
             noise_step = o.drift_noise if noise["kind"] == "gaussian" else o.drift_poisson
-            for track, step in ((kernel["sigma_x"], o.drift_sigma), (kernel["sigma_y"], o.drift_sigma),
-                                (kernel["theta"], o.drift_angle), (noise["level"], noise_step),
-                                (p["jpeg"], o.drift_quality)):
+            for track, step in (
+                (kernel["sigma_x"], o.drift_sigma),
+                (kernel["sigma_y"], o.drift_sigma),
+                (kernel["theta"], o.drift_angle),
+                (noise["level"], noise_step),
+                (p["jpeg"], o.drift_quality),
+            ):
                 assert track.shape == (9,)
                 assert (track[1:] - track[:-1]).abs().max() <= step + 1e-9
                 moved += int((track[1:] != track[:-1]).any())
             assert sigma_range[0] <= kernel["sigma_x"].min() and kernel["sigma_x"].max() <= sigma_range[1]
     assert moved >= 30  # they do drift
-    frozen = RealWorldDegradation(RealWorldOptions(drift_sigma=0.0, drift_angle=0.0, drift_noise=0.0, drift_poisson=0.0,
-                                                   drift_quality=0.0)).sample_params(5, torch.Generator().manual_seed(0))
+    frozen = RealWorldDegradation(
+        RealWorldOptions(drift_sigma=0.0, drift_angle=0.0, drift_noise=0.0, drift_poisson=0.0, drift_quality=0.0)
+    ).sample_params(5, torch.Generator().manual_seed(0))
     assert len(set(frozen["stage1"]["jpeg"].tolist())) == 1
 
 
@@ -258,20 +287,23 @@ def test_explicit_arguments_override_the_preset():
     assert never.sample_params(3, torch.Generator().manual_seed(0))["codec"] is None
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(blur_sigma=(-1.0, 2.0)), "blur_sigma"),
-    (dict(second_blur_sigma=(0.0, 2.0)), "second_blur_sigma"),
-    (dict(noise_sigma=(5.0, 1.0)), "noise_sigma"),
-    (dict(jpeg_quality=(50.0, 101.0)), "jpeg_quality"),
-    (dict(posterize_levels=(1, 8)), "posterize_levels"),
-    (dict(codec_prob=1.5), "codec_prob"),
-    (dict(drift_sigma=-0.1), "drift_sigma"),
-    (dict(kernel_probs={"box": 1.0}), "kernel_probs"),
-    (dict(kernel_size=(8, 8)), "kernel_size"),
-    (dict(resize_probs=(0.5, 0.5)), "resize_probs"),
-    (dict(codecs=["vp9"]), "codecs"),
-    (dict(resize_modes=["lanczos"]), "resize_modes"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(blur_sigma=(-1.0, 2.0)), "blur_sigma"),
+        (dict(second_blur_sigma=(0.0, 2.0)), "second_blur_sigma"),
+        (dict(noise_sigma=(5.0, 1.0)), "noise_sigma"),
+        (dict(jpeg_quality=(50.0, 101.0)), "jpeg_quality"),
+        (dict(posterize_levels=(1, 8)), "posterize_levels"),
+        (dict(codec_prob=1.5), "codec_prob"),
+        (dict(drift_sigma=-0.1), "drift_sigma"),
+        (dict(kernel_probs={"box": 1.0}), "kernel_probs"),
+        (dict(kernel_size=(8, 8)), "kernel_size"),
+        (dict(resize_probs=(0.5, 0.5)), "resize_probs"),
+        (dict(codecs=["vp9"]), "codecs"),
+        (dict(resize_modes=["lanczos"]), "resize_modes"),
+    ],
+)
 def test_bad_options_raise_one_line_errors_naming_the_option(kwargs, words):
     with pytest.raises(LiteVSRError, match=f"RealWorldOptions: {words} ") as error:
         RealWorldOptions(**kwargs)
@@ -286,8 +318,9 @@ def test_unknown_preset_names_the_presets():
 
 
 def test_options_from_lists_equal_the_preset_and_name_it():
-    spelled = RealWorldOptions(**{k: list(v) if isinstance(v, tuple) else v
-                                  for k, v in vars(PRESETS["anime"]).items()})  # as YAML gives them
+    spelled = RealWorldOptions(
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in vars(PRESETS["anime"]).items()}
+    )  # as YAML gives them
     assert spelled == PRESETS["anime"] and repr(RealWorldDegradation(spelled)) == "RealWorldDegradation(preset='anime')"
     assert "codec_prob=0.5" in repr(RealWorldDegradation(preset_options("anime", codec_prob=0.5)))
 
@@ -311,10 +344,18 @@ def test_degradation_block_parses_from_yaml():
     parser = ArgumentParser(exit_on_error=False)
     parser.add_function_arguments(data, "data", sub_configs=True)
     block = "data:\n  degradation:\n    class_path: litevsr.data.degradations.RealWorldDegradation\n    init_args: "
-    assert parser.instantiate(parser.parse_string(block + "{options: old_film}\n")).data.degradation.options == \
-        PRESETS["old_film"]
-    cfg = parser.parse_args(["--data.degradation", "recipes/degradations/old_film.yaml",
-                             "--data.degradation.init_args.options.dust_count", "2"])
+    assert (
+        parser.instantiate(parser.parse_string(block + "{options: old_film}\n")).data.degradation.options
+        == PRESETS["old_film"]
+    )
+    cfg = parser.parse_args(
+        [
+            "--data.degradation",
+            "recipes/degradations/old_film.yaml",
+            "--data.degradation.init_args.options.dust_count",
+            "2",
+        ]
+    )
     assert parser.instantiate(cfg).data.degradation.options == preset_options("old_film", dust_count=2)
     cfg = parser.parse_string(block + "{options: {dust_count: 2, kernel_probs: {iso: 1.0}}}\n")
     assert parser.instantiate(cfg).data.degradation.options == RealWorldOptions(dust_count=2, kernel_probs={"iso": 1.0})

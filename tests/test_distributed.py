@@ -7,13 +7,13 @@ import subprocess
 import sys
 
 import pytest
-from safetensors.torch import load_file
-
 from conftest import write_train_val_shards
+from safetensors.torch import load_file
+from test_training import write_config
+
 from litevsr.adapters import load_adapter
 from litevsr.adapters.base import WEIGHTS_NAME, save_adapter
 from litevsr.backbones import WanBackbone
-from test_training import write_config
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -26,8 +26,14 @@ def exact_shards(tmp_path_factory):
 
 STRATEGIES = {
     "ddp": ["--trainer.strategy", "ddp"],
-    "fsdp": ["--trainer.strategy", "lightning.pytorch.strategies.ModelParallelStrategy",
-             "--trainer.strategy.data_parallel_size", "2", "--trainer.strategy.tensor_parallel_size", "1"],
+    "fsdp": [
+        "--trainer.strategy",
+        "lightning.pytorch.strategies.ModelParallelStrategy",
+        "--trainer.strategy.data_parallel_size",
+        "2",
+        "--trainer.strategy.tensor_parallel_size",
+        "1",
+    ],
 }
 
 
@@ -35,18 +41,42 @@ def _fit(tmp_path, backbone_dir, shards, strategy: str = "ddp", steps: int = 6):
     probe = tmp_path / "probe"
     probe.mkdir()
     recipe = write_config(tmp_path, backbone_dir, shards, samples_per_epoch=12, resample_shards=False)
-    env = {**os.environ, "LITEVSR_PROBE_DIR": str(probe), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH")) if p)}
-    subprocess.run([sys.executable, "-m", "litevsr", "fit", "--config", recipe, "--trainer.devices", "2",
-                    *STRATEGIES[strategy], "--trainer.max_steps", str(steps),
-                    "--trainer.val_check_interval", str(steps), "--trainer.callbacks+=ddp_probe.Probe"],
-                   check=True, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "LITEVSR_PROBE_DIR": str(probe),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH")) if p),
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "litevsr",
+            "fit",
+            "--config",
+            recipe,
+            "--trainer.devices",
+            "2",
+            *STRATEGIES[strategy],
+            "--trainer.max_steps",
+            str(steps),
+            "--trainer.val_check_interval",
+            str(steps),
+            "--trainer.callbacks+=ddp_probe.Probe",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return probe, tmp_path / "runs" / "t" / "version_0" / "adapter"
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
-def test_ranks_agree_see_disjoint_clips_and_export_what_one_process_would(tmp_path, backbone_dir, exact_shards,
-                                                                          strategy):
+def test_ranks_agree_see_disjoint_clips_and_export_what_one_process_would(
+    tmp_path, backbone_dir, exact_shards, strategy
+):
     probe, exported = _fit(tmp_path, backbone_dir, exact_shards, strategy)
     ranks = [load_file(str(probe / f"adapter_rank{r}.safetensors")) for r in (0, 1)]
     assert ranks[0].keys() == ranks[1].keys()

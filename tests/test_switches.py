@@ -24,8 +24,9 @@ def test_fp8_storage_keeps_weights_in_fp8_and_trains_the_adapter_in_fp32(backbon
     assert out.dtype == torch.float32 and 0 < (out - reference).abs().max() < 0.2 * reference.abs().max()
     module = LiteVSRModule(backbone, StateAwareAdapter(width=32, time_dim=32, output_init_std=0.05))
     module.log = lambda *a, **k: None
-    loss = module.training_step({"hq_latents": x, "cond_latents": x.flip(-1),
-                                 "vae_fingerprint": [backbone.vae_fingerprint]}, 0)
+    loss = module.training_step(
+        {"hq_latents": x, "cond_latents": x.flip(-1), "vae_fingerprint": [backbone.vae_fingerprint]}, 0
+    )
     loss.backward()
     grads = [p.grad for p in module.adapter.parameters() if p.grad is not None]
     assert grads and all(g.dtype == torch.float32 for g in grads)
@@ -55,12 +56,24 @@ def test_an_unknown_storage_dtype_is_a_one_line_error(backbone_dir):
 
 
 def test_switches_come_from_a_recipe(tmp_path, backbone_dir, shard_dirs):
-    from litevsr.cli import main
     from test_training import write_config
 
-    main(["fit", "--config", write_config(tmp_path, backbone_dir, shard_dirs), "--trainer.max_steps", "1",
-          "--trainer.val_check_interval", "1",
-          "--model.backbone.init_args.switches.storage_dtype", "float8_e4m3fn",
-          "--model.backbone.init_args.switches.vae_slicing", "true"])
+    from litevsr.cli import main
+
+    main(
+        [
+            "fit",
+            "--config",
+            write_config(tmp_path, backbone_dir, shard_dirs),
+            "--trainer.max_steps",
+            "1",
+            "--trainer.val_check_interval",
+            "1",
+            "--model.backbone.init_args.switches.storage_dtype",
+            "float8_e4m3fn",
+            "--model.backbone.init_args.switches.vae_slicing",
+            "true",
+        ]
+    )
     config = (tmp_path / "runs" / "t" / "version_0" / "config.yaml").read_text()
     assert "storage_dtype: float8_e4m3fn" in config and "vae_slicing: true" in config

@@ -22,18 +22,41 @@ def write_config(tmp_path, backbone_dir, shard_dirs, **data):
     train, val = shard_dirs
     config = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 3, "val_check_interval": 3,
-                    "check_val_every_n_epoch": None, "limit_val_batches": 1, "log_every_n_steps": 1,
-                    "enable_progress_bar": False, "enable_model_summary": False,
-                    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                               "init_args": {"save_dir": str(tmp_path / "runs"), "name": "t"}}},
-        "model": {"backbone": {"class_path": "litevsr.backbones.WanBackbone", "init_args": {"pretrained": backbone_dir}},
-                  "adapter": {"class_path": "litevsr.adapters.StateAwareAdapter",
-                              "init_args": {"width": 32, "time_dim": 32, "inject_every": 2, "output_init_std": 0.05}},
-                  "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}}},
-        "data": {"class_path": "litevsr.data.datamodule.VideoShardDataModule",
-                 "init_args": {"train_shards": train, "val_shards": val, "clip_frames": 5, "crop_size": 16,
-                               "batch_size": 2, "samples_per_epoch": 1000, **data}},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_steps": 3,
+            "val_check_interval": 3,
+            "check_val_every_n_epoch": None,
+            "limit_val_batches": 1,
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": str(tmp_path / "runs"), "name": "t"},
+            },
+        },
+        "model": {
+            "backbone": {"class_path": "litevsr.backbones.WanBackbone", "init_args": {"pretrained": backbone_dir}},
+            "adapter": {
+                "class_path": "litevsr.adapters.StateAwareAdapter",
+                "init_args": {"width": 32, "time_dim": 32, "inject_every": 2, "output_init_std": 0.05},
+            },
+            "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}},
+        },
+        "data": {
+            "class_path": "litevsr.data.datamodule.VideoShardDataModule",
+            "init_args": {
+                "train_shards": train,
+                "val_shards": val,
+                "clip_frames": 5,
+                "crop_size": 16,
+                "batch_size": 2,
+                "samples_per_epoch": 1000,
+                **data,
+            },
+        },
     }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -54,8 +77,15 @@ def test_fit_logs_to_tensorboard_and_exports(fitted):
     assert (run / "adapter" / "config.json").is_file() and (run / "config.yaml").is_file()
     events = EventAccumulator(str(run)).Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "val/psnr_y", "val/ssim_y", "val/psnr_y_bicubic", "val/ssim_y_bicubic",
-            "val/psnr_y_no_adapter", "val/psnr_y_vae"} <= tags
+    assert {
+        "train/loss",
+        "val/psnr_y",
+        "val/ssim_y",
+        "val/psnr_y_bicubic",
+        "val/ssim_y_bicubic",
+        "val/psnr_y_no_adapter",
+        "val/psnr_y_vae",
+    } <= tags
     assert {"val/lq_bicubic_sr_gt", "train/degraded_lq_hq"} <= set(events.Tags()["images"])
     assert (run / "val_samples.png").is_file()
     sampling = read_adapter_config(str(run / "adapter"))["sampling"]
@@ -97,9 +127,14 @@ def test_every_validation_leaves_a_resumable_checkpoint(tmp_path, backbone_dir, 
                 seen["step"] = torch.load(last[0], weights_only=True)["global_step"] if last else None
 
     config = write_config(tmp_path, backbone_dir, shard_dirs)
-    cli = LiteVSRCLI(LiteVSRModule, VideoShardDataModule, subclass_mode_data=True, run=False,
-                     trainer_defaults=TRAINER_DEFAULTS, args=["--config", config, "--trainer.max_steps", "4",
-                                                              "--trainer.val_check_interval", "2"])
+    cli = LiteVSRCLI(
+        LiteVSRModule,
+        VideoShardDataModule,
+        subclass_mode_data=True,
+        run=False,
+        trainer_defaults=TRAINER_DEFAULTS,
+        args=["--config", config, "--trainer.max_steps", "4", "--trainer.val_check_interval", "2"],
+    )
     cli.trainer.callbacks.append(Probe())
     cli.trainer.fit(cli.model, cli.datamodule)
     assert seen == {"step": 2}
@@ -202,7 +237,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path, backbone_dir, shard_dirs, caps
     config = write_config(tmp_path, backbone_dir, shard_dirs)
     line = run_error(capsys, ["fit", "--config", config, "--data.init_args.crop_sise", "16"])
     assert line.startswith("litevsr: error: unknown option") and "crop_sise" in line
-    line = run_error(capsys, ["fit", "--config", config, "--model.backbone.init_args.pretrained", str(tmp_path / "missing")])
+    line = run_error(
+        capsys, ["fit", "--config", config, "--model.backbone.init_args.pretrained", str(tmp_path / "missing")]
+    )
     assert line == f"litevsr: error: backbone path not found: {tmp_path / 'missing'}"
     (tmp_path / "empty").mkdir()
     line = run_error(capsys, ["fit", "--config", config, "--data.init_args.train_shards", str(tmp_path / "empty")])
@@ -221,8 +258,21 @@ def test_print_config_documents_options(capsys, tmp_path, backbone_dir, shard_di
 
 def test_bf16_mixed_with_gradient_checkpointing_trains_on_cpu(tmp_path, backbone_dir, shard_dirs):
     config = write_config(tmp_path, backbone_dir, shard_dirs)
-    main(["fit", "--config", config, "--trainer.precision", "bf16-mixed", "--model.gradient_checkpointing", "true",
-          "--trainer.max_steps", "2", "--trainer.limit_val_batches", "0"])
+    main(
+        [
+            "fit",
+            "--config",
+            config,
+            "--trainer.precision",
+            "bf16-mixed",
+            "--model.gradient_checkpointing",
+            "true",
+            "--trainer.max_steps",
+            "2",
+            "--trainer.limit_val_batches",
+            "0",
+        ]
+    )
     ckpt = torch.load(tmp_path / "runs/t/version_0/checkpoints/last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2
     losses = EventAccumulator(str(tmp_path / "runs/t/version_0")).Reload().Scalars("train/loss")
@@ -233,8 +283,10 @@ def test_checkpoints_load_strictly_and_as_weights_only(fitted, tmp_path, capsys,
     tmp, config = fitted
     ckpt = torch.load(tmp / "runs/t/version_0/checkpoints/last.ckpt", weights_only=True)
     module = _module_from(str(tmp / "runs/t/version_0/checkpoints/last.ckpt"), backbone_dir)
-    for broken, message in (({}, "misses"), ({**ckpt["state_dict"], "model.adapter.extra": torch.zeros(1)},
-                                             "unexpected")):
+    for broken, message in (
+        ({}, "misses"),
+        ({**ckpt["state_dict"], "model.adapter.extra": torch.zeros(1)}, "unexpected"),
+    ):
         with pytest.raises(LiteVSRError, match=f"the checkpoint does not fit this method: it .*{message}"):
             module.on_load_checkpoint({"state_dict": broken})
 
@@ -274,8 +326,9 @@ def test_cached_latents_train_without_the_vae(cached_shards, causal_twin, shard_
     from litevsr.adapters import StateAwareAdapter
     from litevsr.module import LiteVSRModule
 
-    data = VideoShardDataModule(cached_shards, shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2,
-                                use_cached_latents=True)
+    data = VideoShardDataModule(
+        cached_shards, shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2, use_cached_latents=True
+    )
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
     assert {"hq_latents", "cond_latents", "vae_fingerprint", "key"} <= set(batch) and "hq" not in batch
@@ -321,8 +374,12 @@ def test_validation_applies_the_recipes_colour_fix(causal_twin, shard_dirs):
     outputs = {}
     for fix in ("none", "wavelet"):
         backbone = WanBackbone(causal_twin["backbone"])
-        module = LiteVSRModule(backbone, load_adapter(causal_twin["adapter"], backbone),
-                               sampling=Sampling(color_fix=fix), val_references=False)
+        module = LiteVSRModule(
+            backbone,
+            load_adapter(causal_twin["adapter"], backbone),
+            sampling=Sampling(color_fix=fix),
+            val_references=False,
+        )
         module.log = lambda *args, **kwargs: None
         outputs[fix] = module.validation_step(batch, 0)
     bicubic = resize_video(batch["lq"], batch["hq"].shape[-2:]).clamp(-1, 1)
@@ -330,13 +387,15 @@ def test_validation_applies_the_recipes_colour_fix(causal_twin, shard_dirs):
     assert not torch.equal(outputs["wavelet"], outputs["none"])
 
 
-def test_vae_scale_loss_weights_each_channel_by_its_unnormalised_variance(cached_shards, causal_twin, shard_dirs,
-                                                                          monkeypatch):
+def test_vae_scale_loss_weights_each_channel_by_its_unnormalised_variance(
+    cached_shards, causal_twin, shard_dirs, monkeypatch
+):
     from litevsr.adapters import StateAwareAdapter
     from litevsr.module import LiteVSRModule
 
-    data = VideoShardDataModule(cached_shards, shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2,
-                                use_cached_latents=True)
+    data = VideoShardDataModule(
+        cached_shards, shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2, use_cached_latents=True
+    )
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
     backbone = WanBackbone(causal_twin["backbone"])
@@ -371,7 +430,10 @@ def test_the_same_recipe_and_seed_give_the_same_adapter(tmp_path, backbone_dir, 
         (tmp_path / run).mkdir()
         config = write_config(tmp_path / run, backbone_dir, shard_dirs, num_workers=2)
         main(["fit", "--config", config, "--trainer.max_steps", "6", "--trainer.val_check_interval", "6"])
-        adapters.append(load_file(str(tmp_path / run / "runs" / "t" / "version_0" / "adapter" /
-                                      "diffusion_pytorch_model.safetensors")))
+        adapters.append(
+            load_file(
+                str(tmp_path / run / "runs" / "t" / "version_0" / "adapter" / "diffusion_pytorch_model.safetensors")
+            )
+        )
     assert adapters[0].keys() == adapters[1].keys()
     assert all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])

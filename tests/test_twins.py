@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from videos import pan
 
 from litevsr import LiteVSRError, flow
 from litevsr.adapters import load_adapter, read_adapter_config
@@ -16,7 +17,6 @@ from litevsr.backbones.twins import TRANSFORMER_SHARDS, twin_config
 from litevsr.cli import main
 from litevsr.data.video import encode_video, read_video, video_info
 from litevsr.model import LiteVSR
-from videos import pan
 
 NAMES = sorted(KNOWN_BACKBONES)  # every family
 
@@ -93,15 +93,34 @@ def _fit_config(tmp_path, folder, shard_dirs, multiple, frames, backbone_class):
     train, val = shard_dirs
     config = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "max_steps": 2, "val_check_interval": 2, "check_val_every_n_epoch": None,
-                    "limit_val_batches": 1, "log_every_n_steps": 1, "enable_progress_bar": False,
-                    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                               "init_args": {"save_dir": str(tmp_path / "runs"), "name": "twin"}}},
-        "model": {"backbone": {"class_path": f"litevsr.backbones.{backbone_class}", "init_args": {"pretrained": folder}},
-                  "adapter": {"class_path": "litevsr.adapters.StateAwareAdapter"}},
-        "data": {"class_path": "litevsr.data.datamodule.VideoShardDataModule",
-                 "init_args": {"train_shards": train, "val_shards": val, "clip_frames": frames, "crop_size": multiple,
-                               "batch_size": 1, "samples_per_epoch": 100}},
+        "trainer": {
+            "accelerator": "cpu",
+            "max_steps": 2,
+            "val_check_interval": 2,
+            "check_val_every_n_epoch": None,
+            "limit_val_batches": 1,
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": str(tmp_path / "runs"), "name": "twin"},
+            },
+        },
+        "model": {
+            "backbone": {"class_path": f"litevsr.backbones.{backbone_class}", "init_args": {"pretrained": folder}},
+            "adapter": {"class_path": "litevsr.adapters.StateAwareAdapter"},
+        },
+        "data": {
+            "class_path": "litevsr.data.datamodule.VideoShardDataModule",
+            "init_args": {
+                "train_shards": train,
+                "val_shards": val,
+                "clip_frames": frames,
+                "crop_size": multiple,
+                "batch_size": 1,
+                "samples_per_epoch": 100,
+            },
+        },
     }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -112,8 +131,13 @@ def test_fit_runs_from_shards_and_validates(twin, shard_dirs, tmp_path):
     name, folder, _ = twin
     cls = KNOWN_BACKBONES[name]
     backbone = cls(folder)  # 16 or 32 pixels and 5 or 9 frames: the test shards are 9x32x32
-    main(["fit", "--config", _fit_config(tmp_path, folder, shard_dirs, backbone.spatial_multiple,
-                                         1 + backbone.frame_step, cls.__name__)])
+    main(
+        [
+            "fit",
+            "--config",
+            _fit_config(tmp_path, folder, shard_dirs, backbone.spatial_multiple, 1 + backbone.frame_step, cls.__name__),
+        ]
+    )
     run = tmp_path / "runs" / "twin" / "version_0"
     scalars = set(EventAccumulator(str(run)).Reload().Tags()["scalars"])
     assert {"train/loss", "val/psnr_y", "val/psnr_y_bicubic", "val/psnr_y_no_adapter"} <= scalars
@@ -138,18 +162,43 @@ def test_litevsr_test_and_predict_run(twin, videos, tmp_path, capsys):
     gt = tmp_path / "gt" / "odd.mkv"
     gt.parent.mkdir()
     gt.write_bytes(encode_video(np.repeat(np.repeat(read_video(str(lq)), 4, axis=1), 4, axis=2)))
-    main(["evaluate", str(gt.parent), str(videos), "--adapter", adapter, "--out", str(tmp_path / "eval"),
-          "--max_frames", "9"])
+    main(
+        [
+            "evaluate",
+            str(gt.parent),
+            str(videos),
+            "--adapter",
+            adapter,
+            "--out",
+            str(tmp_path / "eval"),
+            "--max_frames",
+            "9",
+        ]
+    )
     rows = (tmp_path / "eval" / "per_clip.csv").read_text().splitlines()
     assert rows[1].startswith("odd,bicubic,9,") and rows[2].startswith("odd,adapter,9,")
 
-    main(["predict", "--config", "recipes/upscale.yaml",
-          "--model.backbone.class_path", f"litevsr.backbones.{KNOWN_BACKBONES[name].__name__}",
-          "--model.backbone.init_args.pretrained", folder,
-          "--model.init_adapter", adapter,
-          "--data.inputs", f"[{lq}]",
-          "--data.output_dir", str(tmp_path / "pred"), "--trainer.accelerator", "cpu",
-          "--trainer.default_root_dir", str(tmp_path)])
+    main(
+        [
+            "predict",
+            "--config",
+            "recipes/upscale.yaml",
+            "--model.backbone.class_path",
+            f"litevsr.backbones.{KNOWN_BACKBONES[name].__name__}",
+            "--model.backbone.init_args.pretrained",
+            folder,
+            "--model.init_adapter",
+            adapter,
+            "--data.inputs",
+            f"[{lq}]",
+            "--data.output_dir",
+            str(tmp_path / "pred"),
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ]
+    )
     main(["upscale", str(lq), str(tmp_path / "direct.mp4"), "--adapter", adapter])
     predicted = read_video(str(tmp_path / "pred" / "odd.mp4"))
     assert predicted.shape == (30, 44, 52, 3)

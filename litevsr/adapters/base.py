@@ -35,8 +35,12 @@ def register_adapter(cls: type) -> type:
 
 def backbone_dims(backbone) -> dict:
     """The backbone dimensions an adapter's layers depend on, as stored in its config."""
-    return {"hidden_dim": int(backbone.hidden_dim), "num_blocks": int(backbone.num_blocks),
-            "latent_channels": int(backbone.latent_channels), "patch_size": [int(p) for p in backbone.patch_size]}
+    return {
+        "hidden_dim": int(backbone.hidden_dim),
+        "num_blocks": int(backbone.num_blocks),
+        "latent_channels": int(backbone.latent_channels),
+        "patch_size": [int(p) for p in backbone.patch_size],
+    }
 
 
 class Adapter(ModelMixin, ConfigMixin):
@@ -74,8 +78,9 @@ class Adapter(ModelMixin, ConfigMixin):
             with torch.device(backbone.device):
                 self.build(dims)
         elif dict(self.config.backbone_dims) != dims:
-            raise LiteVSRError(f"this adapter was built for a backbone with {dict(self.config.backbone_dims)}, "
-                               f"not {dims}")
+            raise LiteVSRError(
+                f"this adapter was built for a backbone with {dict(self.config.backbone_dims)}, not {dims}"
+            )
         if self.edits_backbone and self.edited_backbone is not backbone:
             if self.edited_backbone is not None:
                 raise LiteVSRError(f"a {type(self).__name__} edits its backbone, so it cannot be bound to a second one")
@@ -110,14 +115,26 @@ class Adapter(ModelMixin, ConfigMixin):
 def _arguments(config, cls: type) -> dict:
     """The arguments of a `cls` config, as JSON would hold them, with the defaults of any it does not name (a file
     written before an argument existed), less private keys and backbone dims."""
-    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
-                if p.default is not inspect.Parameter.empty}
-    return json.loads(json.dumps({k: v for k, v in {**defaults, **dict(config)}.items()
-                                  if not k.startswith("_") and k != "backbone_dims"}))
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(cls.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    return json.loads(
+        json.dumps(
+            {k: v for k, v in {**defaults, **dict(config)}.items() if not k.startswith("_") and k != "backbone_dims"}
+        )
+    )
 
 
-def save_adapter(adapter: Adapter, folder: str, backbone_name: str, scale: int | None = None,
-                 sampling: dict | None = None, family: str = "wan") -> None:
+def save_adapter(
+    adapter: Adapter,
+    folder: str,
+    backbone_name: str,
+    scale: int | None = None,
+    sampling: dict | None = None,
+    family: str = "wan",
+) -> None:
     """Export `adapter` into `folder` (config.json + safetensors), recording the backbone it was trained on (its
     name and its family's, see `litevsr.backbones.FAMILIES`), its scale and `sampling`, the settings it was
     validated with (steps, sigma_start, shift). Atomic: the folder is complete or untouched."""
@@ -127,8 +144,13 @@ def save_adapter(adapter: Adapter, folder: str, backbone_name: str, scale: int |
         config_path = os.path.join(tmp, CONFIG_NAME)
         with open(config_path) as f:
             config = json.load(f)
-        config["_litevsr"] = {"backbone": backbone_name, "family": family, "scale": scale,
-                              "sampling": sampling or {}, "litevsr_version": litevsr.__version__}
+        config["_litevsr"] = {
+            "backbone": backbone_name,
+            "family": family,
+            "scale": scale,
+            "sampling": sampling or {},
+            "litevsr_version": litevsr.__version__,
+        }
         with open(config_path, "w") as f:
             json.dump(config, f, indent=2)
 
@@ -141,9 +163,13 @@ def _read_config(path: str) -> dict:
         except (SafetensorError, OSError) as err:
             raise LiteVSRError(f"{path} is not a readable safetensors file: {str(err).splitlines()[0]}") from err
         if old_format:
-            raise LiteVSRError(f"{path} is an adapter in litevsr's old single-file format; convert it once with "
-                               f"`litevsr convert-adapter {path} NEW_FOLDER`")
-        raise LiteVSRError(f"{path} is a bare weights file; an adapter is a folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
+            raise LiteVSRError(
+                f"{path} is an adapter in litevsr's old single-file format; convert it once with "
+                f"`litevsr convert-adapter {path} NEW_FOLDER`"
+            )
+        raise LiteVSRError(
+            f"{path} is a bare weights file; an adapter is a folder with {CONFIG_NAME} and {WEIGHTS_NAME}"
+        )
     config_path = os.path.join(path, CONFIG_NAME)
     if not os.path.isfile(config_path) or not os.path.isfile(os.path.join(path, WEIGHTS_NAME)):
         raise LiteVSRError(f"adapter not found: {path} (expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME})")
@@ -167,8 +193,10 @@ def read_adapter_config(path: str) -> dict:
 def adapter_class(name) -> type:
     """The registered adapter class called `name`; a name read from a file is looked up, never imported."""
     if not isinstance(name, str) or name not in ADAPTER_CLASSES:
-        raise LiteVSRError(f"unknown adapter class {name!r}; known: {', '.join(sorted(ADAPTER_CLASSES))} "
-                           "(register your own with litevsr.adapters.register_adapter)")
+        raise LiteVSRError(
+            f"unknown adapter class {name!r}; known: {', '.join(sorted(ADAPTER_CLASSES))} "
+            "(register your own with litevsr.adapters.register_adapter)"
+        )
     return ADAPTER_CLASSES[name]
 
 
@@ -184,12 +212,16 @@ def _load_weights(adapter: Adapter, path: str, grow: bool = False) -> list[str]:
     new = sorted(set(expected) - set(state))
     problems = [] if grow else [f"missing {k}" for k in new]
     problems += [f"unexpected {k}" for k in sorted(set(state) - set(expected))]
-    problems += [f"{k} is {tuple(state[k].shape)}, not {tuple(v.shape)}" for k, v in expected.items()
-                 if k in state and state[k].shape != v.shape]
+    problems += [
+        f"{k} is {tuple(state[k].shape)}, not {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise LiteVSRError(f"{path}: the weights do not fit the adapter its config describes: "
-                           f"{', '.join(problems[:3])}{more}")
+        raise LiteVSRError(
+            f"{path}: the weights do not fit the adapter its config describes: {', '.join(problems[:3])}{more}"
+        )
     adapter.load_state_dict(state, strict=not grow)
     return new
 
@@ -221,13 +253,17 @@ def load_adapter_weights(adapter: Adapter, path: str, grow: bool = False) -> lis
     tensors keep their initial values, and their names are returned."""
     config = _read_config(path)
     if config.get("_class_name") != type(adapter).__name__ or (
-            not grow and _arguments(config, type(adapter)) != _arguments(adapter.config, type(adapter))):
-        raise LiteVSRError(f"{path} holds a {config.get('_class_name')} built with "
-                           f"{_arguments(config, type(adapter))}, not a {type(adapter).__name__} with "
-                           f"{_arguments(adapter.config, type(adapter))}")
+        not grow and _arguments(config, type(adapter)) != _arguments(adapter.config, type(adapter))
+    ):
+        raise LiteVSRError(
+            f"{path} holds a {config.get('_class_name')} built with "
+            f"{_arguments(config, type(adapter))}, not a {type(adapter).__name__} with "
+            f"{_arguments(adapter.config, type(adapter))}"
+        )
     if dict(config["backbone_dims"]) != dict(adapter.config.backbone_dims):
-        raise LiteVSRError(f"{path} was built for a backbone with {config['backbone_dims']}, "
-                           f"not {dict(adapter.config.backbone_dims)}")
+        raise LiteVSRError(
+            f"{path} was built for a backbone with {config['backbone_dims']}, not {dict(adapter.config.backbone_dims)}"
+        )
     new = _load_weights(adapter, path, grow)
     adapter.load_extra(path)
     return new

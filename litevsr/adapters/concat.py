@@ -46,11 +46,16 @@ class InputConcatAdapter(Adapter):
 
     def save_extra(self, folder: str) -> None:
         embedding = self._backbone().patch_embedding  # a Conv3d (Wan) or a per-frame Conv2d (CogVideoX)
-        extension = self.input_projection.weight.detach().float().reshape(
-            embedding.weight.shape[0], -1, *embedding.weight.shape[2:])
+        extension = (
+            self.input_projection.weight.detach()
+            .float()
+            .reshape(embedding.weight.shape[0], -1, *embedding.weight.shape[2:])
+        )
         weight = torch.cat([embedding.weight.detach().float(), extension], dim=1)
-        save_file({"weight": weight.contiguous(), "bias": embedding.bias.detach().float().contiguous()},
-                  os.path.join(folder, PATCH_EMBEDDING_FILE))
+        save_file(
+            {"weight": weight.contiguous(), "bias": embedding.bias.detach().float().contiguous()},
+            os.path.join(folder, PATCH_EMBEDDING_FILE),
+        )
 
 
 def _load_file(folder: str, name: str) -> dict:
@@ -63,8 +68,13 @@ def _load_file(folder: str, name: str) -> dict:
 @register_adapter
 class LoRAAdapter(InputConcatAdapter):
     @register_to_config
-    def __init__(self, rank: int = 16, alpha: float | None = None,
-                 target_modules: list[str] | None = None, backbone_dims: dict | None = None):
+    def __init__(
+        self,
+        rank: int = 16,
+        alpha: float | None = None,
+        target_modules: list[str] | None = None,
+        backbone_dims: dict | None = None,
+    ):
         """LoRA (peft) on the frozen backbone's attention and FFN projections; the LQ latent enters as input
         channels.
 
@@ -85,8 +95,10 @@ class LoRAAdapter(InputConcatAdapter):
         from peft import LoraConfig
 
         targets = self.config.target_modules or list(backbone.LORA_TARGETS)
-        backbone.transformer.add_adapter(LoraConfig(r=self.config.rank, lora_alpha=self.config.alpha or self.config.rank,
-                                                    target_modules=targets), adapter_name=LORA_NAME)
+        backbone.transformer.add_adapter(
+            LoraConfig(r=self.config.rank, lora_alpha=self.config.alpha or self.config.rank, target_modules=targets),
+            adapter_name=LORA_NAME,
+        )
         for name, param in backbone.named_parameters():
             param.requires_grad_(".lora_" in name)
 
@@ -106,10 +118,13 @@ class LoRAAdapter(InputConcatAdapter):
         expected = get_peft_model_state_dict(transformer, adapter_name=LORA_NAME)
         stored = {k.removeprefix("transformer."): v for k, v in stored.items()}
         problems = sorted(set(expected) ^ set(stored)) + [
-            k for k in expected if k in stored and stored[k].shape != expected[k].shape]
+            k for k in expected if k in stored and stored[k].shape != expected[k].shape
+        ]
         if problems:
-            raise LiteVSRError(f"{folder}: {LORA_WEIGHTS_FILE} does not fit this LoRA (rank {self.config.rank}): "
-                               f"{len(problems)} tensors differ, e.g. {problems[0]}")
+            raise LiteVSRError(
+                f"{folder}: {LORA_WEIGHTS_FILE} does not fit this LoRA (rank {self.config.rank}): "
+                f"{len(problems)} tensors differ, e.g. {problems[0]}"
+            )
         set_peft_model_state_dict(transformer, stored, adapter_name=LORA_NAME)
 
 
@@ -141,8 +156,11 @@ class FullFinetuneAdapter(InputConcatAdapter):
         transformer = self._backbone().transformer
         stored, expected = _load_file(folder, TRANSFORMER_FILE), transformer.state_dict()
         problems = sorted(set(expected) ^ set(stored)) + [
-            k for k in expected if k in stored and stored[k].shape != expected[k].shape]
+            k for k in expected if k in stored and stored[k].shape != expected[k].shape
+        ]
         if problems:
-            raise LiteVSRError(f"{folder}: {TRANSFORMER_FILE} does not fit this backbone: {len(problems)} tensors "
-                               f"differ, e.g. {problems[0]}")
+            raise LiteVSRError(
+                f"{folder}: {TRANSFORMER_FILE} does not fit this backbone: {len(problems)} tensors "
+                f"differ, e.g. {problems[0]}"
+            )
         transformer.load_state_dict(stored)

@@ -49,7 +49,7 @@ class ControlNetAdapter(Adapter):
     def bind(self, backbone) -> None:
         super().bind(backbone)
         if not hasattr(self, "copies"):  # initialised from the backbone; an export's weights load over it
-            blocks = [copy.deepcopy(block) for block in backbone.blocks[:len(self.outputs)]]
+            blocks = [copy.deepcopy(block) for block in backbone.blocks[: len(self.outputs)]]
             for block in blocks:
                 block._forward_hooks.clear()  # the backbone's injection hooks are not the copy's
                 block._forward_pre_hooks.clear()

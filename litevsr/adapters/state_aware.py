@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from litevsr import LiteVSRError
-from diffusers.configuration_utils import register_to_config
-
 from litevsr.adapters.base import Adapter, register_adapter
 
 
@@ -90,7 +89,7 @@ class AdapterBlock(nn.Module):
             layers.append(lambda h: self.cross_attn(h, context))
         layers.append(self.mlp)
         for i, (norm, layer) in enumerate(zip(self.norms, layers)):
-            shift, scale, gate = mods[3 * i: 3 * i + 3]
+            shift, scale, gate = mods[3 * i : 3 * i + 3]
             x = x + gate * layer(norm(x) * (1 + scale) + shift)
         return x
 
@@ -159,8 +158,9 @@ class StateAwareAdapter(Adapter):
         targets = cfg.inject_blocks if cfg.inject_blocks is not None else range(0, dims["num_blocks"], cfg.inject_every)
         self.targets = sorted(set(int(i) for i in targets))
         if not self.targets or not all(0 <= i < dims["num_blocks"] for i in self.targets):
-            raise LiteVSRError(f"inject_blocks must be a non-empty subset of 0..{dims['num_blocks'] - 1}, "
-                               f"got {self.targets}")
+            raise LiteVSRError(
+                f"inject_blocks must be a non-empty subset of 0..{dims['num_blocks'] - 1}, got {self.targets}"
+            )
         channels, patch = dims["latent_channels"], tuple(dims["patch_size"])
         self.time_embedder = TimestepEmbedder(cfg.time_dim)
         self.structure_embedder = PatchEmbedder(channels, width, patch)

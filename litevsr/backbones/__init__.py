@@ -11,7 +11,8 @@ from litevsr.backbones.wan import WanBackbone
 
 #: backbone classes by family name: what exported adapters and cached latents record
 FAMILIES: dict[str, type[VideoBackbone]] = {
-    cls.family: cls for cls in (WanBackbone, CogVideoXBackbone, LTXVideoBackbone)}
+    cls.family: cls for cls in (WanBackbone, CogVideoXBackbone, LTXVideoBackbone)
+}
 #: every published checkpoint litevsr knows (meta-device builds, twins), with its family
 KNOWN_BACKBONES: dict[str, type[VideoBackbone]] = {name: cls for cls in FAMILIES.values() for name in cls.KNOWN_CONFIGS}
 
@@ -38,10 +39,21 @@ def detect_family(pretrained: str) -> type[VideoBackbone]:
         for cls in FAMILIES.values():
             if cls.TRANSFORMER_CLASS.__name__ == class_name:
                 return cls
-        raise LiteVSRError(f"{pretrained}: its transformer is a {class_name}, which no backbone family reads "
-                           f"(known: {', '.join(c.TRANSFORMER_CLASS.__name__ for c in FAMILIES.values())})")
+        raise LiteVSRError(
+            f"{pretrained}: its transformer is a {class_name}, which no backbone family reads "
+            f"(known: {', '.join(c.TRANSFORMER_CLASS.__name__ for c in FAMILIES.values())})"
+        )
     return WanBackbone  # a hub id litevsr has no config for: Wan, the default family
 
 
-__all__ = ["Switches", "VideoBackbone", "WanBackbone", "CogVideoXBackbone", "LTXVideoBackbone", "FAMILIES",
-           "KNOWN_BACKBONES", "backbone_class", "detect_family"]
+__all__ = [
+    "Switches",
+    "VideoBackbone",
+    "WanBackbone",
+    "CogVideoXBackbone",
+    "LTXVideoBackbone",
+    "FAMILIES",
+    "KNOWN_BACKBONES",
+    "backbone_class",
+    "detect_family",
+]

@@ -13,10 +13,10 @@ import hashlib
 import json
 import os
 
+import diffusers
 import torch
 from torch import nn
 
-import diffusers
 from litevsr import LiteVSRError
 
 
@@ -118,11 +118,15 @@ class VideoBackbone(nn.Module):
         self.name, self.revision, self.empty_weights = pretrained, revision, empty_weights
         self.switches = switches or Switches()
         self.source, self.transformer, self.vae = self._load_models(
-            pretrained, transformer_subfolder, vae_subfolder, revision, check_dtype(dtype), empty_weights)
+            pretrained, transformer_subfolder, vae_subfolder, revision, check_dtype(dtype), empty_weights
+        )
         length, width = self.prompt_shape(self.transformer.config)
         shape = (length if self.FIXED_TEXT_LENGTH else 1, width)
-        embeds = torch.zeros(1, *shape, device="meta") if empty_weights else \
-            load_prompt_embeds(prompt_embeds, self.source, shape, self.FIXED_TEXT_LENGTH)
+        embeds = (
+            torch.zeros(1, *shape, device="meta")
+            if empty_weights
+            else load_prompt_embeds(prompt_embeds, self.source, shape, self.FIXED_TEXT_LENGTH)
+        )
         self.register_buffer("prompt_embeds", embeds, persistent=False)
 
     # --- building, loading and saving the family's models --------------------------------------
@@ -144,8 +148,16 @@ class VideoBackbone(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def save(cls, transformer, vae, folder: str, prompt_embeds: torch.Tensor | None = None,
-             max_shard_size: int | str = "10GB", components: dict | None = None, index_fields: dict | None = None) -> None:
+    def save(
+        cls,
+        transformer,
+        vae,
+        folder: str,
+        prompt_embeds: torch.Tensor | None = None,
+        max_shard_size: int | str = "10GB",
+        components: dict | None = None,
+        index_fields: dict | None = None,
+    ) -> None:
         """Save in the family's diffusers layout, which `cls(pretrained=folder)` loads, with `components` (see
         `extra_components`) beside them and `index_fields` added to model_index.json; the transformer is split into
         shards with an index where it exceeds `max_shard_size` (bytes), as large hub checkpoints are."""
@@ -156,8 +168,16 @@ class VideoBackbone(nn.Module):
             component.save_pretrained(os.path.join(folder, name))
             index[name] = ["diffusers", type(component).__name__]
         with open(os.path.join(folder, "model_index.json"), "w") as f:
-            json.dump({"_class_name": cls.PIPELINE, "_diffusers_version": diffusers.__version__, **(index_fields or {}),
-                       **index}, f, indent=2)
+            json.dump(
+                {
+                    "_class_name": cls.PIPELINE,
+                    "_diffusers_version": diffusers.__version__,
+                    **(index_fields or {}),
+                    **index,
+                },
+                f,
+                indent=2,
+            )
         if prompt_embeds is not None:
             from safetensors.torch import save_file
 
@@ -170,8 +190,15 @@ class VideoBackbone(nn.Module):
         return {}
 
     @classmethod
-    def _load_models(cls, pretrained: str, transformer_subfolder: str, vae_subfolder: str, revision: str | None,
-                     dtype: torch.dtype, empty_weights: bool) -> tuple[str, nn.Module, nn.Module]:
+    def _load_models(
+        cls,
+        pretrained: str,
+        transformer_subfolder: str,
+        vae_subfolder: str,
+        revision: str | None,
+        dtype: torch.dtype,
+        empty_weights: bool,
+    ) -> tuple[str, nn.Module, nn.Module]:
         """(source, transformer, vae): from a local folder or hub id, or on the meta device for `empty_weights`."""
         source = resolve_source(cls, pretrained)
         names = f"a {cls.__name__.removesuffix('Backbone')} backbone"
@@ -182,17 +209,19 @@ class VideoBackbone(nn.Module):
             elif source in cls.KNOWN_CONFIGS:
                 tcfg, vcfg = cls.KNOWN_CONFIGS[source]["transformer"], cls.KNOWN_CONFIGS[source]["vae"]
             else:
-                raise LiteVSRError(f"empty_weights needs a local folder or one of {sorted(cls.KNOWN_CONFIGS)}, "
-                                   f"got {source!r}")
+                raise LiteVSRError(
+                    f"empty_weights needs a local folder or one of {sorted(cls.KNOWN_CONFIGS)}, got {source!r}"
+                )
             with torch.device("meta"):
                 return source, cls.TRANSFORMER_CLASS.from_config(tcfg), cls.VAE_CLASS.from_config(vcfg)
         if source.startswith(("/", ".", "~")) and not os.path.isdir(source):
             raise LiteVSRError(f"backbone path not found: {source}")
         try:
             transformer = cls.TRANSFORMER_CLASS.from_pretrained(
-                source, subfolder=transformer_subfolder, revision=revision, torch_dtype=dtype)
+                source, subfolder=transformer_subfolder, revision=revision, torch_dtype=dtype
+            )
             vae = cls.VAE_CLASS.from_pretrained(source, subfolder=vae_subfolder, revision=revision)
-        except (OSError, ValueError, EnvironmentError) as err:
+        except (OSError, ValueError) as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             where = "folder" if os.path.isdir(source) else "hub id (is the hub reachable?)"
             raise LiteVSRError(f"could not load {names} from {where} {source!r}: {first_line}") from err
@@ -213,12 +242,16 @@ class VideoBackbone(nn.Module):
         switches = self.switches
         if switches.storage_dtype is not None:
             if switches.storage_dtype not in STORAGE_DTYPES:
-                raise LiteVSRError(f"storage_dtype must be one of {sorted(STORAGE_DTYPES)}, got {switches.storage_dtype!r}")
-            self.transformer.enable_layerwise_casting(storage_dtype=STORAGE_DTYPES[switches.storage_dtype],
-                                                      compute_dtype=self.transformer.dtype)
+                raise LiteVSRError(
+                    f"storage_dtype must be one of {sorted(STORAGE_DTYPES)}, got {switches.storage_dtype!r}"
+                )
+            self.transformer.enable_layerwise_casting(
+                storage_dtype=STORAGE_DTYPES[switches.storage_dtype], compute_dtype=self.transformer.dtype
+            )
         if switches.group_offload is not None:
-            self.transformer.enable_group_offload(onload_device=torch.device(switches.group_offload),
-                                                  offload_type="block_level", num_blocks_per_group=1)
+            self.transformer.enable_group_offload(
+                onload_device=torch.device(switches.group_offload), offload_type="block_level", num_blocks_per_group=1
+            )
         if switches.vae_slicing:
             self.vae.enable_slicing()
         if switches.vae_tiling:
@@ -232,6 +265,7 @@ class VideoBackbone(nn.Module):
         if tokens is not None:
             hidden = hidden + tokens.to(hidden.dtype)
         if from_input is not None:  # the same values when gradient checkpointing recomputes this block
+
             def run(block, x):
                 out = block(x, *args[1:], **kwargs) if args else block(**{**kwargs, "hidden_states": x})
                 return out[0] if isinstance(out, tuple) else out
@@ -250,7 +284,7 @@ class VideoBackbone(nn.Module):
 
         return add_injection
 
-    def train(self, mode: bool = True) -> "VideoBackbone":
+    def train(self, mode: bool = True) -> VideoBackbone:
         # Frozen means frozen: dropout and friends stay in eval mode whatever the trainer asks.
         return super().train(False)
 
@@ -262,8 +296,10 @@ class VideoBackbone(nn.Module):
     def vae_fingerprint(self) -> str:
         """A hash of the VAE's weights and latent normalisation: cached latents are valid for this value only."""
         digest = hashlib.sha256()
-        tensors = sorted(self.vae.state_dict().items()) + [("latents_mean", self.latents_mean),
-                                                           ("latents_std", self.latents_std)]
+        tensors = sorted(self.vae.state_dict().items()) + [
+            ("latents_mean", self.latents_mean),
+            ("latents_std", self.latents_std),
+        ]
         for name, tensor in tensors:
             tensor = tensor.detach().cpu().contiguous()
             digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
@@ -291,8 +327,12 @@ class VideoBackbone(nn.Module):
 
     def tile_vae(self, tile: int, overlap: int) -> None:
         """Make the VAE encode and decode in `tile`-pixel tiles sharing `overlap` pixels (diffusers' tiling)."""
-        self.vae.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
-                               tile_sample_stride_height=tile - overlap, tile_sample_stride_width=tile - overlap)
+        self.vae.enable_tiling(
+            tile_sample_min_height=tile,
+            tile_sample_min_width=tile,
+            tile_sample_stride_height=tile - overlap,
+            tile_sample_stride_width=tile - overlap,
+        )
 
     # --- the frozen computations ---------------------------------------------------------------
     def encode(self, video: torch.Tensor) -> torch.Tensor:
@@ -345,7 +385,7 @@ def resolve_source(cls: type[VideoBackbone], pretrained: str) -> str:
     if pretrained.startswith(TWIN_PREFIX):
         from litevsr.backbones.twins import cached_twin
 
-        return cached_twin(pretrained[len(TWIN_PREFIX):])
+        return cached_twin(pretrained[len(TWIN_PREFIX) :])
     return os.path.expanduser(pretrained)
 
 
@@ -366,8 +406,12 @@ def load_prompt_embeds(path: str | None, source: str, shape: tuple[int, int], fi
     embeds = load_file(path)["prompt_embeds"]
     embeds = embeds[None] if embeds.ndim == 2 else embeds
     if embeds.shape[-1] != shape[1]:
-        raise LiteVSRError(f"prompt embedding in {path} has width {embeds.shape[-1]}, the transformer expects {shape[1]}")
+        raise LiteVSRError(
+            f"prompt embedding in {path} has width {embeds.shape[-1]}, the transformer expects {shape[1]}"
+        )
     if fixed_length and embeds.shape[1] != shape[0]:
-        raise LiteVSRError(f"prompt embedding in {path} has {embeds.shape[1]} tokens; this transformer reads exactly "
-                           f"{shape[0]} (pad the prompt to that length when encoding it)")
+        raise LiteVSRError(
+            f"prompt embedding in {path} has {embeds.shape[1]} tokens; this transformer reads exactly "
+            f"{shape[0]} (pad the prompt to that length when encoding it)"
+        )
     return embeds.float()

@@ -22,38 +22,80 @@ from litevsr import LiteVSRError
 from litevsr.backbones.base import VideoBackbone
 
 _TRANSFORMER_2B = dict(
-    num_attention_heads=30, attention_head_dim=64, in_channels=16, out_channels=16, time_embed_dim=512,
-    text_embed_dim=4096, num_layers=30, sample_width=90, sample_height=60, sample_frames=49, patch_size=2,
-    temporal_compression_ratio=4, max_text_seq_length=226, use_rotary_positional_embeddings=False,
+    num_attention_heads=30,
+    attention_head_dim=64,
+    in_channels=16,
+    out_channels=16,
+    time_embed_dim=512,
+    text_embed_dim=4096,
+    num_layers=30,
+    sample_width=90,
+    sample_height=60,
+    sample_frames=49,
+    patch_size=2,
+    temporal_compression_ratio=4,
+    max_text_seq_length=226,
+    use_rotary_positional_embeddings=False,
     use_learned_positional_embeddings=False,
 )
 _VAE_2B = dict(
-    in_channels=3, out_channels=3, latent_channels=16, block_out_channels=[128, 256, 256, 512], layers_per_block=3,
-    down_block_types=["CogVideoXDownBlock3D"] * 4, up_block_types=["CogVideoXUpBlock3D"] * 4, norm_num_groups=32,
-    norm_eps=1e-6, temporal_compression_ratio=4, sample_height=480, sample_width=720, scaling_factor=1.15258426,
-    use_quant_conv=False, use_post_quant_conv=False,
+    in_channels=3,
+    out_channels=3,
+    latent_channels=16,
+    block_out_channels=[128, 256, 256, 512],
+    layers_per_block=3,
+    down_block_types=["CogVideoXDownBlock3D"] * 4,
+    up_block_types=["CogVideoXUpBlock3D"] * 4,
+    norm_num_groups=32,
+    norm_eps=1e-6,
+    temporal_compression_ratio=4,
+    sample_height=480,
+    sample_width=720,
+    scaling_factor=1.15258426,
+    use_quant_conv=False,
+    use_post_quant_conv=False,
 )
-_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                  prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing",
-                  clip_sample=False, set_alpha_to_one=True)
+_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    prediction_type="v_prediction",
+    rescale_betas_zero_snr=True,
+    timestep_spacing="trailing",
+    clip_sample=False,
+    set_alpha_to_one=True,
+)
 
 # Published configs (hub folders `transformer/`, `vae/`, `scheduler/`), for meta-device builds and twins.
 KNOWN_CONFIGS = {
-    "THUDM/CogVideoX-2b": {"transformer": _TRANSFORMER_2B, "vae": _VAE_2B,
-                           "scheduler": {**_SCHEDULER, "snr_shift_scale": 3.0}},
-    "THUDM/CogVideoX-5b": {"transformer": {**_TRANSFORMER_2B, "num_attention_heads": 48, "num_layers": 42,
-                                           "use_rotary_positional_embeddings": True},
-                           "vae": {**_VAE_2B, "scaling_factor": 0.7},
-                           "scheduler": {**_SCHEDULER, "snr_shift_scale": 1.0}},
+    "THUDM/CogVideoX-2b": {
+        "transformer": _TRANSFORMER_2B,
+        "vae": _VAE_2B,
+        "scheduler": {**_SCHEDULER, "snr_shift_scale": 3.0},
+    },
+    "THUDM/CogVideoX-5b": {
+        "transformer": {
+            **_TRANSFORMER_2B,
+            "num_attention_heads": 48,
+            "num_layers": 42,
+            "use_rotary_positional_embeddings": True,
+        },
+        "vae": {**_VAE_2B, "scaling_factor": 0.7},
+        "scheduler": {**_SCHEDULER, "snr_shift_scale": 1.0},
+    },
 }
 
 
 class CogVideoXBackbone(VideoBackbone):
     family = "cogvideox"
     KNOWN_CONFIGS = KNOWN_CONFIGS
-    TWIN_SHRINK = {"transformer": dict(num_attention_heads=2, attention_head_dim=16, time_embed_dim=32,
-                                       text_embed_dim=32, num_layers=4),
-                   "vae": dict(block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=4)}
+    TWIN_SHRINK = {
+        "transformer": dict(
+            num_attention_heads=2, attention_head_dim=16, time_embed_dim=32, text_embed_dim=32, num_layers=4
+        ),
+        "vae": dict(block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=4),
+    }
     PIPELINE = "CogVideoXPipeline"
     LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
     TRANSFORMER_CLASS, VAE_CLASS = CogVideoXTransformer3DModel, AutoencoderKLCogVideoX
@@ -70,8 +112,10 @@ class CogVideoXBackbone(VideoBackbone):
         super().__init__(pretrained, **kwargs)
         tcfg, vcfg = self.transformer.config, self.vae.config
         if tcfg.patch_size_t is not None:
-            raise LiteVSRError(f"{pretrained}: CogVideoX 1.5's temporal patches are not supported yet; use a "
-                               "CogVideoX 1.0 checkpoint (CogVideoX-2b or -5b)")
+            raise LiteVSRError(
+                f"{pretrained}: CogVideoX 1.5's temporal patches are not supported yet; use a "
+                "CogVideoX 1.0 checkpoint (CogVideoX-2b or -5b)"
+            )
         self.blocks = self.transformer.transformer_blocks
         self.hidden_dim = tcfg.num_attention_heads * tcfg.attention_head_dim
         self.num_blocks = len(self.blocks)
@@ -84,27 +128,38 @@ class CogVideoXBackbone(VideoBackbone):
         self.frame_step = 2 * vcfg.temporal_compression_ratio
         device = "meta" if self.empty_weights else "cpu"
         # CogVideoX scales latents by one factor and does not shift them.
-        self.register_buffer("latents_mean", torch.zeros(1, self.latent_channels, 1, 1, 1, device=device),
-                             persistent=False)
-        self.register_buffer("latents_std", torch.full((1, self.latent_channels, 1, 1, 1), 1 / vcfg.scaling_factor,
-                                                       device=device), persistent=False)
+        self.register_buffer(
+            "latents_mean", torch.zeros(1, self.latent_channels, 1, 1, 1, device=device), persistent=False
+        )
+        self.register_buffer(
+            "latents_std",
+            torch.full((1, self.latent_channels, 1, 1, 1), 1 / vcfg.scaling_factor, device=device),
+            persistent=False,
+        )
         scheduler = CogVideoXDDIMScheduler.from_config(
-            KNOWN_CONFIGS[self.source]["scheduler"] if self.empty_weights and self.source in KNOWN_CONFIGS
-            else self._scheduler_config(self.source, scheduler_subfolder, self.revision))
+            KNOWN_CONFIGS[self.source]["scheduler"]
+            if self.empty_weights and self.source in KNOWN_CONFIGS
+            else self._scheduler_config(self.source, scheduler_subfolder, self.revision)
+        )
         if scheduler.config.prediction_type != "v_prediction":
-            raise LiteVSRError(f"{pretrained}: expected a v-prediction scheduler, got {scheduler.config.prediction_type}")
+            raise LiteVSRError(
+                f"{pretrained}: expected a v-prediction scheduler, got {scheduler.config.prediction_type}"
+            )
         # log-SNR of each DDPM timestep, decreasing in t (the last is -inf with the zero-terminal-SNR rescale)
         alpha_bar = scheduler.alphas_cumprod.double()
-        self.register_buffer("log_snr", (alpha_bar.log() - (1 - alpha_bar).log()).float().clamp(min=-60),
-                             persistent=False)
+        self.register_buffer(
+            "log_snr", (alpha_bar.log() - (1 - alpha_bar).log()).float().clamp(min=-60), persistent=False
+        )
         self._freeze()
 
     def _scheduler_config(self, source: str, subfolder: str, revision: str | None) -> dict:
         try:
             return CogVideoXDDIMScheduler.load_config(source, subfolder=subfolder, revision=revision)
         except (OSError, ValueError) as err:
-            raise LiteVSRError(f"could not read the CogVideoX scheduler config from {source!r} ({subfolder}/): "
-                               f"{str(err).strip().splitlines()[0]}") from err
+            raise LiteVSRError(
+                f"could not read the CogVideoX scheduler config from {source!r} ({subfolder}/): "
+                f"{str(err).strip().splitlines()[0]}"
+            ) from err
 
     @classmethod
     def twin_config(cls, name: str) -> dict:
@@ -124,8 +179,12 @@ class CogVideoXBackbone(VideoBackbone):
 
     def tile_vae(self, tile: int, overlap: int) -> None:
         # AutoencoderKLCogVideoX takes the overlap as a fraction of the tile
-        self.vae.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
-                               tile_overlap_factor_height=overlap / tile, tile_overlap_factor_width=overlap / tile)
+        self.vae.enable_tiling(
+            tile_sample_min_height=tile,
+            tile_sample_min_width=tile,
+            tile_overlap_factor_height=overlap / tile,
+            tile_overlap_factor_width=overlap / tile,
+        )
 
     def ddpm_timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         """The fractional DDPM timestep whose log-SNR equals the flow's at `sigma` (linear in log-SNR between
@@ -138,7 +197,7 @@ class CogVideoXBackbone(VideoBackbone):
         w = ((table[lo] - target) / (table[lo] - table[hi])).clamp(0, 1)
         return lo.float() + w
 
-    @functools.lru_cache(maxsize=8)  # every step and tile of one size reuses it
+    @functools.lru_cache(maxsize=8)  # noqa: B019  every step and tile of one size reuses it; backbones live long
     def _rotary(self, frames: int, height: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
         """CogVideoX-5b's 3D rotary embedding for a latent grid, cropped as its pipeline does for this size."""
         cfg = self.transformer.config
@@ -147,20 +206,28 @@ class CogVideoXBackbone(VideoBackbone):
         p = cfg.patch_size
         grid = (height // p, width // p)
         crops = get_resize_crop_region_for_grid(grid, cfg.sample_width // p, cfg.sample_height // p)
-        return get_3d_rotary_pos_embed(embed_dim=cfg.attention_head_dim, crops_coords=crops, grid_size=grid,
-                                       temporal_size=frames, device=device)
+        return get_3d_rotary_pos_embed(
+            embed_dim=cfg.attention_head_dim, crops_coords=crops, grid_size=grid, temporal_size=frames, device=device
+        )
 
     def velocity(self, latents: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         batch, _, frames, height, width = latents.shape
         dtype = self.transformer.dtype
         s = sigma.float().view(-1, 1, 1, 1, 1)
-        n = ((1 - s) ** 2 + s ** 2).sqrt()
+        n = ((1 - s) ** 2 + s**2).sqrt()
         a, b = (1 - s) / n, s / n
         x_t = latents.float() / n
-        v = self.transformer(x_t.transpose(1, 2).to(dtype), self.prompt_embeds.expand(batch, -1, -1).to(dtype),
-                             self.ddpm_timestep(sigma), image_rotary_emb=self._rotary(frames, height, width,
-                                                                                       latents.device),
-                             return_dict=False)[0].transpose(1, 2).float()
+        v = (
+            self.transformer(
+                x_t.transpose(1, 2).to(dtype),
+                self.prompt_embeds.expand(batch, -1, -1).to(dtype),
+                self.ddpm_timestep(sigma),
+                image_rotary_emb=self._rotary(frames, height, width, latents.device),
+                return_dict=False,
+            )[0]
+            .transpose(1, 2)
+            .float()
+        )
         return (b - a) * x_t + (a + b) * v  # eps_hat - x0_hat
 
     def macs_per_token(self, tokens: int) -> float:

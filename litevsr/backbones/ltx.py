@@ -22,10 +22,17 @@ KNOWN_CONFIGS = {"Lightricks/LTX-Video": {"transformer": {}, "vae": {}}}
 class LTXVideoBackbone(VideoBackbone):
     family = "ltx"
     KNOWN_CONFIGS = KNOWN_CONFIGS
-    TWIN_SHRINK = {"transformer": dict(num_attention_heads=2, attention_head_dim=16, cross_attention_dim=32,
-                                       caption_channels=32, num_layers=4),
-                   "vae": dict(block_out_channels=(8, 8, 16, 16), decoder_block_out_channels=(8, 8, 16, 16),
-                               layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1))}
+    TWIN_SHRINK = {
+        "transformer": dict(
+            num_attention_heads=2, attention_head_dim=16, cross_attention_dim=32, caption_channels=32, num_layers=4
+        ),
+        "vae": dict(
+            block_out_channels=(8, 8, 16, 16),
+            decoder_block_out_channels=(8, 8, 16, 16),
+            layers_per_block=(1, 1, 1, 1, 1),
+            decoder_layers_per_block=(1, 1, 1, 1, 1),
+        ),
+    }
     PIPELINE = "LTXPipeline"
     LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
     TRANSFORMER_CLASS, VAE_CLASS = LTXVideoTransformer3DModel, AutoencoderKLLTXVideo
@@ -44,13 +51,17 @@ class LTXVideoBackbone(VideoBackbone):
         self.num_blocks = len(self.blocks)
         self.patch_size = (tcfg.patch_size_t, tcfg.patch_size, tcfg.patch_size)
         self.latent_channels = tcfg.in_channels
-        self.vae_stride = (self.vae.temporal_compression_ratio, self.vae.spatial_compression_ratio,
-                           self.vae.spatial_compression_ratio)
+        self.vae_stride = (
+            self.vae.temporal_compression_ratio,
+            self.vae.spatial_compression_ratio,
+            self.vae.spatial_compression_ratio,
+        )
         self.frame_step = self.vae.temporal_compression_ratio  # a causal 1 + 8k layout
         # LTX normalises latents per channel and then scales them: (z - mean) * scaling_factor / std.
         self.register_buffer("latents_mean", self.vae.latents_mean.view(1, -1, 1, 1, 1).float(), persistent=False)
-        self.register_buffer("latents_std", (self.vae.latents_std / vcfg.scaling_factor).view(1, -1, 1, 1, 1).float(),
-                             persistent=False)
+        self.register_buffer(
+            "latents_std", (self.vae.latents_std / vcfg.scaling_factor).view(1, -1, 1, 1, 1).float(), persistent=False
+        )
         self._freeze()
 
     @classmethod
@@ -63,8 +74,9 @@ class LTXVideoBackbone(VideoBackbone):
 
     def _vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
         # VAEs from 0.9.1 on condition their decoder on a timestep; 0 (no decode noise) as in LTX's pipeline
-        timestep = torch.zeros(latents.shape[0], device=latents.device) if self.vae.config.timestep_conditioning \
-            else None
+        timestep = (
+            torch.zeros(latents.shape[0], device=latents.device) if self.vae.config.timestep_conditioning else None
+        )
         return self.vae.decode(latents, timestep).sample
 
     def velocity(self, latents: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -73,9 +85,17 @@ class LTXVideoBackbone(VideoBackbone):
         prompt = self.prompt_embeds.expand(batch, -1, -1).to(dtype)
         packed = latents.flatten(2).transpose(1, 2).to(dtype)  # (B, F * H * W, C), patch size 1
         scale = (self.vae_stride[0] / FRAME_RATE, self.vae_stride[1], self.vae_stride[2])
-        out = self.transformer(packed, prompt, sigma.float() * 1000,
-                               torch.ones(prompt.shape[:2], device=latents.device, dtype=dtype), num_frames=frames,
-                               height=height, width=width, rope_interpolation_scale=scale, return_dict=False)[0]
+        out = self.transformer(
+            packed,
+            prompt,
+            sigma.float() * 1000,
+            torch.ones(prompt.shape[:2], device=latents.device, dtype=dtype),
+            num_frames=frames,
+            height=height,
+            width=width,
+            rope_interpolation_scale=scale,
+            return_dict=False,
+        )[0]
         return out.float().transpose(1, 2).reshape(batch, channels, frames, height, width)
 
     def macs_per_token(self, tokens: int) -> float:

@@ -49,9 +49,9 @@ def _paired_input(conv: torch.nn.Conv3d, weight: torch.Tensor, bias: torch.Tenso
     """Channels 2k, 2k+1 = B +- e * (weight @ x + bias)_k; the rest B."""
     k = weight.shape[0]
     w, b = torch.zeros(conv.out_channels, conv.in_channels), torch.full((conv.out_channels,), PAIR_OFFSET)
-    w[0:2 * k:2], w[1:2 * k:2] = PAIR_SCALE * weight, -PAIR_SCALE * weight
-    b[0:2 * k:2] += PAIR_SCALE * bias
-    b[1:2 * k:2] -= PAIR_SCALE * bias
+    w[0 : 2 * k : 2], w[1 : 2 * k : 2] = PAIR_SCALE * weight, -PAIR_SCALE * weight
+    b[0 : 2 * k : 2] += PAIR_SCALE * bias
+    b[1 : 2 * k : 2] -= PAIR_SCALE * bias
     _current_frame_pixel(conv, w, b)
 
 
@@ -59,8 +59,8 @@ def _paired_readout(conv: torch.nn.Conv3d, weight: torch.Tensor, bias: torch.Ten
     """Output rows = weight @ z + bias, where z_k is recovered from SiLU(G(1 +- e z_k / B)) of pair k."""
     k, gain = weight.shape[1], 2 * NORM_GAIN * PAIR_SCALE / PAIR_OFFSET * _silu_slope(NORM_GAIN)
     w, b = torch.zeros(conv.out_channels, conv.in_channels), torch.zeros(conv.out_channels)
-    w[:weight.shape[0], 0:2 * k:2], w[:weight.shape[0], 1:2 * k:2] = weight / gain, -weight / gain
-    b[:weight.shape[0]] = bias
+    w[: weight.shape[0], 0 : 2 * k : 2], w[: weight.shape[0], 1 : 2 * k : 2] = weight / gain, -weight / gain
+    b[: weight.shape[0]] = bias
     _current_frame_pixel(conv, w, b)
 
 
@@ -70,8 +70,10 @@ def set_pca_vae(vae: AutoencoderKLWan, mean: torch.Tensor, directions: torch.Ten
     cfg = vae.config
     z, width = cfg.z_dim, cfg.base_dim * cfg.dim_mult[0]
     if cfg.patch_size != 2 or len(cfg.dim_mult) != 1 or cfg.temperal_downsample or directions.shape[1] != z:
-        raise ValueError("a PCA VAE needs patch_size 2, one stage (dim_mult of length 1), no temporal downsampling "
-                         "and z_dim principal directions")
+        raise ValueError(
+            "a PCA VAE needs patch_size 2, one stage (dim_mult of length 1), no temporal downsampling "
+            "and z_dim principal directions"
+        )
     if width < 2 * z or cfg.decoder_base_dim not in (None, cfg.base_dim):
         raise ValueError(f"a PCA VAE needs base_dim >= 2 * z_dim ({2 * z}) in encoder and decoder")
     for module in vae.modules():

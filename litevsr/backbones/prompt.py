@@ -12,8 +12,13 @@ DEFAULT_PROMPT = "a high quality, sharp, detailed video"
 
 
 @torch.no_grad()
-def compute_prompt_embeds(text_encoder: str, out_path: str, prompt: str = DEFAULT_PROMPT,
-                          max_length: int = 512, subfolder: str = "text_encoder") -> torch.Tensor:
+def compute_prompt_embeds(
+    text_encoder: str,
+    out_path: str,
+    prompt: str = DEFAULT_PROMPT,
+    max_length: int = 512,
+    subfolder: str = "text_encoder",
+) -> torch.Tensor:
     """Embed `prompt` with a checkpoint's T5-family text encoder (Wan's UMT5, CogVideoX's and LTX-Video's T5; a
     local diffusers folder or hub id) and save it.
 
@@ -36,8 +41,15 @@ def compute_prompt_embeds(text_encoder: str, out_path: str, prompt: str = DEFAUL
         raise LiteVSRError(f"{text_encoder}/{subfolder} holds a {kind!r} text encoder; known: {', '.join(encoders)}")
     tokenizer = AutoTokenizer.from_pretrained(text_encoder, subfolder="tokenizer")
     encoder = encoders[kind].from_pretrained(text_encoder, subfolder=subfolder).eval()
-    tokens = tokenizer([prompt], padding="max_length", max_length=max_length, truncation=True,
-                       add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+    tokens = tokenizer(
+        [prompt],
+        padding="max_length",
+        max_length=max_length,
+        truncation=True,
+        add_special_tokens=True,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
     hidden = encoder(tokens.input_ids, tokens.attention_mask).last_hidden_state
     length = int(tokens.attention_mask.sum())
     embeds = torch.zeros_like(hidden)

@@ -19,9 +19,14 @@ from litevsr.backbones.base import TWIN_PREFIX
 
 # About as many transformer weight files as the real repositories have: small ones are one file, larger ones are
 # sharded with an index.
-TRANSFORMER_SHARDS = {"Wan-AI/Wan2.1-T2V-1.3B-Diffusers": 1, "Wan-AI/Wan2.1-T2V-14B-Diffusers": 12,
-                      "Wan-AI/Wan2.2-TI2V-5B-Diffusers": 3, "THUDM/CogVideoX-2b": 2, "THUDM/CogVideoX-5b": 2,
-                      "Lightricks/LTX-Video": 2}
+TRANSFORMER_SHARDS = {
+    "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": 1,
+    "Wan-AI/Wan2.1-T2V-14B-Diffusers": 12,
+    "Wan-AI/Wan2.2-TI2V-5B-Diffusers": 3,
+    "THUDM/CogVideoX-2b": 2,
+    "THUDM/CogVideoX-5b": 2,
+    "Lightricks/LTX-Video": 2,
+}
 #: Std of the twin adapter's output projections: large enough that the adapter visibly changes the output.
 TWIN_ADAPTER_OUTPUT_STD = 0.05
 
@@ -39,7 +44,9 @@ def twin_config(name: str) -> dict:
     return _family(name).twin_config(name)
 
 
-def write_twin(name: str, folder: str, seed: int = 0, scale: int = 4, backbone_name: str | None = None) -> dict[str, str]:
+def write_twin(
+    name: str, folder: str, seed: int = 0, scale: int = 4, backbone_name: str | None = None
+) -> dict[str, str]:
     """Write `name`'s twin (diffusers layout) and an active random adapter for it into `folder` (new or empty). The
     adapter names its backbone `backbone_name` (default: the folder's absolute path).
 
@@ -53,16 +60,29 @@ def write_twin(name: str, folder: str, seed: int = 0, scale: int = 4, backbone_n
     transformer, vae = cls.build(config, seed=seed)
     prompt = torch.randn(1, *cls.prompt_shape(config["transformer"]), generator=torch.Generator().manual_seed(seed))
     bytes_ = sum(p.numel() * p.element_size() for p in transformer.parameters())
-    cls.save(transformer, vae, folder, prompt, max_shard_size=int(1.1 * bytes_ / TRANSFORMER_SHARDS[name]),
-             components=cls.extra_components(config), index_fields={"_litevsr_twin_of": name})
+    cls.save(
+        transformer,
+        vae,
+        folder,
+        prompt,
+        max_shard_size=int(1.1 * bytes_ / TRANSFORMER_SHARDS[name]),
+        components=cls.extra_components(config),
+        index_fields={"_litevsr_twin_of": name},
+    )
 
     backbone = cls(folder)
     torch.manual_seed(seed)
     adapter = StateAwareAdapter(output_init_std=TWIN_ADAPTER_OUTPUT_STD)
     adapter.bind(backbone)
     path = os.path.join(folder, "adapter")
-    save_adapter(adapter, path, backbone_name or os.path.abspath(folder), scale=scale,
-                 sampling={"steps": 1, "sigma_start": 1.0, "shift": 1.0}, family=cls.family)
+    save_adapter(
+        adapter,
+        path,
+        backbone_name or os.path.abspath(folder),
+        scale=scale,
+        sampling={"steps": 1, "sigma_start": 1.0, "shift": 1.0},
+        family=cls.family,
+    )
     return {"backbone": folder, "adapter": path}
 
 

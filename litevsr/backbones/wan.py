@@ -6,8 +6,14 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
-from diffusers.models.autoencoders.autoencoder_kl_wan import (AvgDown3D, DupUp3D, WanAttentionBlock, WanCausalConv3d,
-                                                           WanResidualBlock)
+from diffusers.models.autoencoders.autoencoder_kl_wan import (
+    AvgDown3D,
+    DupUp3D,
+    WanAttentionBlock,
+    WanCausalConv3d,
+    WanResidualBlock,
+)
+
 from litevsr.backbones.base import VideoBackbone
 
 TINY_PATH = Path(__file__).resolve().parent.parent / "assets" / "tiny-wan"
@@ -17,37 +23,73 @@ TINY_PATH = Path(__file__).resolve().parent.parent / "assets" / "tiny-wan"
 KNOWN_CONFIGS = {
     "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": {
         "transformer": dict(
-            patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
-            out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30,
-            cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024,
+            patch_size=(1, 2, 2),
+            num_attention_heads=12,
+            attention_head_dim=128,
+            in_channels=16,
+            out_channels=16,
+            text_dim=4096,
+            freq_dim=256,
+            ffn_dim=8960,
+            num_layers=30,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            eps=1e-6,
+            rope_max_seq_len=1024,
         ),
-        "vae": dict(base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
-                    temperal_downsample=[False, True, True]),
+        "vae": dict(
+            base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, temperal_downsample=[False, True, True]
+        ),
     },
 }
 KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-14B-Diffusers"] = {
-    "transformer": {**KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["transformer"],
-                    "num_attention_heads": 40, "ffn_dim": 13824, "num_layers": 40},
+    "transformer": {
+        **KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["transformer"],
+        "num_attention_heads": 40,
+        "ffn_dim": 13824,
+        "num_layers": 40,
+    },
     "vae": KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["vae"],
 }
 # Wan2.2's VAE folds 2x2 pixels into 12 channels, then downsamples 8x: 16x spatial, 4x temporal, 48 channels.
 # latents_mean/std are placeholders of the right length: a meta-device build needs shapes, not statistics.
 KNOWN_CONFIGS["Wan-AI/Wan2.2-TI2V-5B-Diffusers"] = {
-    "transformer": {**KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["transformer"],
-                    "num_attention_heads": 24, "ffn_dim": 14336, "num_layers": 30, "in_channels": 48,
-                    "out_channels": 48},
-    "vae": dict(base_dim=160, decoder_base_dim=256, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
-                temperal_downsample=[False, True, True], is_residual=True, in_channels=12, out_channels=12,
-                patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
-                latents_mean=[0.0] * 48, latents_std=[1.0] * 48),
+    "transformer": {
+        **KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["transformer"],
+        "num_attention_heads": 24,
+        "ffn_dim": 14336,
+        "num_layers": 30,
+        "in_channels": 48,
+        "out_channels": 48,
+    },
+    "vae": dict(
+        base_dim=160,
+        decoder_base_dim=256,
+        z_dim=48,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=2,
+        temperal_downsample=[False, True, True],
+        is_residual=True,
+        in_channels=12,
+        out_channels=12,
+        patch_size=2,
+        scale_factor_spatial=16,
+        scale_factor_temporal=4,
+        latents_mean=[0.0] * 48,
+        latents_std=[1.0] * 48,
+    ),
 }
+
 
 class WanBackbone(VideoBackbone):
     family = "wan"
     KNOWN_CONFIGS = KNOWN_CONFIGS
-    TWIN_SHRINK = {"transformer": dict(num_attention_heads=2, attention_head_dim=16, ffn_dim=64, text_dim=32,
-                                       freq_dim=32, num_layers=4),
-                   "vae": dict(base_dim=8, num_res_blocks=1)}
+    TWIN_SHRINK = {
+        "transformer": dict(
+            num_attention_heads=2, attention_head_dim=16, ffn_dim=64, text_dim=32, freq_dim=32, num_layers=4
+        ),
+        "vae": dict(base_dim=8, num_res_blocks=1),
+    }
     PIPELINE = "WanPipeline"
     LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
     TRANSFORMER_CLASS, VAE_CLASS = WanTransformer3DModel, AutoencoderKLWan
@@ -75,14 +117,20 @@ class WanBackbone(VideoBackbone):
         self.frame_step = max(4, self.vae_stride[0] * self.patch_size[0])
         self.vae_is_pointwise = is_pointwise(self.vae)
         device = "meta" if self.empty_weights else "cpu"
-        self.register_buffer("latents_mean", torch.tensor(vcfg.latents_mean, device=device).view(1, -1, 1, 1, 1), persistent=False)
-        self.register_buffer("latents_std", torch.tensor(vcfg.latents_std, device=device).view(1, -1, 1, 1, 1), persistent=False)
+        self.register_buffer(
+            "latents_mean", torch.tensor(vcfg.latents_mean, device=device).view(1, -1, 1, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "latents_std", torch.tensor(vcfg.latents_std, device=device).view(1, -1, 1, 1, 1), persistent=False
+        )
         self._freeze()
 
     @classmethod
     def twin_config(cls, name: str) -> dict:
         config = super().twin_config(name)
-        if "decoder_base_dim" in cls.KNOWN_CONFIGS[name]["vae"]:  # keep the decoder wider than the encoder, as Wan2.2's is
+        if (
+            "decoder_base_dim" in cls.KNOWN_CONFIGS[name]["vae"]
+        ):  # keep the decoder wider than the encoder, as Wan2.2's is
             config["vae"]["decoder_base_dim"] = 2 * cls.TWIN_SHRINK["vae"]["base_dim"]
         return config
 
@@ -132,8 +180,12 @@ def _current_pixel_only(conv: WanCausalConv3d) -> torch.nn.Module:
     """A causal conv whose only non-zero tap is the current frame's centre pixel, as a 1x1x1 conv (same output,
     no neighbours read); any other conv unchanged."""
     t, h, w = conv.kernel_size
-    aligned = (conv.stride == (1, 1, 1) and conv.dilation == (1, 1, 1) and conv.groups == 1
-               and conv._padding == (w // 2, w // 2, h // 2, h // 2, t - 1, 0))
+    aligned = (
+        conv.stride == (1, 1, 1)
+        and conv.dilation == (1, 1, 1)
+        and conv.groups == 1
+        and conv._padding == (w // 2, w // 2, h // 2, h // 2, t - 1, 0)
+    )
     if (t, h, w) == (1, 1, 1) or not aligned:
         return conv
     centre = conv.weight[:, :, t - 1, h // 2, w // 2]
@@ -161,8 +213,10 @@ def skip_noop_layers(vae: AutoencoderKLWan) -> AutoencoderKLWan:
             elif isinstance(child, WanCausalConv3d):
                 setattr(parent, name, _current_pixel_only(child))
     # The feature caches are sized by counting the causal convs once, at construction.
-    vae._cached_conv_counts = {half: sum(isinstance(m, WanCausalConv3d) for m in getattr(vae, half).modules())
-                               for half in ("encoder", "decoder")}
+    vae._cached_conv_counts = {
+        half: sum(isinstance(m, WanCausalConv3d) for m in getattr(vae, half).modules())
+        for half in ("encoder", "decoder")
+    }
     return vae
 
 
@@ -171,7 +225,8 @@ def is_pointwise(vae: torch.nn.Module) -> bool:
     a spatial or temporal extent, no attention and no resampling. Such a VAE needs no tiles."""
     for module in vae.modules():
         if isinstance(module, torch.nn.modules.conv._ConvNd) and (
-                any(k != 1 for k in module.kernel_size) or any(s != 1 for s in module.stride)):
+            any(k != 1 for k in module.kernel_size) or any(s != 1 for s in module.stride)
+        ):
             return False
         if isinstance(module, (WanAttentionBlock, torch.nn.Upsample, AvgDown3D, DupUp3D)):
             return False
@@ -185,12 +240,31 @@ def is_pointwise(vae: torch.nn.Module) -> bool:
 # hidden width of 128, so (as in Wan2.1: 64 values, width 1536) the output head can reach every latent direction.
 TINY_CONFIG = {
     "transformer": dict(
-        patch_size=(1, 4, 4), num_attention_heads=4, attention_head_dim=32, in_channels=6, out_channels=6,
-        text_dim=32, freq_dim=64, ffn_dim=512, num_layers=6, rope_max_seq_len=256,
+        patch_size=(1, 4, 4),
+        num_attention_heads=4,
+        attention_head_dim=32,
+        in_channels=6,
+        out_channels=6,
+        text_dim=32,
+        freq_dim=64,
+        ffn_dim=512,
+        num_layers=6,
+        rope_max_seq_len=256,
     ),
-    "vae": dict(base_dim=16, z_dim=6, dim_mult=[1], num_res_blocks=1, temperal_downsample=[], in_channels=12,
-                out_channels=12, patch_size=2, scale_factor_temporal=1, scale_factor_spatial=2,
-                latents_mean=[0.0] * 6, latents_std=[1.0] * 6),
+    "vae": dict(
+        base_dim=16,
+        z_dim=6,
+        dim_mult=[1],
+        num_res_blocks=1,
+        temperal_downsample=[],
+        in_channels=12,
+        out_channels=12,
+        patch_size=2,
+        scale_factor_temporal=1,
+        scale_factor_spatial=2,
+        latents_mean=[0.0] * 6,
+        latents_std=[1.0] * 6,
+    ),
 }
 
 

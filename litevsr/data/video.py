@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from fractions import Fraction
-from typing import Iterator
 
 import av
 import numpy as np
@@ -13,10 +13,32 @@ import numpy as np
 from litevsr import LiteVSRError
 from litevsr.frames import shrunk_size
 
-
 #: File extensions taken for videos wherever a folder is searched (shards, evaluation, batch upscaling).
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
-                              ".y4m", ".mts", ".m2ts", ".3gp", ".ogv", ".vob", ".dv", ".gif", ".mxf", ".nut"})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".mkv",
+        ".mov",
+        ".avi",
+        ".webm",
+        ".m4v",
+        ".mpg",
+        ".mpeg",
+        ".wmv",
+        ".flv",
+        ".ts",
+        ".y4m",
+        ".mts",
+        ".m2ts",
+        ".3gp",
+        ".ogv",
+        ".vob",
+        ".dv",
+        ".gif",
+        ".mxf",
+        ".nut",
+    }
+)
 
 
 def is_video_file(path: str) -> bool:
@@ -97,8 +119,9 @@ def encode_video(frames_u8: np.ndarray, codec: str = "ffv1", fps: float = 25.0, 
     (Matroska otherwise writes a random segment UID), so the same frames give the same bytes and checksum."""
     lossless = codec == "ffv1"
     buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="matroska" if lossless else "mp4",
-                 options={"fflags": "+bitexact"} if lossless else {}) as container:
+    with av.open(
+        buffer, mode="w", format="matroska" if lossless else "mp4", options={"fflags": "+bitexact"} if lossless else {}
+    ) as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = frames_u8.shape[1:3]
         stream.pix_fmt = "bgr0" if lossless else "yuv420p"

@@ -19,8 +19,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from litevsr.data.video import X264_REPEATABLE
-from litevsr.frames import resize_video  # noqa: F401  (a degradation step too: exported with the others)
-from litevsr.frames import frames_to_video, u8_values, video_to_frames
+from litevsr.frames import (
+    frames_to_video,
+    resize_video,  # noqa: F401  (a degradation step too: exported with the others)
+    u8_values,
+    video_to_frames,
+)
 
 RESIZE_MODES = ("area", "bilinear", "bicubic", "nearest")
 CODECS = ("libx264", "h264", "mpeg4")  # PyAV encoder names; in PyAV's FFmpeg "h264" encodes with libx264
@@ -122,8 +126,9 @@ def sinc_kernel(size: int, omega_c) -> torch.Tensor:
     x, y = _grid(size)
     r = torch.sqrt(x**2 + y**2)
     safe = torch.where(r > 0, r, torch.ones_like(r))
-    h = torch.where(r > 0, omega * torch.special.bessel_j1(omega * safe) / (2 * math.pi * safe),
-                    omega**2 / (4 * math.pi))  # the limit at r = 0
+    h = torch.where(
+        r > 0, omega * torch.special.bessel_j1(omega * safe) / (2 * math.pi * safe), omega**2 / (4 * math.pi)
+    )  # the limit at r = 0
     return _normalise(h)
 
 
@@ -167,8 +172,9 @@ def blur(video: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     # every (frame, channel) plane is its own group: on CPU this depthwise layout is 5-7x faster than B*T
     # samples of C groups, and it takes a different kernel per frame for free
     weight = kernel.to(frames).expand(b, t, k, k).reshape(b * t, 1, 1, k, k).expand(b * t, c, 1, k, k)
-    out = F.conv2d(padded.reshape(1, b * t * c, *padded.shape[-2:]), weight.reshape(b * t * c, 1, k, k),
-                   groups=b * t * c)
+    out = F.conv2d(
+        padded.reshape(1, b * t * c, *padded.shape[-2:]), weight.reshape(b * t * c, 1, k, k), groups=b * t * c
+    )
     return _video(out.reshape(b * t, c, *out.shape[-2:]), (b, t))
 
 
@@ -212,8 +218,9 @@ def unsharp_mask(video: torch.Tensor, sigma: float = 2.0, weight: float = 0.5, t
 # ----------------------------------------------------------------------------------------------- noise
 
 
-def gaussian_noise(video: torch.Tensor, sigma, generator: torch.Generator | None = None,
-                   gray: bool = False) -> torch.Tensor:
+def gaussian_noise(
+    video: torch.Tensor, sigma, generator: torch.Generator | None = None, gray: bool = False
+) -> torch.Tensor:
     """Add N(0, sigma) noise; sigma is in 8-bit units (0-255), as in Real-ESRGAN.
 
     `sigma` is a scalar, (T,) or (B, T). Gray noise is one draw shared by the three channels.
@@ -223,8 +230,9 @@ def gaussian_noise(video: torch.Tensor, sigma, generator: torch.Generator | None
     return video + noise * (2 * _per_frame(sigma, video) / 255)
 
 
-def poisson_noise(video: torch.Tensor, scale, generator: torch.Generator | None = None,
-                  gray: bool = False, levels: float = 255.0) -> torch.Tensor:
+def poisson_noise(
+    video: torch.Tensor, scale, generator: torch.Generator | None = None, gray: bool = False, levels: float = 255.0
+) -> torch.Tensor:
     """Add signal-dependent shot noise: Poisson(x * levels) / levels - x on [0, 1] intensities, times `scale`.
 
     `scale` is a scalar, (T,) or (B, T). Gray noise is computed on luminance and shared by the channels.
@@ -233,7 +241,7 @@ def poisson_noise(video: torch.Tensor, scale, generator: torch.Generator | None 
     """
     x01 = ((video + 1) / 2).clamp(0, 1)
     if gray:
-        x01 = (0.299 * x01[:, 0:1] + 0.587 * x01[:, 1:2] + 0.114 * x01[:, 2:3])
+        x01 = 0.299 * x01[:, 0:1] + 0.587 * x01[:, 1:2] + 0.114 * x01[:, 2:3]
     rate = (x01 * levels).float().cpu()
     noise = torch.randn(rate.shape, generator=generator) * rate.sqrt()
     dark = rate < 16
@@ -328,8 +336,9 @@ def flicker(video: torch.Tensor, gain) -> torch.Tensor:
     return ((video + 1) * _per_frame(gain, video) - 1).clamp(-1, 1)
 
 
-def film_grain(video: torch.Tensor, strength, generator: torch.Generator | None = None,
-               grain_size: float = 1.0) -> torch.Tensor:
+def film_grain(
+    video: torch.Tensor, strength, generator: torch.Generator | None = None, grain_size: float = 1.0
+) -> torch.Tensor:
     """Monochrome film grain: Gaussian noise low-passed to clumps of about `grain_size` pixels (sigma).
 
     `strength` is the grain's standard deviation in 8-bit units, scalar, (T,) or (B, T); it is strongest in the
@@ -345,8 +354,13 @@ def film_grain(video: torch.Tensor, strength, generator: torch.Generator | None 
     return video + noise * midtones * (2 * _per_frame(strength, video) / 255)
 
 
-def scratches(video: torch.Tensor, count: int, generator: torch.Generator | None = None,
-              intensity: tuple[float, float] = (0.3, 0.8), max_width: int = 2) -> torch.Tensor:
+def scratches(
+    video: torch.Tensor,
+    count: int,
+    generator: torch.Generator | None = None,
+    intensity: tuple[float, float] = (0.3, 0.8),
+    max_width: int = 2,
+) -> torch.Tensor:
     """Old-film scratches: up to `count` thin vertical lines per frame, mostly bright, random x, length, opacity.
 
     Each frame draws its own number of lines in [0, count].
@@ -371,8 +385,9 @@ def scratches(video: torch.Tensor, count: int, generator: torch.Generator | None
     return out
 
 
-def dust(video: torch.Tensor, count: int, generator: torch.Generator | None = None,
-         radius: tuple[float, float] = (0.7, 2.5)) -> torch.Tensor:
+def dust(
+    video: torch.Tensor, count: int, generator: torch.Generator | None = None, radius: tuple[float, float] = (0.7, 2.5)
+) -> torch.Tensor:
     """Dust and dirt: up to `count` small soft blobs per frame, mostly dark, at random places, sizes and shapes."""
     b, _, t, h, w = video.shape
     if count <= 0:

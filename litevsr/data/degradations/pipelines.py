@@ -66,8 +66,9 @@ KERNEL_KINDS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau
 RESIZE_DIRECTIONS = ("up", "down", "keep")
 
 
-def _option(default, check: str, low: float = 0, above: bool = False, high: float = math.inf,
-            among: tuple[str, ...] = ()):
+def _option(
+    default, check: str, low: float = 0, above: bool = False, high: float = math.inf, among: tuple[str, ...] = ()
+):
     """A field of RealWorldOptions and how its value is checked.
 
     check: "range" (low <= a <= b <= high, or low < a with `above`), "prob" (in [0, 1]), "step" (>= 0),
@@ -75,8 +76,7 @@ def _option(default, check: str, low: float = 0, above: bool = False, high: floa
     among `among`, or one weight for each of `among`, in its order).
     """
     kind = {"default_factory": lambda: dict(default)} if isinstance(default, dict) else {"default": default}
-    return field(**kind, metadata={"check": check, "low": low, "above": above, "high": high,
-                                       "among": among})
+    return field(**kind, metadata={"check": check, "low": low, "above": above, "high": high, "among": among})
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,9 @@ class RealWorldOptions:
     """
 
     kernel_size: tuple[int, int] = _option((7, 21), "range")
-    kernel_probs: dict[str, float] = _option(dict(zip(KERNEL_KINDS, (0.45, 0.25, 0.12, 0.03, 0.12, 0.03))), "weights",
-                                             among=KERNEL_KINDS)
+    kernel_probs: dict[str, float] = _option(
+        dict(zip(KERNEL_KINDS, (0.45, 0.25, 0.12, 0.03, 0.12, 0.03))), "weights", among=KERNEL_KINDS
+    )
     generalized_beta: tuple[float, float] = _option((0.5, 4.0), "range")
     plateau_beta: tuple[float, float] = _option((1.0, 2.0), "range")
     resize_modes: tuple[str, ...] = _option(("area", "bilinear", "bicubic"), "among", among=D.RESIZE_MODES)
@@ -224,31 +225,78 @@ PRESETS: dict[str, RealWorldOptions] = {
     # Anime/cartoons: line art must survive, so blur is mostly small isotropic kernels; little noise (cels are
     # clean); colour quantisation/banding in flat gradients; ringing from old upscalers (sinc); a heavier codec.
     "anime": RealWorldOptions(
-        kernel_size=(7, 15), kernel_probs={"iso": 0.6, "aniso": 0.15, "generalized_iso": 0.15, "plateau_iso": 0.1},
-        blur_sigma=(0.2, 1.5), sinc_prob=0.2, resize_probs=(0.1, 0.8, 0.1), resize_range=(0.4, 1.2),
-        gaussian_noise_prob=0.8, gray_noise_prob=0.6, noise_sigma=(0.5, 6.0), poisson_scale=(0.05, 0.5),
-        jpeg_quality=(40.0, 95.0), second_blur_prob=0.5, second_blur_sigma=(0.2, 1.0), second_sinc_prob=0.2,
-        second_resize_range=(0.6, 1.1), second_noise_sigma=(0.5, 4.0), second_poisson_scale=(0.05, 0.4),
-        second_jpeg_quality=(50.0, 95.0), posterize_prob=0.4, posterize_levels=(12, 48),
-        codec_prob=1.0, codec_bitrate=(6e3, 6e4)),
+        kernel_size=(7, 15),
+        kernel_probs={"iso": 0.6, "aniso": 0.15, "generalized_iso": 0.15, "plateau_iso": 0.1},
+        blur_sigma=(0.2, 1.5),
+        sinc_prob=0.2,
+        resize_probs=(0.1, 0.8, 0.1),
+        resize_range=(0.4, 1.2),
+        gaussian_noise_prob=0.8,
+        gray_noise_prob=0.6,
+        noise_sigma=(0.5, 6.0),
+        poisson_scale=(0.05, 0.5),
+        jpeg_quality=(40.0, 95.0),
+        second_blur_prob=0.5,
+        second_blur_sigma=(0.2, 1.0),
+        second_sinc_prob=0.2,
+        second_resize_range=(0.6, 1.1),
+        second_noise_sigma=(0.5, 4.0),
+        second_poisson_scale=(0.05, 0.4),
+        second_jpeg_quality=(50.0, 95.0),
+        posterize_prob=0.4,
+        posterize_levels=(12, 48),
+        codec_prob=1.0,
+        codec_bitrate=(6e3, 6e4),
+    ),
     # Scanned old film: soft optics and printing (wider, rounder kernels), film grain (luminance), exposure
     # flicker between frames, vertical scratches and dust, then a moderate codec from the digitisation.
     "old_film": RealWorldOptions(
         kernel_probs={"iso": 0.5, "aniso": 0.2, "generalized_iso": 0.15, "plateau_iso": 0.15},
-        blur_sigma=(0.8, 3.0), sinc_prob=0.05, gaussian_noise_prob=0.7, gray_noise_prob=0.8, noise_sigma=(1.0, 10.0),
-        second_blur_prob=0.9, second_blur_sigma=(0.5, 1.5), second_sinc_prob=0.05, second_noise_sigma=(1.0, 8.0),
-        jpeg_quality=(50.0, 95.0), second_jpeg_quality=(50.0, 95.0),
-        grain_prob=0.9, grain_strength=(4.0, 16.0), grain_size=(0.3, 1.0), flicker_prob=0.8, flicker_strength=0.08,
-        scratch_prob=0.6, scratch_count=3, dust_prob=0.8, dust_count=8, codec_prob=0.6, codec_bitrate=(2e4, 1e5)),
+        blur_sigma=(0.8, 3.0),
+        sinc_prob=0.05,
+        gaussian_noise_prob=0.7,
+        gray_noise_prob=0.8,
+        noise_sigma=(1.0, 10.0),
+        second_blur_prob=0.9,
+        second_blur_sigma=(0.5, 1.5),
+        second_sinc_prob=0.05,
+        second_noise_sigma=(1.0, 8.0),
+        jpeg_quality=(50.0, 95.0),
+        second_jpeg_quality=(50.0, 95.0),
+        grain_prob=0.9,
+        grain_strength=(4.0, 16.0),
+        grain_size=(0.3, 1.0),
+        flicker_prob=0.8,
+        flicker_strength=0.08,
+        scratch_prob=0.6,
+        scratch_count=3,
+        dust_prob=0.8,
+        dust_count=8,
+        codec_prob=0.6,
+        codec_bitrate=(2e4, 1e5),
+    ),
     # A phone clip shared at a low bitrate: mild lens blur, colour sensor noise (mostly shot noise), light JPEG,
     # and a strong low-bitrate H.264 encode that dominates the artefacts.
     "phone_lowbitrate": RealWorldOptions(
         kernel_probs={"iso": 0.5, "aniso": 0.3, "generalized_iso": 0.1, "generalized_aniso": 0.1},
-        blur_sigma=(0.2, 1.2), sinc_prob=0.0, resize_probs=(0.1, 0.8, 0.1), resize_range=(0.3, 1.1),
-        gaussian_noise_prob=0.3, gray_noise_prob=0.1, noise_sigma=(2.0, 12.0), poisson_scale=(0.5, 3.0),
-        jpeg_quality=(70.0, 95.0), second_blur_prob=0.5, second_blur_sigma=(0.2, 0.8), second_sinc_prob=0.0,
-        second_poisson_scale=(0.2, 1.5), second_jpeg_quality=(70.0, 95.0),
-        codec_prob=1.0, codecs=("libx264",), codec_bitrate=(5e3, 3e4)),
+        blur_sigma=(0.2, 1.2),
+        sinc_prob=0.0,
+        resize_probs=(0.1, 0.8, 0.1),
+        resize_range=(0.3, 1.1),
+        gaussian_noise_prob=0.3,
+        gray_noise_prob=0.1,
+        noise_sigma=(2.0, 12.0),
+        poisson_scale=(0.5, 3.0),
+        jpeg_quality=(70.0, 95.0),
+        second_blur_prob=0.5,
+        second_blur_sigma=(0.2, 0.8),
+        second_sinc_prob=0.0,
+        second_poisson_scale=(0.2, 1.5),
+        second_jpeg_quality=(70.0, 95.0),
+        codec_prob=1.0,
+        codecs=("libx264",),
+        codec_bitrate=(5e3, 3e4),
+    ),
 }
 
 
@@ -286,10 +334,16 @@ class RealWorldDegradation(Degradation):
         o, r = self.options, _Random(generator)
         return {
             "source": {
-                "flicker": (1 + o.flicker_strength * (2 * torch.rand(frames, generator=generator) - 1)
-                            if r.event(o.flicker_prob) else None),
-                "grain": ({"strength": r.uniform(*o.grain_strength), "size": r.uniform(*o.grain_size)}
-                          if r.event(o.grain_prob) else None),
+                "flicker": (
+                    1 + o.flicker_strength * (2 * torch.rand(frames, generator=generator) - 1)
+                    if r.event(o.flicker_prob)
+                    else None
+                ),
+                "grain": (
+                    {"strength": r.uniform(*o.grain_strength), "size": r.uniform(*o.grain_size)}
+                    if r.event(o.grain_prob)
+                    else None
+                ),
                 "scratches": o.scratch_count if r.event(o.scratch_prob) else 0,
                 "dust": o.dust_count if r.event(o.dust_prob) else 0,
             },
@@ -301,8 +355,9 @@ class RealWorldDegradation(Degradation):
                 "final_mode": r.choice(o.resize_modes),
                 "final_sinc": self._sample_sinc(r) if r.event(o.final_sinc_prob) else None,
             },
-            "codec": ({"codec": r.choice(o.codecs), "bitrate": r.uniform(*o.codec_bitrate)}
-                      if r.event(o.codec_prob) else None),
+            "codec": (
+                {"codec": r.choice(o.codecs), "bitrate": r.uniform(*o.codec_bitrate)} if r.event(o.codec_prob) else None
+            ),
         }
 
     def _sample_stage(self, r: _Random, t: int, prefix: str) -> dict:
@@ -320,8 +375,12 @@ class RealWorldDegradation(Degradation):
         else:
             noise = {"kind": "poisson", "level": r.walk(t, *o("poisson_scale"), o("drift_poisson"))}
         noise["gray"] = r.event(o("gray_noise_prob"))
-        return {"blur": blur, "resize": {"factor": factor, "mode": r.choice(o("resize_modes"))}, "noise": noise,
-                "jpeg": r.walk(t, *o("jpeg_quality"), o("drift_quality"))}
+        return {
+            "blur": blur,
+            "resize": {"factor": factor, "mode": r.choice(o("resize_modes"))},
+            "noise": noise,
+            "jpeg": r.walk(t, *o("jpeg_quality"), o("drift_quality")),
+        }
 
     def _kernel_size(self, r: _Random) -> int:
         low, high = self.options.kernel_size
@@ -342,8 +401,14 @@ class RealWorldDegradation(Degradation):
             beta = r.uniform(*((lo, 1.0) if r.event(0.5) else (1.0, hi))) if lo < 1 < hi else r.uniform(lo, hi)
         elif kind.startswith("plateau"):
             beta = r.uniform(*o.plateau_beta)
-        return {"kind": kind, "size": self._kernel_size(r), "sigma_x": sigma_x, "sigma_y": sigma_y, "theta": theta,
-                "beta": beta}
+        return {
+            "kind": kind,
+            "size": self._kernel_size(r),
+            "sigma_x": sigma_x,
+            "sigma_y": sigma_y,
+            "theta": theta,
+            "beta": beta,
+        }
 
     def _sample_sinc(self, r: _Random) -> dict:
         size = self._kernel_size(r)
