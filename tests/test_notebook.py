@@ -35,7 +35,9 @@ def test_quickstart_notebook_runs():
     assert (GENERAL_ADAPTER / "config.json").is_file(), "the default adapter ships inside the package"
     saved = nbformat.read(NOTEBOOK, as_version=4)
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": os.path.join(ROOT, "notebooks")}}).execute()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": os.path.join(ROOT, "notebooks")}}
+    ).execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "litevsr, 1 step" in text and "bicubic" in text
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
@@ -57,6 +59,12 @@ def test_saved_outputs_show_no_machine_paths_or_warnings():
 def test_path_pattern():
     assert ABSOLUTE_PATH.search("/work/main/.venv/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning")
     assert ABSOLUTE_PATH.search("saved to /tmp/x/out.mp4") and ABSOLUTE_PATH.search(r"C:\Users\me")
-    for fine in ("LQ | SR | GT", "PSNR-Y 26.1 dB / 0.79", "../docs/images/a.png", "https://arxiv.org/abs/2606.09250",
-                 "<Figure size 1600x400 with 4 Axes>", "Sampling(steps=1, sigma_start=0.1)"):
+    for fine in (
+        "LQ | SR | GT",
+        "PSNR-Y 26.1 dB / 0.79",
+        "../docs/images/a.png",
+        "https://arxiv.org/abs/2606.09250",
+        "<Figure size 1600x400 with 4 Axes>",
+        "Sampling(steps=1, sigma_start=0.1)",
+    ):
         assert not ABSOLUTE_PATH.search(fine), fine
