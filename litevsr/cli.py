@@ -44,22 +44,18 @@ def _config_error(message: str) -> str:
             return f"class_path {old}.{moved.group(1)} is now {new}.{moved.group(1)}"
     if re.search(r"'preset'", message) and "accept" in message:
         return "RealWorldDegradation's init_args.preset is now init_args.options (a preset name or the options)"
-    broken = re.search(
-        r"Problem with given class_path '([^']+)':\s*\n\s*(cannot import .*|No module named .*)", message
-    )
-    if broken:  # the class exists in the recipe but cannot be imported
+    unknown = re.search(r"Option ('[^']+') is not accepted|does not accept option ('[^']+')", message)
+    if unknown:
+        return f"unknown option {unknown.group(1) or unknown.group(2)}"
+    broken = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*(.+)", message)
+    if broken:  # e.g. a class that cannot be imported, or a bad value of one of its arguments
+        key = re.match(r'Parser key "([^"]+)":', broken.group(2))
+        reason = re.search(r"Expected .*", message[broken.end() :]) if key else None
+        if reason:
+            return f"{broken.group(1)}: {key.group(1)}: {reason.group(0)}"
         return f"class_path {broken.group(1)}: {broken.group(2).strip()}"
-    for pattern in (
-        r"Option '[^']+' is not accepted",
-        r"does not accept option '[^']+'",
-        r"Key '[^']+' .*",
-        r"Expected .*",
-    ):
-        found = re.search(pattern, message)
-        if found:
-            option = re.search(r"'([^']+)'", found.group(0))
-            return f"unknown option {option.group(0)}" if "accept" in found.group(0) and option else found.group(0)
-    return message.strip().splitlines()[0]
+    found = re.search(r"Key '[^']+' .*|Expected .*", message)
+    return found.group(0) if found else message.strip().splitlines()[0]
 
 
 def _parse_quietly(parse):

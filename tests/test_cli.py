@@ -111,3 +111,25 @@ def test_an_old_degradation_recipe_names_the_new_form(tmp_path, capsys, degradat
     with pytest.raises(SystemExit):
         main(["fit", "--config", "recipes/demo.yaml", "--config", str(old), "--print_config"])
     assert capsys.readouterr().err.strip().splitlines() == [f"litevsr: error: {message} (see --help)"]
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "data:\n  class_path: litevsr.data.nowhere.Shards\n",
+            "class_path litevsr.data.nowhere.Shards: module 'litevsr.data' has no attribute 'nowhere'",
+        ),
+        (
+            "data:\n  init_args:\n    batch_size: many\n",
+            "litevsr.data.datamodule.VideoShardDataModule: batch_size: Expected a <class 'int'>. Got value: many",
+        ),
+        ("data:\n  init_args:\n    bogus: 3\n", "unknown option 'bogus'"),
+    ],
+)
+def test_a_bad_recipe_value_is_one_line_naming_the_class_and_key(tmp_path, capsys, override, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(override)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "recipes/demo.yaml", "--config", str(bad), "--print_config"])
+    assert capsys.readouterr().err.strip().splitlines() == [f"litevsr: error: {message} (see --help)"]
