@@ -74,7 +74,7 @@ class AdapterExport(L.Callback):
         scale = getattr(getattr(trainer.datamodule, "hparams", None), "scale", None)
         sampling = {
             k: v
-            for k, v in vars(pl_module.sampling).items()
+            for k, v in pl_module.sampling.settings().items()
             if k in ("steps", "sigma_start", "shift", "color_fix", "start_noise")
         }
         save_adapter(adapter, self.path, pl_module.backbone.name, scale, sampling, family=pl_module.backbone.family)

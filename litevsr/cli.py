@@ -162,13 +162,6 @@ def load_models(adapter_arg: str | None, backbone_arg: str | None, device: str =
     ]
 
 
-def _sampling(sampling, config: dict):
-    """The adapter's recorded sampler, with the fields the command line changed."""
-    from litevsr.inference import Sampling
-
-    return Sampling.of_adapter(config, **Sampling.changed_fields(sampling))
-
-
 def upscale(
     input: str,
     output: str,
@@ -216,7 +209,7 @@ def upscale(
     def options(config):
         return dict(
             scale=scale or config.get("scale") or 4,
-            sampling=_sampling(sampling, config),
+            sampling=Sampling.of_adapter(config, sampling),
             window=window,
             overlap=overlap,
             crf=crf,
@@ -309,7 +302,7 @@ def evaluate(
     models = load_models(adapter, backbone, device, dtype)
     perceptual = tuple(name for name, wanted in (("lpips", lpips), ("dists", dists)) if wanted)
     rows = evaluation.evaluate(
-        [(name, model, _sampling(sampling, config)) for name, model, config in models],
+        [(name, model, Sampling.of_adapter(config, sampling)) for name, model, config in models],
         gt,
         lq,
         scale or models[0][2].get("scale") or 4,

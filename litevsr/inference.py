@@ -44,34 +44,46 @@ def _pad_video(video: torch.Tensor, frames: int, height: int, width: int) -> tor
     return F.pad(video, pads, mode=mode)
 
 
+#: The sampler's values where neither the caller nor an adapter gives one.
+SAMPLING_DEFAULTS = {"steps": 1, "sigma_start": 1.0, "shift": 1.0, "seed": 0, "color_fix": "none", "start_noise": 1.0}
+
+
 @dataclass
 class Sampling:
     """How a clip is sampled: the settings an adapter was trained for travel with it (see save_adapter).
 
+    A field left out (None) takes the adapter's recorded value in `of_adapter`, else its default; `given` holds the
+    fields the caller set, so that `--sampling.start_noise 1.0` replaces an adapter's 0 even though 1 is the default.
+
     Args:
-        steps: Euler steps.
-        sigma_start: Start from the LQ latent noised to this sigma (1: pure noise).
-        shift: Time shift of the sigma schedule (> 1 spends more steps at high noise).
-        seed: Seed of the start noise.
+        steps: Euler steps (default 1).
+        sigma_start: Start from the LQ latent noised to this sigma; 1 (the default) is pure noise.
+        shift: Time shift of the sigma schedule; > 1 spends more steps at high noise (default 1).
+        seed: Seed of the start noise (default 0).
         tile: Spatial tile in output pixels; None: chosen by `resolve_tiles` from the frame size, the backbone and
             the device, so time grows linearly with area; 0: whole frames.
         tile_overlap: Overlap of spatial tiles in output pixels; None: an eighth of the tile.
-        color_fix: Correct the output's colour towards the bicubic upsampling of the input: none, wavelet, adain
-            or lab (see litevsr.color).
-        start_noise: Scale of the start state's noise; 0 starts from (1 - sigma_start) * LQ latent,
+        color_fix: Correct the output's colour towards the bicubic upsampling of the input: none (the default),
+            wavelet, adain or lab (see litevsr.color).
+        start_noise: Scale of the start state's noise (default 1); 0 starts from (1 - sigma_start) * LQ latent,
             deterministically, so no fresh noise per frame can flicker.
     """
 
-    steps: int = 1
-    sigma_start: float = 1.0
-    shift: float = 1.0
-    seed: int = 0
+    steps: int | None = None
+    sigma_start: float | None = None
+    shift: float | None = None
+    seed: int | None = None
     tile: int | None = None
     tile_overlap: int | None = None
-    color_fix: str = "none"
-    start_noise: float = 1.0
+    color_fix: str | None = None
+    start_noise: float | None = None
+    given: frozenset[str] = dataclasses.field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        self.given = frozenset(k for k in self.__dataclass_fields__ if k != "given" and getattr(self, k) is not None)
+        for name, value in SAMPLING_DEFAULTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         check_color_fix(self.color_fix)
         flow.check_schedule(self.steps, self.sigma_start)
         if self.tile is not None and self.tile < 0:
@@ -79,18 +91,18 @@ class Sampling:
         if self.tile and self.tile_overlap is not None:
             check_tile_overlap(self.tile, self.tile_overlap, "output pixels")
 
-    @staticmethod
-    def changed_fields(sampling: Sampling | None) -> dict:
-        """The fields of `sampling` that differ from the defaults: what a recipe or command line set."""
-        if sampling is None:
-            return {}
-        default = Sampling()
-        return {k: v for k, v in vars(sampling).items() if v != getattr(default, k)}
+    def settings(self) -> dict:
+        """The values, as an adapter records them and a checkpoint's hyperparameters hold them."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "given"}
 
     @classmethod
-    def of_adapter(cls, config: dict, **overrides) -> Sampling:
-        known = {k: v for k, v in (config.get("sampling") or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**{**known, **{k: v for k, v in overrides.items() if v is not None}})
+    def of_adapter(cls, config: dict, overrides: Sampling | None = None, **values) -> Sampling:
+        """The sampler `config` (an exported adapter's) records, with the fields `overrides` was given and the
+        non-None `values` in their place."""
+        fields = set(cls.__dataclass_fields__) - {"given"}
+        known = {k: v for k, v in (config.get("sampling") or {}).items() if k in fields}
+        given = {k: getattr(overrides, k) for k in overrides.given} if overrides is not None else {}
+        return cls(**{**known, **given, **{k: v for k, v in values.items() if v is not None}})
 
 
 def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import lightning as L
@@ -105,7 +104,7 @@ class LiteVSRModule(L.LightningModule):
             from litevsr.backbones.wan import SHIPPED_ADAPTERS
 
             path = str(SHIPPED_ADAPTERS.get(init_adapter, init_adapter))
-            sampling = Sampling.of_adapter(read_adapter_config(path), **Sampling.changed_fields(sampling))
+            sampling = Sampling.of_adapter(read_adapter_config(path), sampling)
             if adapter is None:
                 adapter = load_adapter(path, backbone)
             else:
@@ -120,7 +119,7 @@ class LiteVSRModule(L.LightningModule):
             raise LiteVSRError("give the model an adapter (model.adapter) or an adapter file (model.init_adapter)")
         self.model = LiteVSR(backbone, adapter)
         self.sampling = sampling or Sampling()
-        self.hparams["sampling"] = dataclasses.asdict(self.sampling)  # plain values: checkpoints load weights-only
+        self.hparams["sampling"] = self.sampling.settings()  # plain values: checkpoints load weights-only
         # A function as the default would reach the CLI as its name, a string: resolve it here instead.
         self.optimizer_factory, self.scheduler_factory = optimizer or default_optimizer, lr_scheduler
         self.strict_loading = False  # checkpoints hold the adapter only

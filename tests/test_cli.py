@@ -35,6 +35,25 @@ def test_init_adapter_brings_its_sampler_and_given_fields_replace_only_themselve
     changed = LiteVSRModule(backbone, init_adapter="general", sampling=Sampling(steps=4)).sampling
     assert changed == Sampling.of_adapter(read_adapter_config(str(SHIPPED_ADAPTERS["general"])), steps=4)
     assert changed.sigma_start == 0.1
+    # a given value counts even where it equals the default: the shipped adapter's noise-free start can be undone
+    noised = LiteVSRModule(backbone, init_adapter="general", sampling=Sampling(start_noise=1.0, sigma_start=1.0))
+    assert (noised.sampling.start_noise, noised.sampling.sigma_start, noised.sampling.steps) == (1.0, 1.0, 1)
+
+
+def test_upscale_takes_given_sampler_fields_even_at_their_defaults(monkeypatch):
+    """`litevsr upscale ... --sampling.start_noise 1.0` on the shipped adapter (which records 0) samples with 1."""
+    import litevsr.inference
+
+    seen = {}
+    monkeypatch.setattr(
+        litevsr.inference,
+        "upscale_file",
+        lambda model, src, dst, **kw: (
+            seen.update(kw) or {"output": dst, "frames": 0, "width": 0, "height": 0, "fps": 0}
+        ),
+    )
+    main(["upscale", "in.mp4", "out.mp4", "--sampling.start_noise", "1.0", "--sampling.seed", "0"])
+    assert (seen["sampling"].start_noise, seen["sampling"].sigma_start) == (1.0, 0.1)
 
 
 def test_a_module_without_adapter_file_samples_with_the_given_sampler(backbone):

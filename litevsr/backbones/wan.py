@@ -235,7 +235,7 @@ def is_pointwise(vae: torch.nn.Module) -> bool:
 
 # The embedded generator's architecture: the real Wan classes at CPU size. Its VAE folds 2x2 pixels into channels
 # (Wan2.2's patch_size=2) and does not downsample further: 12 -> 6 channels at half resolution, no temporal
-# compression, so reconstructions stay far above bicubic x4 (DESIGN.md section 9). The transformer's 4x4 patches
+# compression, so reconstructions stay far above bicubic x4. The transformer's 4x4 patches
 # keep the token grid at 1/8 of the pixels, as with the real Wan2.1, and a token's 96 latent values stay below its
 # hidden width of 128, so (as in Wan2.1: 64 values, width 1536) the output head can reach every latent direction.
 TINY_CONFIG = {

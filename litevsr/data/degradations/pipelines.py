@@ -220,7 +220,7 @@ def _shown(value):
 
 
 PRESETS: dict[str, RealWorldOptions] = {
-    # Real-ESRGAN second order + RealBasicVSR drift and codec: generic degraded web video (DESIGN.md section 5).
+    # Real-ESRGAN second order + RealBasicVSR drift and codec: generic degraded web video.
     "realesrgan": RealWorldOptions(),
     # Anime/cartoons: line art must survive, so blur is mostly small isotropic kernels; little noise (cels are
     # clean); colour quantisation/banding in flat gradients; ringing from old upscalers (sinc); a heavier codec.
