@@ -188,7 +188,7 @@ def upscale(
         adapter: An exported adapter folder, or several separated by commas (default: the shipped 'general' one).
         backbone: Backbone folder or hub id (default: the adapters' own).
         scale: Upscaling factor (default: the adapter's).
-        sampling: The sampler; fields left at their defaults keep the adapter's recorded values (e.g.
+        sampling: The sampler; fields left out keep the adapter's recorded values, given ones replace them (e.g.
             --sampling.steps 4, --sampling.tile 256, --sampling.color_fix wavelet).
         window: Frames per temporal window (default: from the backbone's frame rule, 17 for Wan).
         overlap: Frames neighbouring windows share and blend (default: the frame rule's step, 4 for Wan).
@@ -287,7 +287,7 @@ def evaluate(
         adapter: An exported adapter folder, or several separated by commas (default: the shipped 'general' one).
         backbone: Backbone folder or hub id (default: the adapters' own).
         scale: Upscaling factor (default: the adapter's).
-        sampling: The sampler; fields left at their defaults keep the adapter's recorded values.
+        sampling: The sampler; fields left out keep the adapter's recorded values, given ones replace them.
         window: Frames per temporal window (default: from the backbone's frame rule).
         overlap: Frames neighbouring windows share and blend (default: the frame rule's step).
         out: Where per_clip.csv and summary.md go.

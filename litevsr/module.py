@@ -79,9 +79,9 @@ class LiteVSRModule(L.LightningModule):
                 shift, sigma_start (start from the LQ latent noised to this sigma; 1 = pure noise), start_noise
                 (scale of the start state's noise: 0 is (1 - sigma_start) * LQ latent, deterministic, so no fresh
                 noise per frame can flicker), seed, tiles and color_fix (towards the bicubic upsampling of the LQ:
-                none, wavelet, adain or lab; see litevsr.color). With `init_adapter`, the sampler it records, and
-                the fields given here that differ from their defaults replace its values (`--model.sampling.steps 4`
-                changes the steps only). Default: one Euler step from pure noise.
+                none, wavelet, adain or lab; see litevsr.color). With `init_adapter`, the sampler it records, with
+                the fields given here in place of its values (`--model.sampling.steps 4` changes the steps only).
+                Default: one Euler step from pure noise.
             start_state_prob: Share of training samples taken at the sampler's start state (see `sampling`), with
                 the velocity that lands on the HQ latent in one step. 0 is plain flow matching; with
                 sampling.sigma_start = 1 both coincide.
