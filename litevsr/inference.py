@@ -410,6 +410,10 @@ def upscale_file(
         raise LiteVSRError("the output path must differ from the input path")
     if os.path.exists(dst) and not overwrite:
         raise LiteVSRError(f"output {dst} already exists; pass --overwrite true (overwrite=True) to replace it")
+    parent = os.path.dirname(os.path.abspath(dst))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise LiteVSRError(f"the output's folder {parent} is a file")
+    os.makedirs(parent, exist_ok=True)  # before the work, which a missing folder would otherwise waste
     info, frames = open_source(src, fps, max_frames)
     sr = upscale_frames(model, frames, scale, sampling, window, overlap, total=info["frames"] or None)
     width, height = info["width"] * scale, info["height"] * scale

@@ -439,3 +439,13 @@ def test_only_a_vae_that_reads_neighbouring_pixels_is_tiled(causal_twin):
         with vae_tiling(LiteVSR(backbone, None), Sampling(tile=64, tile_overlap=16)):
             assert backbone.vae.use_tiling is tiles
         assert not backbone.vae.use_tiling
+
+
+def test_an_output_in_a_missing_folder_is_written_and_one_under_a_file_is_refused_first(model, tmp_path):
+    src = tmp_path / "in.mkv"
+    src.write_bytes(encode_video(np.stack(_frames(2, 5, 7))))
+    upscale_file(model, str(src), str(tmp_path / "new" / "deeper" / "out.mp4"), window=5, overlap=0)
+    assert read_video(str(tmp_path / "new" / "deeper" / "out.mp4")).shape == (2, 20, 28, 3)
+    (tmp_path / "plain").write_text("a file")
+    with pytest.raises(LiteVSRError, match="the output's folder .*plain is a file"):
+        upscale_file(model, str(src), str(tmp_path / "plain" / "out.mp4"), window=5, overlap=0)
