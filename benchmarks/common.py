@@ -29,6 +29,15 @@ def machine() -> dict:
     }
 
 
+def peak_memory_mib(device: str = "cpu") -> float:
+    """Peak memory of this process so far: allocated CUDA memory on a GPU, else its own peak RSS (VmHWM, where
+    ru_maxrss would carry a forking parent's)."""
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Gradients plus optimizer state, in bytes, of the parameters `optimizer` trains."""
     params = [p for group in optimizer.param_groups for p in group["params"]]

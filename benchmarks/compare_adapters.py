@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 import torch
-from common import RESULTS, ROOT, report, time_training_steps
+from common import RESULTS, ROOT, peak_memory_mib, report, time_training_steps
 from train_step import CACHED_LATENTS, CACHED_TRANSFORMER
 
 #: name -> (adapter class name in litevsr.adapters, arguments). The State-Aware rows use the default adapter; in the
@@ -206,12 +206,6 @@ def real_shape_params(methods: list[str]) -> list[dict]:
     return rows
 
 
-def peak_rss_mib() -> float:
-    """This process's own peak RSS (VmHWM: ru_maxrss would carry the parent's over a fork)."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
-
-
 def run_steps(method: str, size_name: str, steps: int) -> dict:
     import tempfile
 
@@ -240,7 +234,7 @@ def run_steps(method: str, size_name: str, steps: int) -> dict:
         "share": counts["share"],
         "step_seconds": seconds,
         "grad_and_optimizer_MiB": held / 2**20,
-        "peak_memory_mib": peak_rss_mib(),
+        "peak_memory_mib": peak_memory_mib(),
     }
 
 

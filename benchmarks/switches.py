@@ -19,8 +19,7 @@ import sys
 import time
 
 import torch
-from common import report, time_training_steps
-from compare_adapters import peak_rss_mib
+from common import peak_memory_mib, report, time_training_steps
 from train_step import CACHED_LATENTS, CACHED_TRANSFORMER
 
 #: name -> (kind, backbone arguments, module arguments, what it needs)
@@ -80,7 +79,7 @@ def run_one(name: str, steps: int, device: str) -> dict:
         x0, cond = (torch.randn(2, *CACHED_LATENTS, generator=g).to(device) for _ in range(2))
         batch = {"hq_latents": x0, "cond_latents": cond, "vae_fingerprint": [backbone.vae_fingerprint] * 2}
         seconds, _ = time_training_steps(lambda: module.training_step(batch, 1), optimizer, steps)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else peak_rss_mib()
+    peak = peak_memory_mib(device)
     weights = sum(p.numel() * p.element_size() for p in backbone.transformer.parameters()) / 2**20
     return {
         "switch": name,

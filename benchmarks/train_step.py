@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 
 import torch
+from common import peak_memory_mib, report, time_training_steps
 
 SIZES = {  # backbone config overrides, adapter width, clip shape (T, H, W) in pixels
     "small": dict(heads=4, head_dim=32, layers=6, adapter=64, clip=(9, 64, 64)),
@@ -75,11 +75,7 @@ def run_one(size: str, precision: str, checkpointing: bool, steps: int, device: 
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / steps
-    peak = (
-        torch.cuda.max_memory_allocated()
-        if device == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    ) / 2**20
+    peak = peak_memory_mib(device)
     return {
         "size": size,
         "precision": precision,
@@ -155,14 +151,8 @@ def run_cached(variant: str, steps: int, device: str) -> dict:
         def loss_fn():
             return module.training_step(batch, 1)
 
-    from common import time_training_steps
-
     seconds, held = time_training_steps(loss_fn, optimizer, steps)
-    peak = (
-        torch.cuda.max_memory_allocated()
-        if device == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    ) / 2**20
+    peak = peak_memory_mib(device)
     return {
         "variant": variant,
         "trained_params_M": trained / 1e6,
@@ -179,8 +169,6 @@ def cached_rows(steps: int, device: str) -> dict:
     for row in rows:
         row["step_vs_full"] = row["s_per_step"] / full["s_per_step"]
         row["memory_vs_full"] = row["grad_and_optimizer_MiB"] / full["grad_and_optimizer_MiB"]
-    from common import report
-
     report(
         f"train_step_cached_{device}",
         rows,
@@ -249,8 +237,6 @@ def main() -> None:
         )
         row["speed_vs_fp32"] = row["it_per_s"] / base["it_per_s"]
         row["memory_vs_fp32"] = row["peak_MiB"] / base["peak_MiB"]
-    from common import report
-
     report(
         f"train_step_{args.device}",
         rows,
