@@ -162,21 +162,53 @@ def load_models(adapter_arg: str | None, backbone_arg: str | None, device: str =
     ]
 
 
-def upscale(
-    input: str,
-    output: str,
+def _runs(
     adapter: str | None = None,
     backbone: str | None = None,
     scale: int | None = None,
     sampling: Sampling | None = None,
     window: int | None = None,
     overlap: int | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> list[tuple[str, object, dict]]:
+    """The adapters `upscale` and `evaluate` run, as [(name, LiteVSR, upscaling options)]; these arguments are
+    both commands' options.
+
+    Args:
+        adapter: An exported adapter folder, or several separated by commas (default: the shipped 'general' one).
+        backbone: Backbone folder or hub id (default: the adapters' own).
+        scale: Upscaling factor (default: the adapter's).
+        sampling: The sampler; fields left out keep the adapter's recorded values, given ones replace them (e.g.
+            --sampling.steps 4, --sampling.tile 256, --sampling.color_fix wavelet).
+        window: Frames per temporal window (default: from the backbone's frame rule, 17 for Wan).
+        overlap: Frames neighbouring windows share and blend (default: the frame rule's step, 4 for Wan).
+        device: auto (a visible GPU, else the CPU), cpu, cuda or cuda:N.
+        dtype: Transformer precision: auto (bfloat16 on a GPU, float32 on the CPU), float32, bfloat16 or float16.
+    """
+    return [
+        (
+            name,
+            model,
+            dict(
+                scale=scale or config.get("scale") or 4,
+                sampling=Sampling.of_adapter(config, sampling),
+                window=window,
+                overlap=overlap,
+            ),
+        )
+        for name, model, config in load_models(adapter, backbone, device, dtype)
+    ]
+
+
+def upscale(
+    input: str,
+    output: str,
     max_frames: int | None = None,
     fps: float | None = None,
     crf: int = 18,
     overwrite: bool = False,
-    device: str = "auto",
-    dtype: str = "auto",
+    **run,
 ) -> None:
     """Upscale a video file, a folder of frames, or every video in a folder.
 
@@ -185,47 +217,26 @@ def upscale(
             on its own; or a folder of image frames only, upscaled as one video.
         output: An .mp4 file (H.264, audio copied) or a folder for PNG frames; for a folder of videos, the folder
             that receives OUTPUT/<name>.mp4 (finished ones are skipped on a rerun).
-        adapter: An exported adapter folder, or several separated by commas (default: the shipped 'general' one).
-        backbone: Backbone folder or hub id (default: the adapters' own).
-        scale: Upscaling factor (default: the adapter's).
-        sampling: The sampler; fields left out keep the adapter's recorded values, given ones replace them (e.g.
-            --sampling.steps 4, --sampling.tile 256, --sampling.color_fix wavelet).
-        window: Frames per temporal window (default: from the backbone's frame rule, 17 for Wan).
-        overlap: Frames neighbouring windows share and blend (default: the frame rule's step, 4 for Wan).
         max_frames: Upscale only the first N frames.
         fps: Frame rate (default: the input's; 25 for folders of frames).
         crf: H.264 quality: lower is better.
         overwrite: Replace an existing output.
-        device: auto (a visible GPU, else the CPU), cpu, cuda or cuda:N.
-        dtype: Transformer precision: auto (bfloat16 on a GPU, float32 on the CPU), float32, bfloat16 or float16.
     """
     from tqdm import tqdm
 
     from litevsr.data.video import is_video_file
     from litevsr.inference import upscale_file
 
-    models = load_models(adapter, backbone, device, dtype)
-
-    def options(config):
-        return dict(
-            scale=scale or config.get("scale") or 4,
-            sampling=Sampling.of_adapter(config, sampling),
-            window=window,
-            overlap=overlap,
-            crf=crf,
-            fps=fps,
-            max_frames=max_frames,
-            overwrite=overwrite,
-        )
-
+    runs = _runs(**run)
+    written = dict(crf=crf, fps=fps, max_frames=max_frames, overwrite=overwrite)
     videos = (
         sorted(os.path.join(input, f) for f in os.listdir(input) if is_video_file(os.path.join(input, f)))
         if os.path.isdir(input)
         else []
     )
     if not videos:
-        for path, (model, config) in _outputs(output, models):
-            result = upscale_file(model, input, path, **options(config))
+        for path, model, options in _outputs(output, runs):
+            result = upscale_file(model, input, path, **options, **written)
             print(
                 f"wrote {result['output']}: {result['frames']} frames at {result['width']}x{result['height']}, "
                 f"{result['fps']:g} fps"
@@ -236,13 +247,13 @@ def upscale(
     done, skipped, failed = 0, 0, []
     for video in tqdm(videos, unit="video", desc="videos"):
         stem = os.path.splitext(os.path.basename(video))[0]
-        for path, (model, config) in _outputs(os.path.join(output, stem + ".mp4"), models):
+        for path, model, options in _outputs(os.path.join(output, stem + ".mp4"), runs):
             if os.path.exists(path) and not overwrite:  # outputs appear only when complete
                 skipped += 1
                 continue
             os.makedirs(output, exist_ok=True)
             try:
-                upscale_file(model, video, path, **options(config))
+                upscale_file(model, video, path, **options, **written)
                 done += 1
             except LiteVSRError as err:
                 failed.append(f"{os.path.basename(video)} ({_one_line(err)})")
@@ -254,29 +265,22 @@ def upscale(
         sys.exit(1)
 
 
-def _outputs(output: str, models: list) -> list[tuple[str, tuple]]:
-    """(output path, (model, config)) per adapter: out.mp4, or out.<adapter>.mp4 for several adapters."""
-    if len(models) == 1:
-        return [(output, models[0][1:])]
+def _outputs(output: str, runs: list) -> list[tuple[str, object, dict]]:
+    """(output path, model, options) per adapter: out.mp4, or out.<adapter>.mp4 for several adapters."""
+    if len(runs) == 1:
+        return [(output, *runs[0][1:])]
     stem, ext = os.path.splitext(output)
-    return [(f"{stem}.{name}{ext}", (model, config)) for name, model, config in models]
+    return [(f"{stem}.{name}{ext}", model, options) for name, model, options in runs]
 
 
 def evaluate(
     gt: str,
     lq: str,
-    adapter: str | None = None,
-    backbone: str | None = None,
-    scale: int | None = None,
-    sampling: Sampling | None = None,
-    window: int | None = None,
-    overlap: int | None = None,
     out: str = "results/eval",
     lpips: bool = False,
     dists: bool = False,
     max_frames: int | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
+    **run,
 ) -> None:
     """Evaluate adapters and bicubic on paired clips: GT/<clip>/<frame>.png with LQ/<clip>/<frame>.png, or video
     files paired by name, or one GT video with one LQ video.
@@ -284,33 +288,26 @@ def evaluate(
     Args:
         gt: GT folder (or one GT video).
         lq: LQ folder (or one LQ video).
-        adapter: An exported adapter folder, or several separated by commas (default: the shipped 'general' one).
-        backbone: Backbone folder or hub id (default: the adapters' own).
-        scale: Upscaling factor (default: the adapter's).
-        sampling: The sampler; fields left out keep the adapter's recorded values, given ones replace them.
-        window: Frames per temporal window (default: from the backbone's frame rule).
-        overlap: Frames neighbouring windows share and blend (default: the frame rule's step).
         out: Where per_clip.csv and summary.md go.
         lpips: Also LPIPS (needs AlexNet weights in the torch hub cache).
         dists: Also DISTS (needs VGG16 weights in the torch hub cache).
         max_frames: Score only the first N frames of each clip.
-        device: auto (a visible GPU, else the CPU), cpu, cuda or cuda:N.
-        dtype: Transformer precision: auto, float32, bfloat16 or float16.
     """
     from litevsr import evaluate as evaluation
 
-    models = load_models(adapter, backbone, device, dtype)
+    runs = _runs(**run)
+    first = runs[0][2]
     perceptual = tuple(name for name, wanted in (("lpips", lpips), ("dists", dists)) if wanted)
     rows = evaluation.evaluate(
-        [(name, model, Sampling.of_adapter(config, sampling)) for name, model, config in models],
+        [(name, model, options["sampling"]) for name, model, options in runs],
         gt,
         lq,
-        scale or models[0][2].get("scale") or 4,
+        first["scale"],
         out,
         perceptual,
         max_frames,
-        window,
-        overlap,
+        first["window"],
+        first["overlap"],
     )
     print(evaluation.summary_table(rows))
     print(f"\nper-clip results: {os.path.join(out, 'per_clip.csv')}; table: {os.path.join(out, 'summary.md')}")

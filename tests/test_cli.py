@@ -71,6 +71,9 @@ def test_every_command_has_help_from_its_docstring(capsys, command):
     out = capsys.readouterr().out
     assert exit_.value.code == 0 and f"usage: litevsr {command}" in out
     assert "(required, type: str)" in out  # each positional argument is described
+    if command in ("upscale", "evaluate"):  # the options both share, declared once (litevsr.cli._runs)
+        assert all(f"--{name} " in out for name in ("adapter", "backbone", "scale", "window", "overlap", "device"))
+        assert "--sampling.help" in out
 
 
 def test_a_bad_command_option_is_one_line(capsys):
