@@ -23,6 +23,7 @@ from litevsr.frames import resize_video
 from litevsr.inference import Sampling, upscale_file
 from litevsr.metrics import frame_metrics
 from litevsr.model import LiteVSR
+from litevsr.seeds import derive_seed
 
 TRAINED_PREFIX = "model."  # checkpoint keys are "model." + LiteVSR.trained_parameters() names
 LOSS_WEIGHTINGS = ("uniform", "vae_scale")
@@ -210,11 +211,16 @@ class LiteVSRModule(L.LightningModule):
             self._log_degraded_examples(batch)
         x0, cond = self._training_latents(batch)
         hp = self.hparams
-        sigma = flow.sample_sigmas(x0.shape[0], hp.sigma_mean, hp.sigma_std, hp.sigma_shift, device=x0.device)
-        eps = torch.randn_like(x0)
+        # the step's draws are seeded by its position, so a resumed fit draws what an uninterrupted one would
+        seed = derive_seed(torch.initial_seed(), self.global_step, batch_idx, self.global_rank)
+        generator = torch.Generator(x0.device).manual_seed(seed)
+        sigma = flow.sample_sigmas(
+            x0.shape[0], hp.sigma_mean, hp.sigma_std, hp.sigma_shift, generator=generator, device=x0.device
+        )
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         x, target = flow.interpolate(x0, eps, sigma), flow.velocity_target(x0, eps)
         if hp.start_state_prob > 0:  # train where the sampler starts: one step from the noised LQ latent
-            start = torch.rand(x0.shape[0], device=x0.device) < hp.start_state_prob
+            start = torch.rand(x0.shape[0], generator=generator, device=x0.device) < hp.start_state_prob
             sampler = self.sampling
             x_start = flow.start_latents(cond, sampler.start_noise * eps, sampler.sigma_start)
             pick = start.view(-1, *[1] * (x0.ndim - 1))

@@ -437,3 +437,56 @@ def test_the_same_recipe_and_seed_give_the_same_adapter(tmp_path, backbone_dir, 
         )
     assert adapters[0].keys() == adapters[1].keys()
     assert all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])
+
+
+KILLER = '''
+import os, signal
+import lightning as L
+
+
+class KillAt(L.Callback):
+    """SIGKILL this process when training reaches `step`: nothing gets to clean up or save."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+@pytest.mark.parametrize("samples_per_epoch", [1000, 8], ids=["mid-epoch", "at-an-epoch-end"])
+def test_a_fit_killed_and_resumed_ends_with_the_adapter_of_an_uninterrupted_fit(
+    tmp_path, backbone_dir, shard_dirs, samples_per_epoch
+):
+    """SIGKILL after the checkpoint at step 4, `--ckpt_path last`, and the adapter after step 8 is bitwise the one
+    of a fit that ran through: the stream resumes at its position (2 loader workers), the step's noise is seeded
+    by the step. With 8 samples an epoch (4 batches of 2), the checkpoint falls on the end of epoch 0."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    def adapter(run):
+        return load_file(str(run / "runs/t/version_0/adapter/diffusion_pytorch_model.safetensors"))
+
+    steps = ["--trainer.max_steps", "8", "--trainer.val_check_interval", "4"]
+    (tmp_path / "whole").mkdir()
+    data = {"num_workers": 2, "samples_per_epoch": samples_per_epoch}
+    main(["fit", "--config", write_config(tmp_path / "whole", backbone_dir, shard_dirs, **data), *steps])
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "killer.py").write_text(KILLER)
+    config = write_config(killed, backbone_dir, shard_dirs, **data)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(killed), os.environ.get("PYTHONPATH", "")])}
+    kill = ["--trainer.callbacks+=killer.KillAt", "--trainer.callbacks.step", "6"]
+    run = subprocess.run([sys.executable, "-m", "litevsr", "fit", "--config", config, *steps, *kill], env=env)
+    assert run.returncode == -9  # killed, not finished
+    assert torch.load(killed / "runs/t/version_0/checkpoints/last.ckpt", weights_only=True)["global_step"] == 4
+    main(["fit", "--config", config, "--ckpt_path", "last", *steps])
+
+    whole, resumed = adapter(tmp_path / "whole"), adapter(killed)
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)

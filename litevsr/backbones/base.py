@@ -133,8 +133,9 @@ class VideoBackbone(nn.Module):
     @classmethod
     def build(cls, config: dict, seed: int = 0) -> tuple[nn.Module, nn.Module]:
         """A freshly initialised transformer + VAE from a {"transformer": ..., "vae": ...} config."""
-        torch.manual_seed(seed)
-        return cls.TRANSFORMER_CLASS(**config["transformer"]), cls.VAE_CLASS(**config["vae"])
+        with torch.random.fork_rng():  # the caller's RNG (seed_everything's) is left as it was
+            torch.manual_seed(seed)
+            return cls.TRANSFORMER_CLASS(**config["transformer"]), cls.VAE_CLASS(**config["vae"])
 
     @classmethod
     def twin_config(cls, name: str) -> dict:

@@ -3,10 +3,11 @@ video files -> upscaled files for predict (`VideoFiles`).
 
 Shard batches are {"hq": (B,3,T,H,W), "lq": (B,3,T,H/s,W/s), "key": [...]} in [-1, 1].
 
-Training: an endless stream (shards resampled with replacement per rank and worker, or dealt out to them pass by
-pass with `resample_shards=False`; samples shuffled in a buffer), cut into epochs of `samples_per_epoch` by
-`with_epoch`. Validation: finite and deterministic; every rank reads all shards, each shard in one worker
-(`split_by_worker`), so all ranks run the same validation steps. Decoding, cropping and degrading run in the
+Training: epochs of `samples_per_epoch` (in whole batches) from shards resampled with replacement per rank and
+worker, or dealt out to them pass by pass with `resample_shards=False`; samples shuffled in a buffer; every draw
+seeded by its position, so that a resume continues the stream exactly (`TrainingStream`). Validation: finite and
+deterministic; every rank reads all shards, each shard in one worker (`split_by_worker`), so all ranks run the
+same validation steps. Decoding, cropping and degrading run in the
 loader workers. Corrupt samples are skipped, counted and reported (see `SkippedSamples`).
 """
 
@@ -17,6 +18,7 @@ import os
 import warnings
 import zlib
 from collections.abc import Sequence
+from itertools import islice
 
 import lightning as L
 import torch
@@ -38,6 +40,7 @@ from litevsr.data.shards import (
     stored_lq_variants,
 )
 from litevsr.frames import frames_to_video
+from litevsr.seeds import derive_seed
 
 
 class SkippedSamples:
@@ -78,6 +81,60 @@ class SkippedSamples:
             stacklevel=2,
         )
         return True
+
+
+class TrainingStream(torch.utils.data.IterableDataset):
+    """The training samples of this rank's loader workers, `per_worker` each an epoch, resumable at any batch.
+
+    Epoch e of worker w is `raw(e)` (undecoded samples, seeded by the epoch); its i-th sample is prepared with a
+    generator seeded by (seed, epoch, rank, w, i), so no sample's crop or degradation depends on another's.
+    Resuming at (epoch, batches) passes over the samples of the batches already trained on without decoding
+    them: the DataLoader takes batch j of an epoch from worker j % workers. A sample that cannot be read still
+    counts as drawn, so the position is exact on intact shards; each unreadable one after the cut (skipped and
+    counted) shortens a batch, and a resume across it lands one sample late.
+    """
+
+    def __init__(self, raw, prepare, handler, seed: int, workers: int, per_worker: int, batch_size: int):
+        self.raw, self.prepare, self.handler, self.seed = raw, prepare, handler, seed
+        self.workers, self.per_worker, self.batch_size = workers, per_worker, batch_size
+        self.resume_at(0, 0)
+
+    def resume_at(self, epoch: int, batches: int) -> None:
+        """Start at batch `batches` of epoch `epoch` (before the loader starts its workers)."""
+        self.resume_epoch, self.resume_batches = epoch, batches
+        self.epoch = epoch - 1  # each worker's copy counts the epochs it served (persistent workers)
+
+    def __len__(self) -> int:  # samples per epoch, so that Lightning knows the epoch's batches
+        return self.per_worker * self.workers
+
+    def __iter__(self):
+        self.epoch += 1
+        rank, _, worker, workers = wds.utils.pytorch_worker_info()
+        done = 0
+        if self.epoch == self.resume_epoch:
+            done = max(0, -(-(self.resume_batches - worker) // workers)) * self.batch_size
+        samples = islice(self.raw(self.epoch, self.handler), done, self.per_worker)
+        for index, sample in enumerate(samples, start=done):
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, rank, worker, index))
+            try:
+                yield self.prepare(sample, generator)
+            except Exception as exn:
+                self.handler(exn)  # counts and skips it, or raises
+
+
+class TrainingLoader(DataLoader):
+    """The training DataLoader, resumable: Lightning's fit loop saves its `state_dict` (the stream's position) in
+    each checkpoint and gives it back to `load_state_dict` on a resume, before the workers start."""
+
+    def __init__(self, stream: TrainingStream, position, **kwargs):
+        super().__init__(stream, **kwargs)
+        self._position = position
+
+    def state_dict(self) -> dict:
+        return self._position()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dataset.resume_at(state["epoch"], state["batches"])
 
 
 def clip_window(
@@ -124,7 +181,8 @@ class VideoShardDataModule(L.LightningDataModule):
             batch_size: Training clips per batch (per device).
             val_batch_size: Validation clips per batch. Default: batch_size.
             num_workers: Data-loader worker processes (decoding and degradation run there).
-            samples_per_epoch: Training clips per epoch, over all devices and workers.
+            samples_per_epoch: Training clips per epoch, over all devices and workers (rounded down to whole
+                batches per worker).
             shuffle_buffer: Samples held for shuffling across shards.
             degradation: How LQ is made from HQ. Default: SimpleDegradation().
             seed: Seed of the validation degradations (combined with each sample's key).
@@ -254,7 +312,7 @@ class VideoShardDataModule(L.LightningDataModule):
             hq, lq = hq.flip(-1), lq.flip(-1)
         return {"hq": hq, "lq": lq, "key": key}
 
-    def _decode_train(self, sample: dict) -> dict:
+    def _decode_train(self, sample: dict, generator: torch.Generator) -> dict:
         if not self.hparams.use_stored_lq:
             return decode_sample(sample)
         variants = stored_lq_variants(sample)
@@ -263,7 +321,7 @@ class VideoShardDataModule(L.LightningDataModule):
                 f"sample {sample['__key__']} holds no stored LQ (lq0.mkv ...) but use_stored_lq "
                 "is set: build the shards with make_shards.py --lq-variants K"
             )
-        return decode_sample(sample, int(torch.randint(variants, ())))  # the worker RNG is seeded per worker
+        return decode_sample(sample, int(torch.randint(variants, (), generator=generator)))
 
     def _decode_val(self, sample: dict) -> dict:
         if not self.hparams.use_stored_lq:
@@ -272,7 +330,7 @@ class VideoShardDataModule(L.LightningDataModule):
         return decode_sample(sample, zlib.crc32(sample["__key__"].encode()) % variants if variants else 0)
 
     @staticmethod
-    def _cached_latents(sample: dict) -> dict:
+    def _cached_latents(sample: dict, generator: torch.Generator) -> dict:
         """HQ latents and the condition latents of a random stored LQ variant; no pixels are decoded."""
         key = sample["__key__"]
         meta = sample_metadata(sample).get("latents") or {}
@@ -285,7 +343,7 @@ class VideoShardDataModule(L.LightningDataModule):
         conditions = sorted(k for k in latents if k.startswith("cond"))
         if not conditions:
             raise SampleFormatError(f"sample {key} holds no condition latents: build the shards with --lq-variants K")
-        cond = conditions[int(torch.randint(len(conditions), ()))]  # the worker RNG is seeded per worker
+        cond = conditions[int(torch.randint(len(conditions), (), generator=generator))]
         return {
             "hq_latents": latents["hq"].float(),
             "cond_latents": latents[cond].float(),
@@ -293,51 +351,67 @@ class VideoShardDataModule(L.LightningDataModule):
             "key": key,
         }
 
-    def _train_pair(self, sample: dict) -> dict:
-        generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))  # worker RNG is seeded per worker
-        return self._pair(sample, self.hparams.crop_size, generator, random_crop=True)
+    def _train_sample(self, sample: dict, generator: torch.Generator) -> dict:
+        """A raw training sample -> its batch entry: cached latents, or a cropped, degraded pair."""
+        if self.hparams.use_cached_latents:
+            return self._cached_latents(sample, generator)
+        return self._pair(self._decode_train(sample, generator), self.hparams.crop_size, generator, random_crop=True)
 
     def _val_pair(self, sample: dict) -> dict:
         generator = torch.Generator().manual_seed(self.hparams.seed ^ zlib.crc32(sample["key"].encode()))
         return self._pair(sample, self.hparams.val_crop_size or self.hparams.crop_size, generator, random_crop=False)
 
-    def _loader(self, dataset, batch_size: int) -> DataLoader:
+    def _workers(self) -> dict:
         workers = self.hparams.num_workers
-        return DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0)
+        return {"num_workers": workers, "persistent_workers": workers > 0}
 
-    def train_dataloader(self) -> DataLoader:
-        hp = self.hparams
-        world = self.trainer.world_size if self.trainer else 1
-        per_worker = max(1, hp.samples_per_epoch // (world * max(1, hp.num_workers)))
-        skip = self._handler()
-        # Shard draws and the shuffle buffer are seeded from seed_everything's seed (webdataset's defaults mix in
-        # the pid and the clock), so the same recipe and seed give the same stream; each rank and worker draws its
-        # own shards (ResampledShards seeds per rank and worker), and the workers' torch RNGs, which crop and
-        # degrade, are seeded by the DataLoader from the main process's.
-        seed = torch.initial_seed()
-        if hp.resample_shards:
+    def _raw_training_samples(self, epoch: int, handler: SkippedSamples) -> wds.DataPipeline:
+        """One epoch's endless stream of undecoded training samples on this rank and loader worker.
+
+        Shard draws and the shuffle buffer are seeded from seed_everything's seed and the epoch (webdataset's
+        defaults mix in the pid and the clock), so the same recipe and seed give the same stream, and a resume
+        can rebuild any epoch's; each rank and worker draws its own shards (ResampledShards seeds per rank and
+        worker)."""
+        seed = derive_seed(self._stream_seed, epoch)
+        if self.hparams.resample_shards:
             shards = [wds.ResampledShards(self.train_urls, seed=seed, deterministic=True)]
-        else:
-            readers = world * max(1, hp.num_workers)
-            if len(self.train_urls) % readers:
-                raise LiteVSRError(
-                    f"resample_shards=False needs a shard count that is a multiple of ranks x workers "
-                    f"({world} x {max(1, hp.num_workers)}); {hp.train_shards} has {len(self.train_urls)}"
-                )
-            # the same shuffle on every rank (seeded, advanced per pass), then each rank and worker takes its share
+        else:  # the same shuffle on every rank (advanced per pass), then each rank and worker takes its share
             shards = [
                 wds.SimpleShardList(self.train_urls),
                 wds.detshuffle(len(self.train_urls), seed=seed),
                 wds.split_by_node,
                 wds.split_by_worker,
             ]
-        stages = [*shards, wds.tarfile_to_samples(handler=skip), wds.shuffle(hp.shuffle_buffer, seed=seed)]
-        if hp.use_cached_latents:
-            stages.append(wds.map(self._cached_latents, handler=skip))
-        else:
-            stages += [wds.map(self._decode_train, handler=skip), wds.map(self._train_pair, handler=skip)]
-        # with_epoch repeats the pipeline (passes over the shards) as long as an epoch needs
-        return self._loader(wds.DataPipeline(*stages).with_epoch(per_worker), hp.batch_size)
+        stages = [*shards, wds.tarfile_to_samples(handler=handler), wds.shuffle(self.hparams.shuffle_buffer, seed=seed)]
+        return wds.DataPipeline(*stages).repeat()  # passes over the shards as long as the epoch needs
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        world = self.trainer.world_size if self.trainer else 1
+        workers = max(1, hp.num_workers)
+        if not hp.resample_shards and len(self.train_urls) % (world * workers):
+            raise LiteVSRError(
+                f"resample_shards=False needs a shard count that is a multiple of ranks x workers "
+                f"({world} x {workers}); {hp.train_shards} has {len(self.train_urls)}"
+            )
+        self._stream_seed = torch.initial_seed()
+        per_worker = max(1, hp.samples_per_epoch // (world * workers * hp.batch_size)) * hp.batch_size
+        stream = TrainingStream(
+            self._raw_training_samples,
+            self._train_sample,
+            self._handler(),
+            self._stream_seed,
+            workers,
+            per_worker,
+            hp.batch_size,
+        )
+        return TrainingLoader(stream, self._stream_position, batch_size=hp.batch_size, **self._workers())
+
+    def _stream_position(self) -> dict:
+        """The training stream's position for a checkpoint: the epoch and the batches of it trained on."""
+        # as Lightning counts them: a fit saved after its epoch's last batch resumes that epoch, with none left
+        batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": self.trainer.current_epoch, "batches": batches}
 
     def val_dataloader(self):
         return self._evaluation_loader(self.val_urls, "validating", self.hparams.val_shards)
@@ -365,7 +439,7 @@ class VideoShardDataModule(L.LightningDataModule):
             .map(self._val_pair, handler=skip)
         )
         rank_zero_info(f"litevsr: {what} on {len(urls)} shard(s) from {spec}")
-        return self._loader(dataset, self.hparams.val_batch_size or self.hparams.batch_size)
+        return DataLoader(dataset, batch_size=self.hparams.val_batch_size or self.hparams.batch_size, **self._workers())
 
     def predict_dataloader(self):
         return self.val_dataloader()
