@@ -100,6 +100,10 @@ def fit_command(method: str, steps: int, seed: int, out: str, recipe: str, train
     return command
 
 
+TIMING_KEYS = ("name", "trainable_params", "share", "step_seconds", "grad_and_optimizer_MiB", "peak_memory_mib")
+QUALITY_KEYS = ("psnr_y", "psnr_y_std", "ssim_y", "warp_error", "quality_trainable_params")
+
+
 def quality(
     methods: list[str], steps: int, seeds: list[int], heldout: str, recipe: str, train_shards: str | None, out: str
 ) -> tuple[dict, dict]:
@@ -280,10 +284,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--quality-methods", default=None, help="methods the quality runs cover (default: --methods)")
     parser.add_argument(
-        "--timing-from",
+        "--reuse",
         default=None,
-        help="take the step-time rows of these methods from an earlier "
-        "results JSON of this benchmark (same --size) instead of timing them again",
+        help="an earlier results JSON of this benchmark (same --size): its step times instead of timing again, and "
+        "its held-out scores of the methods that --quality-methods does not score again",
     )
     parser.add_argument(
         "--heldout", default=os.path.join(ROOT, "data", "heldout"), help="held-out set (benchmarks/heldout_data.py)"
@@ -305,22 +309,11 @@ def main() -> None:
         raise SystemExit(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
     real = real_shape_params(methods)
     rows = []
-    timed = {r["name"]: r for r in json.load(open(opts.timing_from))["methods"]} if opts.timing_from else {}
+    earlier = json.load(open(opts.reuse)) if opts.reuse else {"methods": []}
+    timed = {r["name"]: r for r in earlier["methods"]}
     for method in methods:
         if method in timed:  # measured by an earlier run of this benchmark
-            rows.append(
-                {
-                    k: timed[method][k]
-                    for k in (
-                        "name",
-                        "trainable_params",
-                        "share",
-                        "step_seconds",
-                        "grad_and_optimizer_MiB",
-                        "peak_memory_mib",
-                    )
-                }
-            )
+            rows.append({k: timed[method].get(k) for k in TIMING_KEYS + QUALITY_KEYS})
             continue
         out = subprocess.run(
             [sys.executable, __file__, "--one", method, "--size", opts.size, "--steps", str(opts.steps)],
@@ -344,12 +337,18 @@ def main() -> None:
             opts.train_shards,
             os.path.abspath(opts.work),
         )
+    if scores and timed and isinstance(earlier.get("quality"), dict):
+        budget = {k: earlier["quality"].get(k) for k in ("steps", "seeds")}
+        if budget != {"steps": opts.quality_steps, "seeds": opts.seeds}:
+            raise SystemExit(f"{opts.reuse} scored after {budget}: score with the same --quality-steps and --seeds")
     for row in rows:
         row["step_vs_state_aware"] = row["step_seconds"] / base["step_seconds"]
-        found = scores.get(row["name"], {})
-        row.update(
-            {k: found.get(k) for k in ("psnr_y", "psnr_y_std", "ssim_y", "warp_error", "quality_trainable_params")}
-        )
+        if row["name"] in scores or row.get("psnr_y") is None:
+            found = scores.get(row["name"], {})
+            row.update({k: found.get(k) for k in QUALITY_KEYS})
+    if not scores and isinstance(earlier.get("quality"), dict):
+        floors = {"bicubic": earlier["bicubic_psnr_y"], "no adapter": earlier["no_adapter_psnr_y"]}
+    scored_rows = [r["name"] for r in rows if r.get("psnr_y") is not None]
     os.makedirs(RESULTS, exist_ok=True)
     plot(rows, opts.name)
     columns = [
@@ -360,7 +359,7 @@ def main() -> None:
         "step_vs_state_aware",
         "grad_and_optimizer_MiB",
         "peak_memory_mib",
-    ] + (["psnr_y", "psnr_y_std", "ssim_y", "warp_error"] if scores else [])
+    ] + (["psnr_y", "psnr_y_std", "ssim_y", "warp_error"] if scored_rows else [])
     report(
         opts.name,
         rows,
@@ -376,13 +375,14 @@ def main() -> None:
             "bicubic_psnr_y": floors["bicubic"],
             "no_adapter_psnr_y": floors["no adapter"],
             "quality": {
-                "steps": opts.quality_steps,
-                "seeds": opts.seeds,
-                "recipe": opts.recipe,
-                "heldout": opts.heldout,
-                "methods": list(scores),
+                "steps": opts.quality_steps or earlier["quality"]["steps"],
+                "seeds": opts.seeds if scores else earlier["quality"]["seeds"],
+                "recipe": os.path.relpath(opts.recipe, ROOT),
+                "heldout": os.path.relpath(opts.heldout, ROOT),
+                "methods": scored_rows,
+                "scored_now": list(scores),
             }
-            if scores
+            if scored_rows
             else "not measured (run with --quality-steps N)",
         },
     )

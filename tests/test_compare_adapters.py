@@ -40,7 +40,7 @@ def test_compare_adapters_runs_every_method_in_one_harness(tmp_path):
             "lora,full",
             "--name",
             again,
-            "--timing-from",
+            "--reuse",
             f"{name}.json",
         ],
         check=True,
