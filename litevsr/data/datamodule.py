@@ -94,18 +94,15 @@ class TrainingStream(torch.utils.data.IterableDataset):
     counted) shortens a batch, and a resume across it lands one sample late.
     """
 
-    def __init__(self, raw, prepare, handler, seed: int, workers: int, per_worker: int, batch_size: int):
+    def __init__(self, raw, prepare, handler, seed: int, per_worker: int, batch_size: int):
         self.raw, self.prepare, self.handler, self.seed = raw, prepare, handler, seed
-        self.workers, self.per_worker, self.batch_size = workers, per_worker, batch_size
+        self.per_worker, self.batch_size = per_worker, batch_size
         self.resume_at(0, 0)
 
     def resume_at(self, epoch: int, batches: int) -> None:
         """Start at batch `batches` of epoch `epoch` (before the loader starts its workers)."""
         self.resume_epoch, self.resume_batches = epoch, batches
         self.epoch = epoch - 1  # each worker's copy counts the epochs it served (persistent workers)
-
-    def __len__(self) -> int:  # samples per epoch, so that Lightning knows the epoch's batches
-        return self.per_worker * self.workers
 
     def __iter__(self):
         self.epoch += 1
@@ -401,7 +398,6 @@ class VideoShardDataModule(L.LightningDataModule):
             self._train_sample,
             self._handler(),
             self._stream_seed,
-            workers,
             per_worker,
             hp.batch_size,
         )
