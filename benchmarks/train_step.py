@@ -20,6 +20,8 @@ import time
 import torch
 from common import peak_memory_mib, report, time_training_steps
 
+from litevsr.backbones.wan import KNOWN_CONFIGS
+
 SIZES = {  # backbone config overrides, adapter width, clip shape (T, H, W) in pixels
     "small": dict(heads=4, head_dim=32, layers=6, adapter=64, clip=(9, 64, 64)),
     "medium": dict(heads=8, head_dim=64, layers=8, adapter=512, clip=(9, 128, 128)),
@@ -90,21 +92,13 @@ def run_one(size: str, precision: str, checkpointing: bool, steps: int, device: 
 # 512; latents of a 17 x 128 x 128 clip under Wan2.1's VAE (4x in time, 8x in space). The adapter is the default
 # (width = the backbone's, 2 + 2 blocks, every third block) but for its noise embedding, scaled with the width as
 # at 1.3B (256 / 1536), so that its share (9.1 %) is the 1.3B's (9.2 %).
-CACHED_TRANSFORMER = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=8,
-    attention_head_dim=64,
-    in_channels=16,
-    out_channels=16,
-    text_dim=1280,
-    freq_dim=256,
-    ffn_dim=3072,
-    num_layers=30,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    eps=1e-6,
-    rope_max_seq_len=1024,
-)
+CACHED_TRANSFORMER = {
+    **KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["transformer"],
+    "num_attention_heads": 8,
+    "attention_head_dim": 64,
+    "text_dim": 1280,
+    "ffn_dim": 3072,
+}
 CACHED_LATENTS = (16, 5, 16, 16)
 CACHED_VARIANTS = {
     "adapter": {"time_dim": 96},
