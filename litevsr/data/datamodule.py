@@ -7,8 +7,8 @@ Training: epochs of `samples_per_epoch` (in whole batches) from shards resampled
 worker, or dealt out to them pass by pass with `resample_shards=False`; samples shuffled in a buffer; every draw
 seeded by its position, so that a resume continues the stream exactly (`TrainingStream`). Validation: finite and
 deterministic; every rank reads all shards, each shard in one worker (`split_by_worker`), so all ranks run the
-same validation steps. Decoding, cropping and degrading run in the
-loader workers. Corrupt samples are skipped, counted and reported (see `SkippedSamples`).
+same validation steps. Decoding, cropping and degrading run in the loader workers. Corrupt samples are skipped,
+counted and reported (see `SkippedSamples`).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class TrainingStream(torch.utils.data.IterableDataset):
         done = 0
         if self.epoch == self.resume_epoch:
             done = max(0, -(-(self.resume_batches - worker) // workers)) * self.batch_size
-        samples = islice(self.raw(self.epoch, self.handler), done, self.per_worker)
+        samples = islice(self.raw(derive_seed(self.seed, self.epoch), self.handler), done, self.per_worker)
         for index, sample in enumerate(samples, start=done):
             generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, rank, worker, index))
             try:
@@ -362,14 +362,13 @@ class VideoShardDataModule(L.LightningDataModule):
         workers = self.hparams.num_workers
         return {"num_workers": workers, "persistent_workers": workers > 0}
 
-    def _raw_training_samples(self, epoch: int, handler: SkippedSamples) -> wds.DataPipeline:
+    def _raw_training_samples(self, seed: int, handler: SkippedSamples) -> wds.DataPipeline:
         """One epoch's endless stream of undecoded training samples on this rank and loader worker.
 
-        Shard draws and the shuffle buffer are seeded from seed_everything's seed and the epoch (webdataset's
+        Shard draws and the shuffle buffer are seeded by `seed`, from seed_everything's and the epoch (webdataset's
         defaults mix in the pid and the clock), so the same recipe and seed give the same stream, and a resume
         can rebuild any epoch's; each rank and worker draws its own shards (ResampledShards seeds per rank and
         worker)."""
-        seed = derive_seed(self._stream_seed, epoch)
         if self.hparams.resample_shards:
             shards = [wds.ResampledShards(self.train_urls, seed=seed, deterministic=True)]
         else:  # the same shuffle on every rank (advanced per pass), then each rank and worker takes its share
@@ -391,13 +390,12 @@ class VideoShardDataModule(L.LightningDataModule):
                 f"resample_shards=False needs a shard count that is a multiple of ranks x workers "
                 f"({world} x {workers}); {hp.train_shards} has {len(self.train_urls)}"
             )
-        self._stream_seed = torch.initial_seed()
         per_worker = max(1, hp.samples_per_epoch // (world * workers * hp.batch_size)) * hp.batch_size
         stream = TrainingStream(
             self._raw_training_samples,
             self._train_sample,
             self._handler(),
-            self._stream_seed,
+            torch.initial_seed(),
             per_worker,
             hp.batch_size,
         )
