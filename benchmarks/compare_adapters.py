@@ -326,8 +326,16 @@ def main() -> None:
     base = next((r for r in rows if r["name"] == "state_aware"), rows[0])
     scores, floors = {}, {"bicubic": None, "no adapter": None}
     if opts.quality_steps:
-        os.makedirs(opts.work, exist_ok=True)
         scored = [m for m in (opts.quality_methods or opts.methods).split(",") if m in methods]
+        kept = [r["name"] for r in rows if r["name"] not in scored and r.get("psnr_y") is not None]
+        budget = earlier.get("quality") if isinstance(earlier.get("quality"), dict) else {}
+        budget = {k: budget.get(k) for k in ("steps", "seeds")}
+        if kept and budget != {"steps": opts.quality_steps, "seeds": opts.seeds}:  # one table, one budget
+            raise SystemExit(
+                f"{opts.reuse} scored {', '.join(kept)} after {budget}: score them too, or use the same "
+                "--quality-steps and --seeds"
+            )
+        os.makedirs(opts.work, exist_ok=True)
         scores, floors = quality(
             scored,
             opts.quality_steps,
@@ -337,10 +345,6 @@ def main() -> None:
             opts.train_shards,
             os.path.abspath(opts.work),
         )
-    if scores and timed and isinstance(earlier.get("quality"), dict):
-        budget = {k: earlier["quality"].get(k) for k in ("steps", "seeds")}
-        if budget != {"steps": opts.quality_steps, "seeds": opts.seeds}:
-            raise SystemExit(f"{opts.reuse} scored after {budget}: score with the same --quality-steps and --seeds")
     for row in rows:
         row["step_vs_state_aware"] = row["step_seconds"] / base["step_seconds"]
         if row["name"] in scores or row.get("psnr_y") is None:

@@ -107,6 +107,28 @@ def test_quality_after_an_equal_budget_trains_each_method_by_its_recipe(tmp_path
     scored = json.load(open(tmp_path / "runs" / "scores.json"))  # what a rerun resumes from
     assert {"state_aware_seed0_steps2", "lora_seed1_steps2", "floors"} <= set(scored)
 
+    def rescore(*args):
+        again = [*args, "--name", str(tmp_path / "again"), "--reuse", f"{name}.json", "--work", str(tmp_path / "runs")]
+        return subprocess.run(
+            [sys.executable, BENCHMARK, "--size", "tiny", "--methods", "state_aware,lora", "--heldout", str(heldout)]
+            + ["--recipe", recipe, *again],
+            capture_output=True,
+            text=True,
+        )
+
+    # A table that would mix budgets is refused before anything trains ...
+    refused = rescore("--quality-steps", "3", "--seeds", "0", "1", "--quality-methods", "state_aware")
+    assert refused.returncode and "scored lora after" in refused.stderr.strip().splitlines()[-1]
+    assert "state_aware_seed0_steps3" not in json.load(open(tmp_path / "runs" / "scores.json"))
+    # ... while one that scores every method again may use another budget (here from the kept scores).
+    again = rescore("--quality-steps", "2", "--seeds", "0", "--quality-methods", "state_aware,lora")
+    assert again.returncode == 0, again.stderr[-2000:]
+    result = json.load(open(tmp_path / "again.json"))
+    assert result["quality"]["seeds"] == [0]
+    assert {r["name"]: r["psnr_y"] for r in result["methods"]} == {
+        m: scored[f"{m}_seed0_steps2"]["psnr_y"] for m in ("state_aware", "lora")
+    }
+
 
 def test_string_arguments_of_an_ablation_reach_the_cli_unquoted():
     """A JSON-quoted '"none"' was refused by the CLI, and the sigma-independent quality run failed."""
