@@ -34,13 +34,14 @@ def _frames(count: int, width: int, height: int):
 
 
 def speed(model, config, steps: int, width: int, height: int, frames: int = 17, tile: int | None = None) -> float:
-    from litevsr.inference import Sampling, upscale_frames
+    from litevsr.frames import stream_frames
+    from litevsr.inference import Sampling, upscale_windows
 
     sampling = Sampling.of_adapter(config, steps=steps, tile=tile, tile_overlap=32 if tile else None)
     if steps > 1:
         sampling.sigma_start = max(sampling.sigma_start, 0.5)  # several steps start from a noisier state
     start = time.perf_counter()
-    count = sum(1 for _ in upscale_frames(model, _frames(frames, width, height), 4, sampling))
+    count = sum(1 for _ in stream_frames(upscale_windows(model, _frames(frames, width, height), 4, sampling)))
     return count / (time.perf_counter() - start)
 
 
@@ -100,9 +101,12 @@ def main() -> None:
     if args.large:
         return large(model, config)
     if args.rss:
-        from litevsr.inference import Sampling, upscale_frames
+        from litevsr.frames import stream_frames
+        from litevsr.inference import Sampling, upscale_windows
 
-        for _ in upscale_frames(model, _frames(args.rss, width, height), 4, Sampling.of_adapter(config)):
+        for _ in stream_frames(
+            upscale_windows(model, _frames(args.rss, width, height), 4, Sampling.of_adapter(config))
+        ):
             pass
         print(json.dumps({"peak_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
         return

@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from litevsr import LiteVSRError
 from litevsr.data.video import is_video_file
-from litevsr.frames import frames_to_video, resize_video, video_to_frames
-from litevsr.inference import FRAME_EXTENSIONS, Sampling, open_source, upscale_frames
+from litevsr.frames import frames_to_video, resize_video, stream_frames, video_to_frames
+from litevsr.inference import FRAME_EXTENSIONS, Sampling, open_source, upscale_windows
 from litevsr.metrics import frame_metrics, perceptual_metric, warping_error
 from litevsr.model import LiteVSR
 
@@ -104,12 +104,13 @@ def evaluate(
     pairs = find_pairs(gt, lq)
     metrics = {name: perceptual_metric(name) for name in perceptual}
     rows = []
+
+    def upscaler(model, sampling):
+        return lambda frames: stream_frames(upscale_windows(model, frames, scale, sampling, window, overlap))
+
     for clip, gt_src, lq_src in tqdm(pairs, unit="clip", desc="evaluating"):
         methods = [("bicubic", lambda frames: _bicubic(frames, scale))]
-        methods += [
-            (name, lambda frames, m=model, s=sampling: upscale_frames(m, frames, scale, s, window, overlap))
-            for name, model, sampling in models
-        ]
+        methods += [(name, upscaler(model, sampling)) for name, model, sampling in models]
         for method, run in methods:
             scores = ClipScores(scale, metrics)
             _, lq_frames = open_source(lq_src, max_frames=max_frames)

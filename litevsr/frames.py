@@ -4,6 +4,8 @@ these, so neither imports the other."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,12 @@ def u8_values(video: torch.Tensor) -> torch.Tensor:
 def video_to_frames(video: torch.Tensor) -> np.ndarray:
     """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
     return u8_values(video).byte().permute(1, 2, 3, 0).cpu().numpy()
+
+
+def stream_frames(videos: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
+    """A stream of (3, T, H, W) videos in [-1, 1] -> a stream of (H, W, 3) uint8 frames."""
+    for video in videos:
+        yield from video_to_frames(video)
 
 
 def resize_video(video: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:

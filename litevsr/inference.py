@@ -29,7 +29,7 @@ from litevsr import LiteVSRError, flow
 from litevsr.atomic import atomic_path
 from litevsr.color import check_color_fix, color_fix
 from litevsr.data.video import X264_REPEATABLE, iter_frames, video_info
-from litevsr.frames import frames_to_video, resize_video, video_to_frames
+from litevsr.frames import frames_to_video, resize_video, stream_frames
 from litevsr.model import LiteVSR, check_tile_overlap
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -298,20 +298,6 @@ def upscale_windows(
         yield tail
 
 
-def upscale_frames(
-    model: LiteVSR,
-    frames: Iterator[np.ndarray],
-    scale: int,
-    sampling: Sampling,
-    window: int | None = None,
-    overlap: int | None = None,
-    total: int | None = None,
-) -> Iterator[np.ndarray]:
-    """Stream SR frames (H, W, 3) uint8 for a stream of LQ frames (see `upscale_windows`)."""
-    for chunk in upscale_windows(model, frames, scale, sampling, window, overlap, total):
-        yield from video_to_frames(chunk)
-
-
 # --- sources and sinks -------------------------------------------------------------------------------------------
 def open_source(src: str, fps: float | None = None, max_frames: int | None = None) -> tuple[dict, Iterator[np.ndarray]]:
     """(info, frame iterator) for a video file or a folder of images. Frames are upright RGB uint8."""
@@ -415,7 +401,7 @@ def upscale_file(
         raise LiteVSRError(f"the output's folder {parent} is a file")
     os.makedirs(parent, exist_ok=True)  # before the work, which a missing folder would otherwise waste
     info, frames = open_source(src, fps, max_frames)
-    sr = upscale_frames(model, frames, scale, sampling, window, overlap, total=info["frames"] or None)
+    sr = stream_frames(upscale_windows(model, frames, scale, sampling, window, overlap, total=info["frames"] or None))
     width, height = info["width"] * scale, info["height"] * scale
     to_mp4 = dst.lower().endswith(".mp4")
     with atomic_path(dst, suffix=".mp4" if to_mp4 else "") as tmp:

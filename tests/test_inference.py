@@ -9,8 +9,8 @@ from litevsr import LiteVSRError
 from litevsr.adapters import StateAwareAdapter, save_adapter
 from litevsr.cli import main
 from litevsr.data.video import encode_video, read_video, video_info
-from litevsr.frames import frames_to_video
-from litevsr.inference import Sampling, upscale_clip, upscale_file, upscale_frames
+from litevsr.frames import frames_to_video, stream_frames
+from litevsr.inference import Sampling, upscale_clip, upscale_file, upscale_windows
 from litevsr.model import LiteVSR
 
 
@@ -77,14 +77,12 @@ def _frames(count, h, w, seed=0):
 
 @pytest.mark.parametrize("frames", [1, 2, 6, 10])
 def test_streaming_keeps_every_frame_and_exact_size(model, frames):
-    out = list(upscale_frames(model, iter(_frames(frames, 5, 7)), 4, Sampling(), window=5, overlap=2))
+    out = list(stream_frames(upscale_windows(model, iter(_frames(frames, 5, 7)), 4, Sampling(), window=5, overlap=2)))
     assert len(out) == frames and all(f.shape == (20, 28, 3) for f in out)
 
 
 def test_windows_are_independent_away_from_overlaps_and_blended_inside(any_model):
     """17 frames in windows of 9 sharing 4: windows start at 0, 5 and 10 (the last one 7 frames long)."""
-    from litevsr.inference import upscale_windows
-
     frames = _frames(17, 6, 6, seed=2)
     streamed = torch.cat(list(upscale_windows(any_model, iter(frames), 4, Sampling(seed=3), window=9, overlap=4)), 1)
     alone = [
