@@ -8,11 +8,11 @@ ControlNet copy, full fine-tuning), each trained by LiteVSRModule on the same fr
 3. With `--quality-steps N`: quality after an equal budget. Each method is trained for N steps by the same
    recipe (recipes/general_x4.yaml, plus recipes/methods/<method>.yaml for the baselines, from scratch) for every
    `--seeds`, then scored on the held-out set (benchmarks/heldout_data.py) at x4, 1 step, over both LQ kinds:
-   PSNR-Y (mean over seeds, and its spread), SSIM-Y and the temporal warping error, with bicubic and the bare
-   generator as floors. Hours on a 2-core CPU at N = 300 with two seeds.
+   PSNR-Y (mean over seeds, and their sample standard deviation), SSIM-Y and the temporal warping error, with bicubic and the bare
+   generator as floors. Hours on a 2-core CPU at N = 300 with three seeds.
 
     python benchmarks/compare_adapters.py [--size mid|tiny] [--steps 3] [--methods state_aware,lora,...]
-    python benchmarks/compare_adapters.py --quality-steps 300 --seeds 0 1
+    python benchmarks/compare_adapters.py --quality-steps 300 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def quality(
         per_method[method] = {
             "quality_trainable_params": trained,
             "psnr_y": float(np.mean(psnr)),
-            "psnr_y_std": float(np.std(psnr)),
+            "psnr_y_std": float(np.std(psnr, ddof=1)) if len(psnr) > 1 else 0.0,
             "ssim_y": float(np.mean([r["ssim_y"] for r in runs])),
             "warp_error": float(np.mean([r["warp_error"] for r in runs])),
             "seeds": runs,
@@ -281,7 +281,7 @@ def main() -> None:
         default=0,
         help="train every method this many steps and score it on the held-out set (0: skip)",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quality-methods", default=None, help="methods the quality runs cover (default: --methods)")
     parser.add_argument(
         "--reuse",

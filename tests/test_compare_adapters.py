@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 BENCHMARK = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "compare_adapters.py")
 
 
@@ -106,6 +108,9 @@ def test_quality_after_an_equal_budget_trains_each_method_by_its_recipe(tmp_path
     assert os.path.getsize(f"{name}_quality.png") > 0
     scored = json.load(open(tmp_path / "runs" / "scores.json"))  # what a rerun resumes from
     assert {"state_aware_seed0_steps2", "lora_seed1_steps2", "floors"} <= set(scored)
+    for row in result["methods"]:  # the spread is the sample standard deviation over the seeds
+        first, second = (scored[f"{row['name']}_seed{seed}_steps2"]["psnr_y"] for seed in (0, 1))
+        assert first != second and row["psnr_y_std"] == pytest.approx(abs(first - second) / 2**0.5)
 
     def rescore(*args):
         again = [*args, "--name", str(tmp_path / "again"), "--reuse", f"{name}.json", "--work", str(tmp_path / "runs")]
