@@ -8,8 +8,9 @@ ControlNet copy, full fine-tuning), each trained by LiteVSRModule on the same fr
 3. With `--quality-steps N`: quality after an equal budget. Each method is trained for N steps by the same
    recipe (recipes/general_x4.yaml, plus recipes/methods/<method>.yaml for the baselines, from scratch) for every
    `--seeds`, then scored on the held-out set (benchmarks/heldout_data.py) at x4, 1 step, over both LQ kinds:
-   PSNR-Y (mean over seeds, and their sample standard deviation), SSIM-Y and the temporal warping error, with bicubic and the bare
-   generator as floors. Hours on a 2-core CPU at N = 300 with three seeds.
+   PSNR-Y (mean over seeds, their sample standard deviation, and the gap to the State-Aware Adapter seed by
+   seed, since a seed draws the same data for every method), SSIM-Y and the temporal warping error, with bicubic
+   and the bare generator as floors. Hours on a 2-core CPU at N = 300 with three seeds.
 
     python benchmarks/compare_adapters.py [--size mid|tiny] [--steps 3] [--methods state_aware,lora,...]
     python benchmarks/compare_adapters.py --quality-steps 300 --seeds 0 1 2
@@ -101,13 +102,28 @@ def fit_command(method: str, steps: int, seed: int, out: str, recipe: str, train
 
 
 TIMING_KEYS = ("name", "trainable_params", "share", "step_seconds", "grad_and_optimizer_MiB", "peak_memory_mib")
-QUALITY_KEYS = ("psnr_y", "psnr_y_std", "ssim_y", "warp_error", "quality_trainable_params")
+QUALITY_KEYS = (
+    "psnr_y",
+    "psnr_y_std",
+    "psnr_y_vs_state_aware",
+    "psnr_y_vs_state_aware_std",
+    "ssim_y",
+    "warp_error",
+    "quality_trainable_params",
+)
+
+
+def sample_std(values: list[float]) -> float:
+    import numpy as np
+
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def quality(
     methods: list[str], steps: int, seeds: list[int], heldout: str, recipe: str, train_shards: str | None, out: str
 ) -> tuple[dict, dict]:
-    """{method: {psnr_y, psnr_y_std, ssim_y, warp_error}} after `steps` steps per seed, and the floors."""
+    """{method: {psnr_y, psnr_y_std, psnr_y_vs_state_aware(_std), ssim_y, warp_error}} after `steps` steps per
+    seed, and the floors."""
     import numpy as np
 
     from litevsr.atomic import write_json_atomic
@@ -172,11 +188,17 @@ def quality(
         per_method[method] = {
             "quality_trainable_params": trained,
             "psnr_y": float(np.mean(psnr)),
-            "psnr_y_std": float(np.std(psnr, ddof=1)) if len(psnr) > 1 else 0.0,
+            "psnr_y_std": sample_std(psnr),
             "ssim_y": float(np.mean([r["ssim_y"] for r in runs])),
             "warp_error": float(np.mean([r["warp_error"] for r in runs])),
             "seeds": runs,
         }
+    if "state_aware" in per_method:  # a seed draws the same data for every method, so compare seed by seed
+        control = [r["psnr_y"] for r in per_method["state_aware"]["seeds"]]
+        for found in per_method.values():
+            gaps = [r["psnr_y"] - c for r, c in zip(found["seeds"], control)]
+            found["psnr_y_vs_state_aware"] = float(np.mean(gaps))
+            found["psnr_y_vs_state_aware_std"] = sample_std(gaps)
     return per_method, floors
 
 
@@ -363,7 +385,11 @@ def main() -> None:
         "step_vs_state_aware",
         "grad_and_optimizer_MiB",
         "peak_memory_mib",
-    ] + (["psnr_y", "psnr_y_std", "ssim_y", "warp_error"] if scored_rows else [])
+    ] + (
+        ["psnr_y", "psnr_y_std", "psnr_y_vs_state_aware", "psnr_y_vs_state_aware_std", "ssim_y", "warp_error"]
+        if scored_rows
+        else []
+    )
     report(
         opts.name,
         rows,

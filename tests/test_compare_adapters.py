@@ -111,6 +111,13 @@ def test_quality_after_an_equal_budget_trains_each_method_by_its_recipe(tmp_path
     for row in result["methods"]:  # the spread is the sample standard deviation over the seeds
         first, second = (scored[f"{row['name']}_seed{seed}_steps2"]["psnr_y"] for seed in (0, 1))
         assert first != second and row["psnr_y_std"] == pytest.approx(abs(first - second) / 2**0.5)
+    gaps = [
+        scored[f"lora_seed{seed}_steps2"]["psnr_y"] - scored[f"state_aware_seed{seed}_steps2"]["psnr_y"]
+        for seed in (0, 1)
+    ]
+    lora = next(r for r in result["methods"] if r["name"] == "lora")
+    assert lora["psnr_y_vs_state_aware"] == pytest.approx(sum(gaps) / 2)  # paired by seed
+    assert lora["psnr_y_vs_state_aware_std"] == pytest.approx(abs(gaps[0] - gaps[1]) / 2**0.5)
 
     def rescore(*args):
         again = [*args, "--name", str(tmp_path / "again"), "--reuse", f"{name}.json", "--work", str(tmp_path / "runs")]
