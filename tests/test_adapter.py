@@ -28,12 +28,12 @@ def test_at_init_output_equals_bare_backbone_bitwise(backbone):
     assert torch.equal(model.velocity(x, sigma, cond, x), backbone(x, sigma))
 
 
-@pytest.mark.parametrize("state_input", ["x_sigma", "x0_hat"])
-def test_optimizer_step_leaves_backbone_bitwise_and_trains_every_adapter_parameter(backbone, state_input):
-    model = make_model(backbone, state_input=state_input)
+@pytest.mark.parametrize("options", [{"state_input": "x_sigma"}, {"state_input": "x0_hat"}, {"structure_stem": 8}])
+def test_optimizer_step_leaves_backbone_bitwise_and_trains_every_adapter_parameter(backbone, options):
+    model = make_model(backbone, **options)
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     optimizer = torch.optim.AdamW(model.adapter.parameters(), lr=1e-2)
-    for step in range(2):
+    for step in range(3):
         x0, eps, cond, sigma = batch(step)
         x = flow.interpolate(x0, eps, sigma)
         loss = torch.nn.functional.mse_loss(model.velocity(x, sigma, cond, model.refinement_state(x, sigma)), eps - x0)
@@ -41,7 +41,7 @@ def test_optimizer_step_leaves_backbone_bitwise_and_trains_every_adapter_paramet
         loss.backward()
         grads = {n: p.grad for n, p in model.adapter.named_parameters()}
         assert all(g is not None for g in grads.values())
-        if step == 1:  # once the zero projections have moved, every parameter gets a non-zero gradient
+        if step == 2:  # once the zero layers (injectors, then the stem's last) have moved, every parameter learns
             assert [n for n, g in grads.items() if g.abs().sum() == 0] == []
         optimizer.step()
     assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())
@@ -127,6 +127,25 @@ def test_an_adapter_grows_into_more_blocks_from_a_smaller_one(backbone, tmp_path
             init_adapter=path,
             init_adapter_grow=True,
         )
+
+
+def test_a_structure_stem_grows_onto_a_trained_adapter_without_changing_it(backbone, tmp_path):
+    """A stem added to an exported adapter (init_adapter_grow) starts as the identity: the same residuals."""
+    from litevsr.module import LiteVSRModule
+
+    trained = make_model(backbone)
+    for p in trained.adapter.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    path = str(tmp_path / "trained")
+    save_adapter(trained.adapter, path, backbone.name)
+    stem = StateAwareAdapter(width=32, time_dim=32, inject_every=2, structure_stem=8)
+    grown = LiteVSRModule(backbone, stem, init_adapter=path, init_adapter_grow=True).adapter
+    x0, eps, cond, sigma = batch()
+    before, after = trained.adapter(cond, x0, sigma), grown(cond, x0, sigma)
+    assert sorted(after) == sorted(before) and all(torch.equal(after[i], before[i]) for i in after)
+    assert sum(p.numel() for p in grown.stem.parameters()) == 9 * 8 * (8 + 2 * backbone.latent_channels) + 8 * 2 + 16
+    torch.nn.init.normal_(grown.stem.out.weight, std=0.05)  # a trained stem changes what the adapter reads
+    assert not torch.equal(grown(cond, x0, sigma)[0], before[0])
 
 
 def test_adapter_tokens_are_in_the_backbones_patch_order(causal_twin):

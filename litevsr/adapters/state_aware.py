@@ -51,6 +51,23 @@ class PatchEmbedder(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
 
+class ConvStem(nn.Module):
+    """A residual of 3x3 convolutions on each latent frame, at the latent's full resolution: the local, nonlinear
+    detail that a linear patch projection cannot see across token edges. Its last layer starts at zero, so a stem
+    added to a trained adapter changes nothing until it is trained."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        conv = lambda i, o: nn.Conv3d(i, o, kernel_size=(1, 3, 3), padding=(0, 1, 1))  # noqa: E731
+        self.layers = nn.Sequential(conv(channels, hidden), nn.GELU(), conv(hidden, hidden), nn.GELU())
+        self.out = conv(hidden, channels)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents + self.out(self.layers(latents))
+
+
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
@@ -113,6 +130,7 @@ class StateAwareAdapter(Adapter):
         state_input: str = "x_sigma",
         time_conditioning: str = "full",
         output_init_std: float = 0.0,
+        structure_stem: int = 0,
         backbone_dims: dict | None = None,
     ):
         """The State-Aware Adapter.
@@ -134,6 +152,8 @@ class StateAwareAdapter(Adapter):
                 injection pattern for every sigma). The last two are ablations.
             output_init_std: Std of the output projections at initialisation. 0 (training) starts from the bare
                 backbone exactly; > 0 gives an adapter that visibly acts from the start (twins, tests).
+            structure_stem: Channels of a convolutional stem (`ConvStem`) on the LQ latent before the structural
+                stream's patch projection; 0: none. It adds 9c(c + 2 * latent channels) weights for c channels.
             backbone_dims: The backbone's dimensions (hidden_dim, num_blocks, latent_channels, patch_size). Leave
                 it out: it is filled in when the adapter is bound to its backbone, and stored with exports.
         """
@@ -164,6 +184,7 @@ class StateAwareAdapter(Adapter):
         channels, patch = dims["latent_channels"], tuple(dims["patch_size"])
         self.time_embedder = TimestepEmbedder(cfg.time_dim)
         self.structure_embedder = PatchEmbedder(channels, width, patch)
+        self.stem = ConvStem(channels, cfg.structure_stem) if cfg.structure_stem else nn.Identity()
         block = lambda cross: AdapterBlock(width, heads, cfg.mlp_ratio, cfg.time_dim, cross)  # noqa: E731
         self.structure_blocks = nn.ModuleList(block(False) for _ in range(cfg.structure_depth))
         if cfg.refinement_depth:
@@ -189,7 +210,7 @@ class StateAwareAdapter(Adapter):
         temb = self.time_embedder(sigma)
         constant = torch.zeros_like(temb)  # what a sigma-blind part reads: its learned biases only
         block_temb, gate_temb = (temb if mode == "full" else constant), (constant if mode == "none" else temb)
-        structure = self.structure_embedder(cond)
+        structure = self.structure_embedder(self.stem(cond))
         for block in self.structure_blocks:
             structure = self._run(block, structure, block_temb)
         if not self.config.refinement_depth:
