@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -26,8 +27,8 @@ from tqdm import tqdm
 
 from litevsr.data.datamodule import VideoShardDataModule
 from litevsr.data.degradations import MixedDegradation, RealWorldDegradation, SimpleDegradation
-from litevsr.evaluate import ClipScores, find_pairs
-from litevsr.frames import frames_to_video, resize_video, video_to_frames
+from litevsr.evaluate import ClipScores, bicubic_frames, find_pairs
+from litevsr.frames import frames_to_video, video_to_frames
 from litevsr.inference import open_source
 
 LQ_KINDS = ("lq_bicubic", "lq_realworld")
@@ -92,30 +93,26 @@ def train(net: PlainCNN, steps: int, minutes: float, seed: int) -> dict:
     return {"steps": step, "seconds": time.monotonic() - start, "final_loss": float(np.mean(losses[-100:]))}
 
 
+def cnn_frames(net: PlainCNN, frames) -> Iterator[np.ndarray]:
+    for frame in frames:
+        sr = net(frames_of(frames_to_video(frame[None])[None]))
+        yield video_to_frames(sr.clamp(-1, 1).transpose(0, 1))[0]
+
+
 @torch.no_grad()
 def score(net: PlainCNN, root: str) -> list[dict]:
+    methods = {"bicubic": lambda frames: bicubic_frames(frames, net.scale), "plain_cnn": lambda f: cnn_frames(net, f)}
     rows = []
     for kind in LQ_KINDS:
         for clip, gt, lq in find_pairs(os.path.join(root, "gt"), os.path.join(root, kind)):
-            results = {}
-            for method in ("bicubic", "plain CNN"):
+            row = {"lq": kind.removeprefix("lq_"), "clip": clip}
+            for method, run in methods.items():
                 scores = ClipScores(net.scale, {})
                 (_, lq_frames), (_, gt_frames) = open_source(lq), open_source(gt)
-                for lq_frame, gt_frame in zip(lq_frames, gt_frames, strict=True):
-                    x = frames_of(frames_to_video(lq_frame[None])[None])
-                    size = (x.shape[-2] * net.scale, x.shape[-1] * net.scale)
-                    sr = net(x) if method == "plain CNN" else resize_video(x[:, :, None], size)[:, :, 0]
-                    scores.add(video_to_frames(sr.clamp(-1, 1).transpose(0, 1))[0], gt_frame)
-                results[method] = scores.means()
-            rows.append(
-                {
-                    "lq": kind.removeprefix("lq_"),
-                    "clip": clip,
-                    "bicubic": results["bicubic"]["psnr_y"],
-                    "plain_cnn": results["plain CNN"]["psnr_y"],
-                    "gain_db": results["plain CNN"]["psnr_y"] - results["bicubic"]["psnr_y"],
-                }
-            )
+                for sr, ref in zip(run(lq_frames), gt_frames, strict=True):
+                    scores.add(sr, ref)
+                row[method] = scores.means()["psnr_y"]
+            rows.append({**row, "gain_db": row["plain_cnn"] - row["bicubic"]})
     return rows
 
 

@@ -49,7 +49,8 @@ def find_pairs(gt: str, lq: str) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def _bicubic(frames: Iterator[np.ndarray], scale: int) -> Iterator[np.ndarray]:
+def bicubic_frames(frames: Iterator[np.ndarray], scale: int) -> Iterator[np.ndarray]:
+    """The bicubic baseline every benchmark compares against: each uint8 frame upscaled by `resize_video`."""
     for frame in frames:
         lq = frames_to_video(frame[None])[None]
         yield video_to_frames(resize_video(lq, (lq.shape[-2] * scale, lq.shape[-1] * scale)).clamp(-1, 1)[0])[0]
@@ -109,7 +110,7 @@ def evaluate(
         return lambda frames: stream_frames(upscale_windows(model, frames, scale, sampling, window, overlap))
 
     for clip, gt_src, lq_src in tqdm(pairs, unit="clip", desc="evaluating"):
-        methods = [("bicubic", lambda frames: _bicubic(frames, scale))]
+        methods = [("bicubic", lambda frames: bicubic_frames(frames, scale))]
         methods += [(name, upscaler(model, sampling)) for name, model, sampling in models]
         for method, run in methods:
             scores = ClipScores(scale, metrics)

@@ -226,3 +226,26 @@ def test_a_noise_free_start_is_deterministic_and_starts_from_the_scaled_conditio
     expected = x - 0.25 * backbone(x, sigma, model.adapter(cond, x, sigma))
     torch.testing.assert_close(sampled, expected, atol=1e-5, rtol=0)
     assert torch.equal(sampled, other)
+
+
+def test_a_structure_stem_grows_onto_the_twin_adapter_on_the_causal_latent_layout(twin):
+    """The stem works on each real family's latents (1 + 2k latent frames from a causal 1 + 4k or 1 + 8k clip): it
+    starts as the identity of the adapter it grows onto, and once trained it changes the one-step output."""
+    from litevsr.adapters import StateAwareAdapter
+    from litevsr.adapters.base import load_adapter_weights
+
+    name, folder, adapter_path = twin
+    backbone = KNOWN_BACKBONES[name](folder)
+    adapter = load_adapter(adapter_path, backbone)
+    grown = StateAwareAdapter.from_config({**adapter.config, "structure_stem": 4})
+    load_adapter_weights(grown, adapter_path, grow=True)
+    frames, size = 1 + 2 * backbone.frame_step, backbone.spatial_multiple
+    clip = torch.rand(1, 3, frames, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        cond = backbone.encode(clip)
+        assert cond.shape[2] == 1 + 2 * backbone.frame_step // backbone.vae_stride[0]
+        before = LiteVSR(backbone, adapter).sample(cond, steps=1, sigma_start=0.1, start_noise=0.0)
+        assert torch.equal(LiteVSR(backbone, grown).sample(cond, steps=1, sigma_start=0.1, start_noise=0.0), before)
+        torch.nn.init.normal_(grown.stem.out.weight, std=0.5)
+        after = LiteVSR(backbone, grown).sample(cond, steps=1, sigma_start=0.1, start_noise=0.0)
+    assert after.shape == before.shape and (after - before).abs().max() > 1e-4
