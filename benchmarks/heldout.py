@@ -1,7 +1,8 @@
 """Quality on footage the project never trained on: the held-out set of benchmarks/heldout_data.py, at x4.
 
 For every clip and both LQ kinds (plain bicubic downscaling, RealWorldDegradation), PSNR-Y / SSIM-Y (crop border
-= scale) and the temporal warping error of: bicubic, the frozen generator without adapter, each adapter, and the
+= scale) and the temporal warping error of: bicubic, the frozen generator without adapter, each adapter as
+`litevsr upscale` runs it by default (automatic tiles) and beside it on whole frames (`--sampling.tile 0`), and the
 VAE's reconstruction of the GT (the ceiling of anything decoded through it).
 
     python benchmarks/heldout_data.py          # builds data/heldout once (needs the package registry)
@@ -11,6 +12,7 @@ VAE's reconstruction of the GT (the ceiling of anything decoded through it).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -27,6 +29,7 @@ from litevsr.inference import Sampling, open_source
 from litevsr.model import LiteVSR
 
 LQ_KINDS = {"bicubic": "lq_bicubic", "realworld": "lq_realworld"}
+WHOLE = " (whole frames)"
 
 
 @torch.no_grad()
@@ -60,6 +63,8 @@ def main() -> None:
     bare = [model.backbone for _, model, _ in models if not model.adapter.edits_backbone]
     backbone = bare[0] if bare else WanBackbone(models[0][2]["backbone"])
     methods = [(name, model, Sampling.of_adapter(config, color_fix=opts.color_fix)) for name, model, config in models]
+    # each adapter through the default path (automatic tiles), and beside it on whole frames (--sampling.tile 0)
+    methods += [(f"{name}{WHOLE}", model, dataclasses.replace(s, tile=0)) for name, model, s in methods]
     methods.insert(0, ("no adapter", LiteVSR(backbone, None), methods[0][2]))
     rows = []
     for kind, folder in LQ_KINDS.items():
@@ -78,7 +83,7 @@ def main() -> None:
         )
     for row in rows:
         row["kind"] = manifest["clips"][row["clip"]]["kind"]
-    adapters = [name for name, _, _ in models]
+    adapters = [m for name, _, _ in models for m in (name, f"{name}{WHOLE}")]
     summary = {}
     for method in ["bicubic", "no adapter", *adapters]:
         mine = [r for r in rows if r["method"] == method]

@@ -86,6 +86,20 @@ CLIPS = [
         {"max_side": 256, "fps": 16},
     ),
     (
+        "natural_feathers_forest",
+        "natural",
+        (*COMFY_VIDEO, "comfyui_workflow_templates_media_video/templates/video_hunyuan_video_1.5_720p_i2v-1.webp"),
+        "AI-generated (HunyuanVideo 1.5 image-to-video), photorealistic feathers and foliage; package MIT",
+        {"fps": 30},
+    ),
+    (
+        "natural_fox_fur",
+        "natural",
+        (*COMFY_VIDEO, "comfyui_workflow_templates_media_video/templates/ltxv_image_to_video-1.webp"),
+        "AI-generated (LTX-Video image-to-video), photorealistic fur on snow; package MIT",
+        {"fps": 24},
+    ),
+    (
         "screen_gradio_form",
         "screen",
         ("gradio", "6.31.0", "gradio/media_assets/images/screenshot.gif"),

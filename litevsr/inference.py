@@ -62,7 +62,7 @@ class Sampling:
         seed: Seed of the start noise (default 0).
         tile: Spatial tile in output pixels; None: chosen by `resolve_tiles` from the frame size, the backbone and
             the device, so time grows linearly with area; 0: whole frames.
-        tile_overlap: Overlap of spatial tiles in output pixels; None: an eighth of the tile.
+        tile_overlap: Overlap of spatial tiles in output pixels; None: a sixth of the tile.
         color_fix: Correct the output's colour towards the bicubic upsampling of the input: none (the default),
             wavelet, adain or lab (see litevsr.color).
         start_noise: Scale of the start state's noise (default 1); 0 starts from (1 - sigma_start) * LQ latent,
@@ -126,29 +126,37 @@ def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.dev
 #: the real model generates in one call, scaled down on a GPU with less than 40 GiB free.
 TOKEN_BUDGET = 32760
 
+#: The smallest automatic tile side, in tokens. A token's output depends on how much context its call sees, and
+#: the blend over overlaps averages several contexts. On the held-out fur clip (256 px), 7-token tiles lost 1.6 dB
+#: PSNR-Y to whole frames and 24-token tiles with a sixth of overlap gain 0.45 dB on them (benchmarks/heldout.py).
+MIN_TILE_TOKENS = 24
+
 
 def _default_overlap(tile: int, unit: int) -> int:
-    return max(2 * unit, tile // 8 // unit * unit)
+    """A sixth of the tile, in whole tokens (at least two): each seam is blended over several tokens' worth."""
+    return max(2 * unit, tile // 6 // unit * unit)
 
 
-def _cheapest_tile_side(backbone, latent_frames: int, max_side: int) -> int:
-    """The tile side (tokens) with the fewest modelled multiply-adds per output token. Smaller tiles spend more on
-    their overlaps, larger ones more on attention per token; on a CPU, compute is the time."""
+def _cheapest_tile_side(backbone, latent_frames: int, min_side: int, max_side: int) -> int:
+    """The tile side (tokens) in [min_side, max_side] with the fewest modelled multiply-adds per output token.
+    Smaller tiles spend more on their overlaps, larger ones more on attention per token; on a CPU, compute is
+    the time."""
     unit = backbone.spatial_multiple
 
     def cost(side: int) -> float:
         kept = side - _default_overlap(side * unit, unit) // unit
         return (side / kept) ** 2 * backbone.macs_per_token(latent_frames * side * side)
 
-    return min(range(3, max(3, max_side) + 1), key=cost)
+    return min(range(min_side, max(min_side, max_side) + 1), key=cost)
 
 
 def resolve_tiles(sampling: Sampling, backbone, size: tuple[int, int], frames: int) -> Sampling:
     """`sampling` with a concrete tile and overlap for output frames of `size` (H, W) in windows of `frames`.
 
-    Automatic tiles are squares of a fixed token count, so time grows linearly with area and length: on a GPU
-    the largest within TOKEN_BUDGET (large calls keep it busy), on a CPU the cheapest by the backbone's cost
-    model within it. Frames that fit in one tile are not tiled."""
+    Automatic tiles are squares of a fixed token count, so time grows linearly with area and length. They are
+    at least MIN_TILE_TOKENS a side, for quality; above that, on a GPU, the largest within TOKEN_BUDGET (large
+    calls keep it busy), on a CPU the cheapest by the backbone's cost model. Frames that fit in one tile are not
+    tiled."""
     unit = backbone.spatial_multiple  # output pixels per token side
     tile = sampling.tile
     if tile is None:
@@ -157,9 +165,9 @@ def resolve_tiles(sampling: Sampling, backbone, size: tuple[int, int], frames: i
         if device.type == "cuda":
             budget = int(budget * min(1.0, torch.cuda.mem_get_info(device)[0] / 40 * 2**-30))
         latent_frames = 1 + (frames - 1) // backbone.vae_stride[0]
-        side = max(2, math.isqrt(budget // latent_frames))
+        side = max(MIN_TILE_TOKENS, math.isqrt(budget // latent_frames))
         if device.type != "cuda":
-            side = _cheapest_tile_side(backbone, latent_frames, side)
+            side = _cheapest_tile_side(backbone, latent_frames, MIN_TILE_TOKENS, side)
         tile = side * unit
         tile = 0 if tile >= max(size) else tile
     overlap = sampling.tile_overlap
@@ -168,7 +176,8 @@ def resolve_tiles(sampling: Sampling, backbone, size: tuple[int, int], frames: i
     return dataclasses.replace(sampling, tile=tile, tile_overlap=overlap)
 
 
-def _latent_tiles(model: LiteVSR, sampling: Sampling) -> dict:
+def latent_tiles(model: LiteVSR, sampling: Sampling) -> dict:
+    """LiteVSR.sample's tile arguments (latent pixels) for a resolved `sampling` (output pixels)."""
     stride = model.backbone.vae_stride[1]
     if not sampling.tile:
         return {}
@@ -195,7 +204,7 @@ def clip_latents(model: LiteVSR, lq: torch.Tensor, scale: int, sampling: Samplin
         sampling.sigma_start,
         noise=noise,
         start_noise=sampling.start_noise,
-        **_latent_tiles(model, sampling),
+        **latent_tiles(model, sampling),
     )
 
 

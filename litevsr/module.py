@@ -20,7 +20,7 @@ from litevsr.adapters.base import (
 from litevsr.backbones.base import VideoBackbone
 from litevsr.color import color_fix
 from litevsr.frames import resize_video
-from litevsr.inference import Sampling, upscale_file
+from litevsr.inference import Sampling, latent_tiles, resolve_tiles, upscale_file
 from litevsr.metrics import frame_metrics
 from litevsr.model import LiteVSR
 from litevsr.seeds import derive_seed
@@ -120,6 +120,7 @@ class LiteVSRModule(L.LightningModule):
             raise LiteVSRError("give the model an adapter (model.adapter) or an adapter file (model.init_adapter)")
         self.model = LiteVSR(backbone, adapter)
         self.sampling = sampling or Sampling()
+        self._tiles_reported = False  # validation says once which tiles it samples on
         self.hparams["sampling"] = self.sampling.settings()  # plain values: checkpoints load weights-only
         # A function as the default would reach the CLI as its name, a string: resolve it here instead.
         self.optimizer_factory, self.scheduler_factory = optimizer or default_optimizer, lr_scheduler
@@ -236,16 +237,30 @@ class LiteVSRModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])
         return loss
 
-    def _sample(self, cond, batch_idx, use_adapter=True):
-        s = self.sampling
+    def _sample(self, cond, bicubic, batch_idx, use_adapter=True):
+        """Latents sampled on the automatic tiles `litevsr upscale` picks for clips the size of `bicubic`."""
+        s = resolve_tiles(self.sampling, self.backbone, bicubic.shape[-2:], bicubic.shape[2])
+        if not self._tiles_reported:
+            self._tiles_reported = True
+            tiles = f"{s.tile} px tiles overlapping by {s.tile_overlap} px" if s.tile else "whole frames (one tile)"
+            size = "x".join(map(str, bicubic.shape[-2:][::-1]))
+            rank_zero_info(f"litevsr: validation samples {size} clips on the default path's tiles: {tiles}")
         generator = torch.Generator(cond.device).manual_seed(s.seed + batch_idx)
         return self.model.sample(
-            cond, s.steps, s.shift, s.sigma_start, generator, use_adapter, start_noise=s.start_noise
+            cond,
+            s.steps,
+            s.shift,
+            s.sigma_start,
+            generator,
+            use_adapter,
+            start_noise=s.start_noise,
+            **latent_tiles(self.model, s),
         )
 
     def _super_resolve(self, cond, bicubic, batch_idx):
         """The SR clip as prediction gives it: sampled, decoded and colour-fixed towards `bicubic`."""
-        return color_fix(self.backbone.decode(self._sample(cond, batch_idx)), bicubic, self.sampling.color_fix)
+        sr = self.backbone.decode(self._sample(cond, bicubic, batch_idx))
+        return color_fix(sr, bicubic, self.sampling.color_fix)
 
     def validation_step(self, batch, batch_idx):
         return self._score(batch, batch_idx, "val")
@@ -263,7 +278,7 @@ class LiteVSRModule(L.LightningModule):
         outputs = {"": self._super_resolve(cond, bicubic, batch_idx), "_bicubic": bicubic}
         if self.hparams.val_references:
             if not self.adapter.edits_backbone:  # an edited backbone is not the bare generator any more
-                outputs["_no_adapter"] = self.backbone.decode(self._sample(cond, batch_idx, use_adapter=False))
+                outputs["_no_adapter"] = self.backbone.decode(self._sample(cond, bicubic, batch_idx, use_adapter=False))
             outputs["_vae"] = self.backbone.decode(x0)
         for suffix, video in outputs.items():
             for name, values in frame_metrics(video, hq, crop_border=scale).items():
