@@ -10,7 +10,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from litevsr import LiteVSRError
-from litevsr.adapters import load_adapter
+from litevsr.adapters import StateAwareAdapter, load_adapter
 from litevsr.adapters.base import read_adapter_config
 from litevsr.backbones import WanBackbone
 from litevsr.cli import main
@@ -385,6 +385,30 @@ def test_validation_applies_the_recipes_colour_fix(causal_twin, shard_dirs):
     bicubic = resize_video(batch["lq"], batch["hq"].shape[-2:]).clamp(-1, 1)
     torch.testing.assert_close(outputs["wavelet"], color_fix(outputs["none"], bicubic, "wavelet"))
     assert not torch.equal(outputs["wavelet"], outputs["none"])
+
+
+def test_validation_samples_on_the_tiles_litevsr_upscale_picks(backbone, caplog):
+    """Validation's SR is the default path's: sampled on the automatic tiles `litevsr upscale` picks for clips of
+    its size (here 200 px, above the 192 px floor of the test backbone's 8 px tokens, so tiled), and it says so."""
+    import logging
+
+    from litevsr.inference import Sampling, clip_latents, resolve_tiles
+    from litevsr.module import LiteVSRModule
+
+    torch.manual_seed(0)
+    adapter = StateAwareAdapter(width=32, time_dim=32, inject_every=2, output_init_std=0.05)
+    module = LiteVSRModule(backbone, adapter, sampling=Sampling(sigma_start=0.5), val_references=False)
+    module.log = lambda *args, **kwargs: None
+    hq = torch.rand(1, 3, 1, 200, 200) * 2 - 1
+    lq = torch.nn.functional.avg_pool3d(hq, (1, 4, 4))
+    sampling = resolve_tiles(module.sampling, backbone, (200, 200), 1)
+    assert sampling.tile == 192
+    with caplog.at_level(logging.INFO):
+        sr = module.validation_step({"hq": hq, "lq": lq, "key": ["a"]}, 0)
+    torch.testing.assert_close(sr, backbone.decode(clip_latents(module.model, lq, 4, sampling)), atol=1e-6, rtol=0)
+    assert "validation samples 200x200 clips on the default path's tiles: 192 px tiles overlapping by 32 px" in (
+        caplog.text
+    )
 
 
 def test_vae_scale_loss_weights_each_channel_by_its_unnormalised_variance(

@@ -1,0 +1,110 @@
+"""What automatic tiles cost and lose: the quality-speed frontier of the default path's spatial tiles and levers.
+
+For each configuration (tile and overlap in output pixels, transformer dtype, torch.compile of the blocks), with
+the default shipped adapter and its sampler:
+- dB lost: mean PSNR-Y against whole-frame sampling (`--sampling.tile 0`) over the held-out clips with fine
+  texture (fur, feathers, foliage) at both LQ kinds, x4;
+- speed: frames/s upscaling 17 frames of 160x120 to 640x480 (benchmarks/peers.py's speed clip, shrunk), the
+  median of --runs runs in one process after a warm-up window, so torch.compile's first call is left out. Tiles
+  make time linear in area: 1280x960 takes four times as long.
+
+    python benchmarks/tiles.py [--runs 3] [--clips natural_fox_fur,natural_feathers_forest]
+
+writes benchmarks/results/tiles.json and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from common import ROOT, report
+from heldout import LQ_KINDS
+from peers import speed_frames
+
+from litevsr.cli import load_models
+from litevsr.evaluate import ClipScores
+from litevsr.frames import shrink_frames, stream_frames
+from litevsr.inference import Sampling, open_source, upscale_windows
+
+# name: (tile, overlap, dtype, compile); None tiles are the automatic ones
+CONFIGS = {
+    "default (automatic)": (None, None, "float32", False),
+    "56 px, 16 overlap (before)": (56, 16, "float32", False),
+    "96 px, 16 overlap": (96, 16, "float32", False),
+    "128 px, 24 overlap": (128, 24, "float32", False),
+    "160 px, 24 overlap": (160, 24, "float32", False),
+    "192 px, 16 overlap": (192, 16, "float32", False),
+    "default, bf16 transformer": (None, None, "bfloat16", False),
+    "default, torch.compile": (None, None, "float32", True),
+}
+
+
+def psnr_y(model, sampling: Sampling, lq: str, gt: str) -> float:
+    scores = ClipScores(4, {})
+    sr = stream_frames(upscale_windows(model, open_source(lq)[1], 4, sampling))
+    for frame, ref in zip(sr, open_source(gt)[1], strict=True):
+        scores.add(frame, ref)
+    return scores.means()["psnr_y"]
+
+
+def upscaled_frames(model, sampling: Sampling, frames: np.ndarray) -> int:
+    return sum(1 for _ in stream_frames(upscale_windows(model, iter(frames), 4, sampling)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=os.path.join(ROOT, "data", "heldout"))
+    parser.add_argument("--clips", default="natural_fox_fur,natural_feathers_forest")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default=None, help="comma-separated configuration names")
+    opts = parser.parse_args()
+    pairs = [
+        (os.path.join(opts.root, folder, f"{clip}.mkv"), os.path.join(opts.root, "gt", f"{clip}.mkv"))
+        for clip in opts.clips.split(",")
+        for folder in LQ_KINDS.values()
+    ]
+    frames = speed_frames(opts.root, 17)
+    small = shrink_frames(frames, max_side=160)  # 160x120 in, 640x480 out
+    whole = {}
+    rows = []
+    for name, (tile, overlap, dtype, compiled) in CONFIGS.items():
+        if opts.only and name not in opts.only.split(","):
+            continue
+        ((_, model, config),) = load_models(None, None, "cpu", dtype)
+        if compiled:
+            model.backbone.transformer.compile_repeated_blocks()
+        sampling = Sampling.of_adapter(config, tile=tile, tile_overlap=overlap)
+        if not whole:  # the reference: whole frames, float32, uncompiled
+            whole = {p: psnr_y(model, Sampling.of_adapter(config, tile=0), *p) for p in pairs}
+        lost = [whole[p] - psnr_y(model, sampling, *p) for p in pairs]
+        upscaled_frames(model, sampling, small)  # warm-up: compilation, allocator
+        seconds = []
+        for _ in range(opts.runs):
+            start = time.perf_counter()
+            count = upscaled_frames(model, sampling, small)
+            seconds.append(time.perf_counter() - start)
+        rows.append(
+            {
+                "config": name,
+                "tile": tile or "auto",
+                "overlap": overlap or "auto",
+                "dB_lost_mean": float(np.mean(lost)),
+                "dB_lost_worst": float(np.max(lost)),
+                "frames_per_s_640x480": count / statistics.median(seconds),
+                "seconds_runs": seconds,
+            }
+        )
+        print(rows[-1], flush=True)
+    columns = ["config", "tile", "overlap", "dB_lost_mean", "dB_lost_worst", "frames_per_s_640x480"]
+    notes = {"pairs": pairs, "whole_frame_psnr_y": {f"{lq} | {gt}": v for (lq, gt), v in whole.items()}}
+    report("tiles", rows, columns, {**notes, "threads": torch.get_num_threads(), "command": " ".join(sys.argv)})
+
+
+if __name__ == "__main__":
+    main()
