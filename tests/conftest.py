@@ -1,10 +1,13 @@
+import importlib.util
 import os
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+BENCHMARKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 # Small enough for fast tests, but the real diffusers classes and the real loading path.
@@ -33,6 +36,17 @@ TEST_CONFIG = {
         latents_std=[2.0] * 16,
     ),
 }
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module, imported as it runs as a script: its folder first on sys.path, for
+    `from common import ...` (benchmarks is not a package)."""
+    if BENCHMARKS not in sys.path:
+        sys.path.insert(0, BENCHMARKS)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

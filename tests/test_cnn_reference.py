@@ -1,26 +1,13 @@
 """benchmarks/cnn_reference.py scores its plain CNN against the same bicubic as litevsr evaluate."""
 
-import importlib.util
-import os
-import sys
-
 import pytest
-
-BENCHMARKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks")
-sys.path.insert(0, BENCHMARKS)  # as when they run as scripts: their folder first, for `from common import ...`
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 def test_the_reference_scores_bicubic_as_litevsr_evaluate_does(tmp_path):
     from litevsr.evaluate import evaluate
 
-    heldout, reference = load("heldout_data"), load("cnn_reference")
+    heldout, reference = load_benchmark("heldout_data"), load_benchmark("cnn_reference")
     gt = heldout.synthetic_screen(frames=3, size=64, speed=2)
     for folder, video in {"gt": gt, **heldout.make_lq(gt, 4, "screen_test")}.items():
         heldout.write_video(str(tmp_path / folder / "screen_test.mkv"), video, 25.0)

@@ -1,20 +1,15 @@
 """The offline pieces of benchmarks/heldout_data.py (building the real set needs the package registry)."""
 
-import importlib.util
 import os
-import sys
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from litevsr import LiteVSRError
 from litevsr.data.video import read_video
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks")
-sys.path.insert(0, BENCHMARKS)  # as when it runs as a script: its folder first, for `from common import ...`
-_spec = importlib.util.spec_from_file_location("heldout_data", os.path.join(BENCHMARKS, "heldout_data.py"))
-heldout = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(heldout)
+heldout = load_benchmark("heldout_data")
 
 
 def test_synthetic_screen_is_deterministic_and_scrolls():

