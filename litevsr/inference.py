@@ -128,7 +128,8 @@ TOKEN_BUDGET = 32760
 
 #: The smallest automatic tile side, in tokens. A token's output depends on how much context its call sees, and
 #: the blend over overlaps averages several contexts. On the held-out fur clip (256 px), 7-token tiles lost 1.6 dB
-#: PSNR-Y to whole frames and 24-token tiles with a sixth of overlap gain 0.45 dB on them (benchmarks/heldout.py).
+#: PSNR-Y to whole frames and 24-token tiles with a sixth of overlap gain 0.45 dB on them (benchmarks/results/
+#: tiles_investigation.json, heldout.json).
 MIN_TILE_TOKENS = 24
 
 

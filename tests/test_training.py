@@ -387,28 +387,35 @@ def test_validation_applies_the_recipes_colour_fix(causal_twin, shard_dirs):
     assert not torch.equal(outputs["wavelet"], outputs["none"])
 
 
-def test_validation_samples_on_the_tiles_litevsr_upscale_picks(backbone, caplog):
+@pytest.mark.parametrize("structure", ["stride 1", "Wan2.1 causal 4x temporal"])
+def test_validation_samples_on_the_tiles_litevsr_upscale_picks(structure, backbone, causal_twin, caplog):
     """Validation's SR is the default path's: sampled on the automatic tiles `litevsr upscale` picks for clips of
-    its size (here 200 px, above the 192 px floor of the test backbone's 8 px tokens, so tiled), and it says so."""
+    its size (just above the 24-token floor, so tiled), and it says so; on the test backbone (8 px tokens, one
+    frame) and on the Wan2.1 twin (16 px tokens, 5 frames through its causal 1 + 4k VAE)."""
     import logging
 
-    from litevsr.inference import Sampling, clip_latents, resolve_tiles
+    from litevsr.inference import MIN_TILE_TOKENS, Sampling, clip_latents, resolve_tiles
     from litevsr.module import LiteVSRModule
 
     torch.manual_seed(0)
-    adapter = StateAwareAdapter(width=32, time_dim=32, inject_every=2, output_init_std=0.05)
+    if structure == "stride 1":
+        adapter, frames = StateAwareAdapter(width=32, time_dim=32, inject_every=2, output_init_std=0.05), 1
+    else:
+        backbone, frames = WanBackbone(causal_twin["backbone"]), 5
+        adapter = load_adapter(causal_twin["adapter"], backbone)
+    unit = backbone.spatial_multiple
+    size = (MIN_TILE_TOKENS + 1) * unit
     module = LiteVSRModule(backbone, adapter, sampling=Sampling(sigma_start=0.5), val_references=False)
     module.log = lambda *args, **kwargs: None
-    hq = torch.rand(1, 3, 1, 200, 200) * 2 - 1
+    hq = torch.rand(1, 3, frames, size, size) * 2 - 1
     lq = torch.nn.functional.avg_pool3d(hq, (1, 4, 4))
-    sampling = resolve_tiles(module.sampling, backbone, (200, 200), 1)
-    assert sampling.tile == 192
+    sampling = resolve_tiles(module.sampling, backbone, (size, size), frames)
+    assert sampling.tile == MIN_TILE_TOKENS * unit
     with caplog.at_level(logging.INFO):
         sr = module.validation_step({"hq": hq, "lq": lq, "key": ["a"]}, 0)
-    torch.testing.assert_close(sr, backbone.decode(clip_latents(module.model, lq, 4, sampling)), atol=1e-6, rtol=0)
-    assert "validation samples 200x200 clips on the default path's tiles: 192 px tiles overlapping by 32 px" in (
-        caplog.text
-    )
+    torch.testing.assert_close(sr, backbone.decode(clip_latents(module.model, lq, 4, sampling)), atol=1e-5, rtol=0)
+    tiles = f"{sampling.tile} px tiles overlapping by {sampling.tile_overlap} px"
+    assert f"validation samples {size}x{size} clips on the default path's tiles: {tiles}" in caplog.text
 
 
 def test_vae_scale_loss_weights_each_channel_by_its_unnormalised_variance(
