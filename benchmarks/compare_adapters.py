@@ -19,6 +19,7 @@ ControlNet copy, full fine-tuning), each trained by LiteVSRModule on the same fr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -128,10 +129,8 @@ def quality(
 
     from litevsr.atomic import write_json_atomic
     from litevsr.backbones import WanBackbone
-    from litevsr.cli import load_models
     from litevsr.evaluate import evaluate
-    from litevsr.inference import Sampling
-    from litevsr.model import LiteVSR
+    from litevsr.pipeline import LiteVSRPipeline
 
     scale = json.load(open(os.path.join(heldout, "manifest.json")))["scale"]
     lq_folders = [f for f in ("lq_bicubic", "lq_realworld") if os.path.isdir(os.path.join(heldout, f))]
@@ -167,18 +166,18 @@ def quality(
                     )
                 if fit.returncode:
                     raise SystemExit(f"training {method} (seed {seed}) failed: see {log}")
-                ((_, model, config),) = load_models(os.path.join(run, "adapter"), None, "cpu", "float32")
-                sampling = Sampling.of_adapter(config)
-                models = [("method", model, sampling)]
+                pipe = LiteVSRPipeline.from_pretrained(os.path.join(run, "adapter"))
+                sampling = pipe.sampling()
+                models = [("method", pipe, sampling)]
                 if floors is None:  # the bare generator, with the same sampler
-                    models.append(("no adapter", LiteVSR(WanBackbone(config["backbone"]), None), sampling))
+                    models.append(("no adapter", pipe.without_adapter(WanBackbone(pipe.backbone.name)), sampling))
                 scores = score(models)
                 if floors is None:
                     floors = {k: float(np.mean([r["psnr_y"] for r in scores[k]])) for k in ("bicubic", "no adapter")}
                 done[key] = {
                     k: float(np.mean([r[k] for r in scores["method"]])) for k in ("psnr_y", "ssim_y", "warp_error")
                 }
-                done[key]["trained"] = sum(p.numel() for p in model.trained_parameters().values())
+                done[key]["trained"] = sum(p.numel() for p in pipe.velocity_field.trained_parameters().values())
                 done["floors"] = floors
                 write_json_atomic(done_path, done)
             runs.append(done[key])
@@ -203,6 +202,7 @@ def quality(
 
 
 def make_adapter(method: str, size: dict | None = None):
+    """The method's adapter as a recipe gives it: a callable of the backbone's dimensions."""
     import litevsr.adapters as adapters
 
     name, kwargs = METHODS[method]
@@ -210,7 +210,7 @@ def make_adapter(method: str, size: dict | None = None):
         kwargs = {"time_dim": size["time_dim"], **kwargs}
     if name == "LoRAAdapter" and size is not None and size is SIZES["tiny"]:
         kwargs = {**kwargs, "rank": 4}
-    return getattr(adapters, name)(**kwargs)
+    return functools.partial(getattr(adapters, name), **kwargs)
 
 
 def real_shape_params(methods: list[str]) -> list[dict]:
@@ -235,9 +235,9 @@ def real_shape_params(methods: list[str]) -> list[dict]:
 def run_steps(method: str, size_name: str, steps: int) -> dict:
     import tempfile
 
-    from litevsr.backbones.twins import twin_config
     from litevsr.backbones.wan import WanBackbone
     from litevsr.module import LiteVSRModule
+    from litevsr.zoo.twins import twin_config
 
     size = SIZES[size_name]
     config = {"transformer": size["transformer"], "vae": twin_config("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["vae"]}

@@ -12,6 +12,7 @@ import argparse
 import shutil
 import tempfile
 import time
+from functools import partial
 
 import torch
 from common import report
@@ -58,12 +59,13 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny config on the CPU: checks the script runs")
     args = parser.parse_args()
     from litevsr.adapters import StateAwareAdapter, save_adapter
-    from litevsr.backbones.wan import KNOWN_CONFIGS, TINY_CONFIG
-    from litevsr.cli import load_models
+    from litevsr.backbones.wan import KNOWN_CONFIGS
     from litevsr.data.video import encode_video
     from litevsr.frames import video_to_frames
-    from litevsr.inference import Sampling, upscale_file
+    from litevsr.inference import upscale_file
     from litevsr.module import LiteVSRModule
+    from litevsr.pipeline import LiteVSRPipeline
+    from litevsr.zoo import TINY_CONFIG
 
     device = "cpu" if args.smoke else "cuda"
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -84,7 +86,7 @@ def main() -> None:
         latents = backbone.encode(hq)
         add("vae decode", *timed(lambda: backbone.decode(latents), args.repeats, device))
 
-    adapter = StateAwareAdapter(structure_depth=2, refinement_depth=2, inject_every=3)  # recipes/anime.yaml
+    adapter = partial(StateAwareAdapter, structure_depth=2, refinement_depth=2, inject_every=3)  # recipes/anime.yaml
     for checkpointing in (False, True):
         module = LiteVSRModule(backbone, adapter, gradient_checkpointing=checkpointing).to(device)
         module.log = lambda *a, **k: None  # no trainer attached
@@ -100,31 +102,33 @@ def main() -> None:
         add(
             f"adapter train step, bf16, checkpointing={checkpointing}",
             *timed(step, args.repeats, device),
-            trainable_M=sum(p.numel() for p in adapter.parameters()) / 1e6,
+            trainable_M=sum(p.numel() for p in module.adapter.parameters()) / 1e6,
         )
         del optimizer
         if checkpointing:
             backbone.transformer.disable_gradient_checkpointing()
-            adapter.gradient_checkpointing = False
+            module.adapter.gradient_checkpointing = False
 
-    # Upscaling as `litevsr upscale` runs it: the CLI's loading (device, bfloat16 transformer) and upscale_file on
-    # an LQ video file, with its default windows and automatic tiles.
-    save_adapter(adapter, f"{folder}/adapter", folder, scale=4, sampling={"steps": 1, "sigma_start": 0.5, "shift": 1.0})
+    # Upscaling as `litevsr upscale` runs it: the pipeline (device, bfloat16 transformer) and upscale_file on an LQ
+    # video file, with its default windows and automatic tiles.
+    save_adapter(
+        module.adapter, f"{folder}/adapter", folder, scale=4, sampling={"steps": 1, "sigma_start": 0.5, "shift": 1.0}
+    )
     module = backbone = None  # free the training copy before measuring upscaling
-    ((_, model, config),) = load_models(f"{folder}/adapter", folder, device, "bfloat16")
+    pipe = LiteVSRPipeline.from_pretrained(f"{folder}/adapter", backbone=folder, torch_dtype=torch.bfloat16).to(device)
     with open(f"{folder}/lq.mkv", "wb") as f:
         f.write(encode_video(video_to_frames(lq[0].cpu())))
     for steps in (1, 4):
-        sampling = Sampling.of_adapter(config, steps=steps)
+        sampling = pipe.sampling(steps=steps)
         seconds, peak = timed(
             lambda sampling=sampling: upscale_file(
-                model, f"{folder}/lq.mkv", f"{folder}/sr.mp4", 4, sampling, overwrite=True
+                pipe, f"{folder}/lq.mkv", f"{folder}/sr.mp4", 4, sampling, overwrite=True
             ),
             args.repeats,
             device,
         )
         add(f"litevsr upscale x4, {steps} step(s), defaults, bf16", seconds, peak, frames_per_s=t / seconds)
-    backbone = model.backbone
+    backbone = pipe.backbone
 
     # Full fine-tuning of the same transformer (bf16 weights, AdamW, gradient checkpointing) for comparison.
     transformer = backbone.transformer.requires_grad_(True).train()

@@ -22,11 +22,10 @@ import torch
 from common import RESULTS, ROOT, report
 
 from litevsr.backbones import WanBackbone
-from litevsr.cli import load_models
 from litevsr.evaluate import ClipScores, evaluate, find_pairs
 from litevsr.frames import frames_to_video, video_to_frames
-from litevsr.inference import Sampling, open_source
-from litevsr.model import LiteVSR
+from litevsr.inference import open_source
+from litevsr.pipeline import load_pipelines
 
 LQ_KINDS = {"bicubic": "lq_bicubic", "realworld": "lq_realworld"}
 WHOLE = " (whole frames)"
@@ -59,13 +58,15 @@ def main() -> None:
     opts = parser.parse_args()
     manifest = json.load(open(os.path.join(opts.root, "manifest.json")))
     scale = manifest["scale"]
-    models = load_models(opts.adapter, None, "cpu", "float32")
-    bare = [model.backbone for _, model, _ in models if not model.adapter.edits_backbone]
-    backbone = bare[0] if bare else WanBackbone(models[0][2]["backbone"])
-    methods = [(name, model, Sampling.of_adapter(config, color_fix=opts.color_fix)) for name, model, config in models]
+    models = load_pipelines(opts.adapter)
+    bare = [pipe for _, pipe in models if not pipe.adapter.edits_backbone]
+    no_adapter = (
+        bare[0].without_adapter() if bare else models[0][1].without_adapter(WanBackbone(models[0][1].backbone.name))
+    )
+    methods = [(name, pipe, pipe.sampling(color_fix=opts.color_fix)) for name, pipe in models]
     # each adapter through the default path (automatic tiles), and beside it on whole frames (--sampling.tile 0)
-    methods += [(f"{name}{WHOLE}", model, dataclasses.replace(s, tile=0)) for name, model, s in methods]
-    methods.insert(0, ("no adapter", LiteVSR(backbone, None), methods[0][2]))
+    methods += [(f"{name}{WHOLE}", pipe, dataclasses.replace(s, tile=0)) for name, pipe, s in methods]
+    methods.insert(0, ("no adapter", no_adapter, methods[0][2]))
     rows = []
     for kind, folder in LQ_KINDS.items():
         for row in evaluate(
@@ -79,11 +80,16 @@ def main() -> None:
             rows.append({"lq": kind, **row})
     for clip, gt, _ in find_pairs(os.path.join(opts.root, "gt"), os.path.join(opts.root, "lq_bicubic")):
         rows.append(
-            {"lq": "-", "clip": clip, "method": "VAE ceiling", **vae_ceiling(backbone, gt, scale, opts.max_frames)}
+            {
+                "lq": "-",
+                "clip": clip,
+                "method": "VAE ceiling",
+                **vae_ceiling(no_adapter.backbone, gt, scale, opts.max_frames),
+            }
         )
     for row in rows:
         row["kind"] = manifest["clips"][row["clip"]]["kind"]
-    adapters = [m for name, _, _ in models for m in (name, f"{name}{WHOLE}")]
+    adapters = [m for name, _ in models for m in (name, f"{name}{WHOLE}")]
     summary = {}
     for method in ["bicubic", "no adapter", *adapters]:
         mine = [r for r in rows if r["method"] == method]
@@ -101,7 +107,7 @@ def main() -> None:
             ),
         }
     gaps = []
-    for name, _, _ in models:  # the default path against whole frames, clip by clip
+    for name, _ in models:  # the default path against whole frames, clip by clip
         whole = {(r["lq"], r["clip"]): r["psnr_y"] for r in rows if r["method"] == f"{name}{WHOLE}"}
         gap = [r["psnr_y"] - whole[r["lq"], r["clip"]] for r in rows if r["method"] == name]
         summary[name]["vs_whole_frames_db"] = {"mean": float(np.mean(gap)), "worst": float(np.min(gap))}

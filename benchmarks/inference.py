@@ -19,11 +19,10 @@ import torch
 from common import report
 
 
-def _model():
-    from litevsr.cli import load_models
+def _pipeline():
+    from litevsr.pipeline import LiteVSRPipeline
 
-    ((_, model, config),) = load_models("general", None)
-    return model, config
+    return LiteVSRPipeline.from_pretrained("general")
 
 
 def _frames(count: int, width: int, height: int):
@@ -33,15 +32,14 @@ def _frames(count: int, width: int, height: int):
         yield np.roll(base, i, axis=1)
 
 
-def speed(model, config, steps: int, width: int, height: int, frames: int = 17, tile: int | None = None) -> float:
+def speed(pipe, steps: int, width: int, height: int, frames: int = 17, tile: int | None = None) -> float:
     from litevsr.frames import stream_frames
-    from litevsr.inference import Sampling, upscale_windows
 
-    sampling = Sampling.of_adapter(config, steps=steps, tile=tile, tile_overlap=32 if tile else None)
+    sampling = pipe.sampling(steps=steps, tile=tile, tile_overlap=32 if tile else None)
     if steps > 1:
         sampling.sigma_start = max(sampling.sigma_start, 0.5)  # several steps start from a noisier state
     start = time.perf_counter()
-    count = sum(1 for _ in stream_frames(upscale_windows(model, _frames(frames, width, height), 4, sampling)))
+    count = sum(1 for _ in stream_frames(pipe.stream(_frames(frames, width, height), 4, sampling)))
     return count / (time.perf_counter() - start)
 
 
@@ -56,16 +54,14 @@ def peak_rss_mib(frames: int, width: int, height: int) -> float:
     return json.loads(out.strip().splitlines()[-1])["peak_MiB"]
 
 
-def large(model, config, frames: int = 17) -> None:
+def large(pipe, frames: int = 17) -> None:
     """Default options (automatic tiles and windows) on `frames`-frame clips: frames/s and s per output megapixel."""
-    from litevsr.inference import Sampling, resolve_tiles, temporal_windows
+    from litevsr.pipeline import temporal_windows
 
     rows = []
     for width, height in ((320, 240), (480, 360)):
-        sampling = resolve_tiles(
-            Sampling.of_adapter(config), model.backbone, (height * 4, width * 4), temporal_windows(model.backbone)[0]
-        )
-        fps = speed(model, config, 1, width, height, frames=frames)
+        sampling = pipe.resolve_tiles(pipe.sampling(), (height * 4, width * 4), temporal_windows(pipe.backbone)[0])
+        fps = speed(pipe, 1, width, height, frames=frames)
         rows.append(
             {
                 "output": f"{width * 4}x{height * 4}",
@@ -97,32 +93,27 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="default options at 1280x960 output and larger")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
-    model, config = _model()
+    pipe = _pipeline()
     if args.large:
-        return large(model, config)
+        return large(pipe)
     if args.rss:
         from litevsr.frames import stream_frames
-        from litevsr.inference import Sampling, upscale_windows
 
-        for _ in stream_frames(
-            upscale_windows(model, _frames(args.rss, width, height), 4, Sampling.of_adapter(config))
-        ):
+        for _ in stream_frames(pipe.stream(_frames(args.rss, width, height), 4)):
             pass
         print(json.dumps({"peak_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
         return
 
     rows = []
-    speed(model, config, 1, width, height, frames=5)  # warm-up
+    speed(pipe, 1, width, height, frames=5)  # warm-up
     for steps in (1, 2, 4, 8, 25, 50):
-        rows.append(
-            {"measure": f"{steps} step(s)", "value": speed(model, config, steps, width, height), "unit": "frames/s"}
-        )
+        rows.append({"measure": f"{steps} step(s)", "value": speed(pipe, steps, width, height), "unit": "frames/s"})
         print(rows[-1], flush=True)
     rss = {n: peak_rss_mib(n, width, height) for n in (32, 128, 256)}
     rows += [{"measure": f"peak RSS, {n} frames", "value": v, "unit": "MiB"} for n, v in rss.items()]
     rows.append({"measure": "peak RSS ratio 256 / 32 frames", "value": rss[256] / rss[32], "unit": "x (target <= 1.2)"})
     big = (width * 2, height * 2)  # a frame large enough to need several tiles of 128 output pixels
-    untiled, tiled = speed(model, config, 1, *big, tile=0), speed(model, config, 1, *big, tile=128)
+    untiled, tiled = speed(pipe, 1, *big, tile=0), speed(pipe, 1, *big, tile=128)
     rows += [
         {"measure": f"untiled {big[0] * 4}x{big[1] * 4} output", "value": untiled, "unit": "frames/s"},
         {"measure": "tiled (128 px tiles, 32 px overlap)", "value": tiled, "unit": "frames/s"},

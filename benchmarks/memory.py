@@ -18,6 +18,7 @@ block recomputed. Wan backbones only: the other families' blocks differ.
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 
 import torch
 from common import report
@@ -54,14 +55,14 @@ def saved_bytes(width: int, latent_hw: int, method: str, checkpointing: bool) ->
     """Bytes of the tensors autograd saves (parameters excluded, each storage once) in one training step."""
     from litevsr.adapters import FullFinetuneAdapter, StateAwareAdapter
     from litevsr.backbones import WanBackbone
-    from litevsr.backbones.twins import twin_config
     from litevsr.module import LiteVSRModule
+    from litevsr.zoo.twins import twin_config
 
     config = {"transformer": tiny_transformer(width), "vae": twin_config("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["vae"]}
     with tempfile.TemporaryDirectory() as folder:
         WanBackbone.save(*WanBackbone.build(config), folder, torch.randn(1, 8, 64))
         backbone = WanBackbone(folder)
-    adapter = StateAwareAdapter(time_dim=64) if method == "adapter" else FullFinetuneAdapter()
+    adapter = partial(StateAwareAdapter, time_dim=64) if method == "adapter" else FullFinetuneAdapter
     module = LiteVSRModule(backbone, adapter, gradient_checkpointing=checkpointing)
     module.log = lambda *a, **k: None
     params = {p.untyped_storage().data_ptr() for p in module.parameters()}
@@ -122,7 +123,7 @@ def main() -> None:
         cls = KNOWN_BACKBONES[name]
         for method in ("adapter", "full"):
             backbone = cls(name, empty_weights=True)
-            adapter = StateAwareAdapter() if method == "adapter" else FullFinetuneAdapter()
+            adapter = StateAwareAdapter if method == "adapter" else FullFinetuneAdapter
             counts = LiteVSRModule(backbone, adapter).parameter_counts()
             transformer, vae = counts["transformer"], sum(p.numel() for p in backbone.vae.parameters())
             trained = counts["trainable"]

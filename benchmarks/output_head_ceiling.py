@@ -82,7 +82,7 @@ def ceiling(generator: str, sigmas: list[float], shards: str) -> list[dict]:
 
 
 def main():
-    from litevsr.backbones.wan import TINY_PATH
+    from litevsr.zoo import TINY_PATH
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", nargs="+", default=[str(TINY_PATH)])

@@ -22,7 +22,7 @@ def main() -> None:
     rows = []
     for name, cls in KNOWN_BACKBONES.items():
         backbone = cls(name, empty_weights=True)
-        adapter = StateAwareAdapter()
+        adapter = StateAwareAdapter
         counts = LiteVSRModule(backbone, adapter).parameter_counts()
         rows.append(
             {

@@ -48,10 +48,10 @@ from heldout import LQ_KINDS
 from heldout_data import CLIPS, pil_frames, wheel_member
 from PIL import Image
 
-from litevsr.cli import load_models
 from litevsr.evaluate import ClipScores, bicubic_frames, find_pairs
 from litevsr.frames import shrink_frames, stream_frames
-from litevsr.inference import Sampling, open_source, upscale_windows
+from litevsr.inference import open_source
+from litevsr.pipeline import load_pipelines
 
 SCALE = 4  # every peer here is an x4 model
 THREADS = os.cpu_count() or 1
@@ -115,11 +115,10 @@ def load_method(method: str) -> Upscaler:
     if method == "bicubic":
         return lambda frames: bicubic_frames(frames, SCALE)
     if method == "litevsr default":  # as `litevsr upscale` with default options
-        ((_, model, config),) = load_models(None, None, "cpu", "float32")
-        if (config.get("scale") or 4) != SCALE:
-            raise SystemExit(f"peers.py: error: the default adapter upscales x{config['scale']}, the peers x{SCALE}")
-        sampling = Sampling.of_adapter(config)
-        return lambda frames: stream_frames(upscale_windows(model, frames, SCALE, sampling))
+        ((_, pipe),) = load_pipelines()
+        if pipe.config.scale != SCALE:
+            raise SystemExit(f"peers.py: error: the default adapter upscales x{pipe.config.scale}, the peers x{SCALE}")
+        return lambda frames: stream_frames(pipe.stream(frames, SCALE))
     peer = peer_class(method)(gpuid=-1, **PEERS[method][2])
     return lambda frames: (peer_frame(peer, frame) for frame in frames)
 

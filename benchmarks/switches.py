@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 import time
+from functools import partial
 
 import torch
 from common import peak_memory_mib, report, time_training_steps
@@ -41,9 +42,9 @@ def run_one(name: str, steps: int, device: str) -> dict:
 
     from litevsr.adapters import StateAwareAdapter
     from litevsr.backbones import Switches, WanBackbone
-    from litevsr.backbones.twins import twin_config
     from litevsr.backbones.wan import KNOWN_CONFIGS
     from litevsr.module import LiteVSRModule
+    from litevsr.zoo.twins import twin_config
 
     kind, backbone_args, module_args, _ = SWITCHES[name]
     backbone_args = json.loads(json.dumps(backbone_args).replace("DEVICE", device))
@@ -73,7 +74,7 @@ def run_one(name: str, steps: int, device: str) -> dict:
         seconds = (time.perf_counter() - start) / steps
     else:
         torch.manual_seed(0)
-        module = LiteVSRModule(backbone, StateAwareAdapter(time_dim=96), **module_args).to(device)
+        module = LiteVSRModule(backbone, partial(StateAwareAdapter, time_dim=96), **module_args).to(device)
         module.log = lambda *a, **k: None  # no trainer attached
         optimizer = torch.optim.AdamW(module.adapter.parameters(), lr=1e-4)
         x0, cond = (torch.randn(2, *CACHED_LATENTS, generator=g).to(device) for _ in range(2))

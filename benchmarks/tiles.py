@@ -29,10 +29,10 @@ from common import ROOT, report
 from heldout import LQ_KINDS
 from peers import speed_frames
 
-from litevsr.cli import load_models
 from litevsr.evaluate import ClipScores
 from litevsr.frames import shrink_frames, stream_frames
-from litevsr.inference import Sampling, open_source, upscale_windows
+from litevsr.inference import open_source
+from litevsr.pipeline import LiteVSRPipeline, Sampling
 
 # name (tile/overlap): (tile, overlap, dtype, compile); None tiles are the automatic ones
 CONFIGS = {
@@ -47,16 +47,16 @@ CONFIGS = {
 }
 
 
-def psnr_y(model, sampling: Sampling, lq: str, gt: str) -> float:
+def psnr_y(pipe, sampling: Sampling, lq: str, gt: str) -> float:
     scores = ClipScores(4, {})
-    sr = stream_frames(upscale_windows(model, open_source(lq)[1], 4, sampling))
+    sr = stream_frames(pipe.stream(open_source(lq)[1], 4, sampling))
     for frame, ref in zip(sr, open_source(gt)[1], strict=True):
         scores.add(frame, ref)
     return scores.means()["psnr_y"]
 
 
-def upscaled_frames(model, sampling: Sampling, frames: np.ndarray) -> int:
-    return sum(1 for _ in stream_frames(upscale_windows(model, iter(frames), 4, sampling)))
+def upscaled_frames(pipe, sampling: Sampling, frames: np.ndarray) -> int:
+    return sum(1 for _ in stream_frames(pipe.stream(iter(frames), 4, sampling)))
 
 
 def main() -> None:
@@ -73,23 +73,23 @@ def main() -> None:
     ]
     frames = speed_frames(opts.root, 17)
     small = shrink_frames(frames, max_side=160)  # 160x120 in, 640x480 out
-    whole = {}
+    reference = LiteVSRPipeline.from_pretrained("general")  # whole frames, float32, uncompiled
+    whole = {p: psnr_y(reference, reference.sampling(tile=0), *p) for p in pairs}
+    del reference
     rows = []
     for name, (tile, overlap, dtype, compiled) in CONFIGS.items():
         if opts.only and name not in opts.only.split(","):
             continue
-        ((_, model, config),) = load_models(None, None, "cpu", dtype)
+        pipe = LiteVSRPipeline.from_pretrained("general", torch_dtype=dtype)
         if compiled:
-            model.backbone.transformer.compile_repeated_blocks()
-        sampling = Sampling.of_adapter(config, tile=tile, tile_overlap=overlap)
-        if not whole:  # the reference: whole frames, float32, uncompiled
-            whole = {p: psnr_y(model, Sampling.of_adapter(config, tile=0), *p) for p in pairs}
-        lost = [whole[p] - psnr_y(model, sampling, *p) for p in pairs]
-        upscaled_frames(model, sampling, small)  # warm-up: compilation, allocator
+            pipe.backbone.transformer.compile_repeated_blocks()
+        sampling = pipe.sampling(tile=tile, tile_overlap=overlap)
+        lost = [whole[p] - psnr_y(pipe, sampling, *p) for p in pairs]
+        upscaled_frames(pipe, sampling, small)  # warm-up: compilation, allocator
         seconds = []
         for _ in range(opts.runs):
             start = time.perf_counter()
-            count = upscaled_frames(model, sampling, small)
+            count = upscaled_frames(pipe, sampling, small)
             seconds.append(time.perf_counter() - start)
         rows.append(
             {

@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import time
+from functools import partial
 
 import torch
 from common import peak_memory_mib, report, time_training_steps
@@ -32,8 +33,9 @@ def run_one(size: str, precision: str, checkpointing: bool, steps: int, device: 
     import tempfile
 
     from litevsr.adapters import StateAwareAdapter
-    from litevsr.backbones.wan import TINY_CONFIG, WanBackbone
+    from litevsr.backbones.wan import WanBackbone
     from litevsr.module import LiteVSRModule
+    from litevsr.zoo import TINY_CONFIG
 
     spec = SIZES[size]
     config = {
@@ -49,7 +51,7 @@ def run_one(size: str, precision: str, checkpointing: bool, steps: int, device: 
     with tempfile.TemporaryDirectory() as folder:
         WanBackbone.save(*WanBackbone.build(config), folder)
         backbone = WanBackbone(folder)
-    adapter = StateAwareAdapter(width=spec["adapter"], time_dim=min(256, spec["adapter"]), inject_every=2)
+    adapter = partial(StateAwareAdapter, width=spec["adapter"], time_dim=min(256, spec["adapter"]), inject_every=2)
     module = LiteVSRModule(backbone, adapter, gradient_checkpointing=checkpointing).to(device)
     optimizer = torch.optim.AdamW(module.adapter.parameters(), lr=1e-4)
     t, h, w = spec["clip"]
@@ -115,9 +117,9 @@ def run_cached(variant: str, steps: int, device: str) -> dict:
 
     from litevsr import flow
     from litevsr.adapters import StateAwareAdapter
-    from litevsr.backbones.twins import twin_config
     from litevsr.backbones.wan import WanBackbone
     from litevsr.module import LiteVSRModule
+    from litevsr.zoo.twins import twin_config
 
     config = {"transformer": CACHED_TRANSFORMER, "vae": twin_config("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["vae"]}
     with tempfile.TemporaryDirectory() as folder:
@@ -136,7 +138,7 @@ def run_cached(variant: str, steps: int, device: str) -> dict:
             eps = torch.randn_like(x0)
             return F.mse_loss(backbone(flow.interpolate(x0, eps, sigma), sigma), flow.velocity_target(x0, eps))
     else:
-        module = LiteVSRModule(backbone, StateAwareAdapter(**CACHED_VARIANTS[variant])).to(device)
+        module = LiteVSRModule(backbone, partial(StateAwareAdapter, **CACHED_VARIANTS[variant])).to(device)
         module.log = lambda *a, **k: None  # no trainer attached
         optimizer = torch.optim.AdamW(module.adapter.parameters(), lr=1e-4)
         trained = sum(p.numel() for p in module.adapter.parameters())

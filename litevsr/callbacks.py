@@ -1,4 +1,5 @@
-"""Training plumbing: adapter export, readable validation summaries, atomic and resumable checkpoints."""
+"""Training plumbing: adapter export, readable validation summaries, atomic and resumable checkpoints, progress
+in steps."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 
 import lightning as L
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 
 from litevsr.adapters.base import ADAPTER_CLASSES, save_adapter
@@ -28,6 +29,32 @@ class ResumableCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer, pl_module):
         if self.save_last and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class StepProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar, which counts batches per epoch; a run bounded by `max_steps` (litevsr's are: the
+    training stream is endless, so its epochs mean nothing) shows optimizer steps against max_steps instead."""
+
+    def init_train_tqdm(self):
+        bar = super().init_train_tqdm()
+        if self.trainer.max_steps > 0:
+            bar.bar_format = "step {n_fmt}/{total_fmt} |{bar}| [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
+        return bar
+
+    def on_train_epoch_start(self, trainer, *args):
+        super().on_train_epoch_start(trainer, *args)
+        if trainer.max_steps > 0:
+            bar = self.train_progress_bar
+            bar.total, bar.initial, bar.n = trainer.max_steps, trainer.global_step, trainer.global_step
+            bar.refresh()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.max_steps <= 0:
+            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        step = trainer.global_step
+        if self.is_enabled and (step % self.refresh_rate == 0 or step == trainer.max_steps):
+            self.train_progress_bar.n = step
+            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))  # refreshes the bar
 
 
 def unsharded_adapter(adapter):

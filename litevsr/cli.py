@@ -3,63 +3,183 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
+import importlib
+import inspect
 import io
+import logging
 import os
 import pickle
-import re
 import sys
+import types
+import typing
+import warnings
 
 import lightning as L
+import yaml
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from litevsr import LiteVSRError
-from litevsr.callbacks import AdapterExport, ResumableCheckpoint, ValidationSummary
-from litevsr.inference import Sampling
+from litevsr.callbacks import AdapterExport, ResumableCheckpoint, StepProgressBar, ValidationSummary
 from litevsr.module import LiteVSRModule
-
-#: Module options that moved into `model.sampling`: an old recipe is told the new key.
-RENAMED_OPTIONS = {
-    "val_steps": "sampling.steps",
-    "val_shift": "sampling.shift",
-    "val_sigma_start": "sampling.sigma_start",
-    "val_seed": "sampling.seed",
-    "start_noise": "sampling.start_noise",
-    "color_fix": "sampling.color_fix",
-}
+from litevsr.pipeline import Sampling
 
 
-#: Modules whose classes moved: an old recipe's class_path is told the new one.
-MOVED_MODULES = {"litevsr.data.pipeline": "litevsr.data.degradations", "litevsr.data.files": "litevsr.data.datamodule"}
+def _imported(path: str):
+    """The object a dotted class path names, as jsonargparse resolves it, or the reason it cannot be imported."""
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name), None
+    except (ImportError, AttributeError) as err:
+        return None, str(err)
 
 
-def _config_error(message: str) -> str:
-    """jsonargparse's nested union errors run to dozens of lines; keep the line that names the problem."""
-    for old, new in RENAMED_OPTIONS.items():
-        if re.search(rf"model\.{old}\b", message) or (f"'{old}'" in message and "accept" in message):
-            return f"model.{old} is now model.{new}"
-    for old, new in MOVED_MODULES.items():
-        moved = re.search(rf"{re.escape(old)}\.(\w+)", message)
-        if moved:
-            return f"class_path {old}.{moved.group(1)} is now {new}.{moved.group(1)}"
-    if re.search(r"'preset'", message) and "accept" in message:
-        return "RealWorldDegradation's init_args.preset is now init_args.options (a preset name or the options)"
-    unknown = re.search(r"Option ('[^']+') is not accepted|does not accept option ('[^']+')", message)
-    if unknown:
-        return f"unknown option {unknown.group(1) or unknown.group(2)}"
-    broken = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*(.+)", message)
-    if broken:  # e.g. a class that cannot be imported, or a bad value of one of its arguments
-        key = re.match(r'Parser key "([^"]+)":', broken.group(2))
-        reason = re.search(r"Expected .*", message[broken.end() :]) if key else None
-        if reason:
-            return f"{broken.group(1)}: {key.group(1)}: {reason.group(0)}"
-        return f"class_path {broken.group(1)}: {broken.group(2).strip()}"
-    found = re.search(r"Key '[^']+' .*|Expected .*", message)
-    return found.group(0) if found else message.strip().splitlines()[0]
+def _members(hint) -> list:
+    """The alternatives of a Union / Optional annotation (nested ones flattened), else [hint]."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(hint) for m in _members(arg)]
+    return [hint]
 
 
-def _parse_quietly(parse):
-    """Run a jsonargparse parse with stderr captured, so that a config error becomes one line, not a usage dump."""
+def _fits(value, hint) -> bool:
+    """Whether a YAML scalar can be a value of the scalar type `hint`; lenient where jsonargparse converts."""
+    if typing.get_origin(hint) is typing.Literal:
+        return value in typing.get_args(hint) or str(value) in map(str, typing.get_args(hint))
+    if hint is str:
+        return True
+    if hint is bool:
+        return isinstance(value, bool) or str(value).lower() in ("true", "false")
+    if hint is type(None):
+        return value is None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            hint(value)
+            return True
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and (hint is float or value.is_integer()))
+
+
+def _describe(hint) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return " or ".join(map(repr, typing.get_args(hint)))
+    return "None" if hint is type(None) else hint.__name__
+
+
+def _parameters(target) -> tuple[dict, bool]:
+    """{name: annotation} of what `target` (a class or function) takes, and whether it also takes **kwargs."""
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):  # no signature to hold options against
+        return {}, True
+    try:
+        hints = typing.get_type_hints(inspect.unwrap(target.__init__ if isinstance(target, type) else target))
+    except (NameError, TypeError, AttributeError):  # an annotation that does not resolve: names only
+        hints = {}
+    kinds = {p.kind for p in params.values()}
+    named = {n: hints.get(n) for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return named, inspect.Parameter.VAR_KEYWORD in kinds
+
+
+def _options_problem(named: dict, takes_more: bool, options: dict, where: str) -> str | None:
+    for key, value in options.items():
+        if key not in named:
+            if takes_more:
+                continue
+            return f"unknown option {key!r} of {where} (accepted: {', '.join(named)})"
+        problem = _value_problem(value, named[key], f"{where}: {key}")
+        if problem:
+            return problem
+    return None
+
+
+def _value_problem(value, hint, where: str) -> str | None:
+    """The first mistake in `value`, given for a parameter annotated `hint` (None: unknown), or None."""
+    if isinstance(value, list):
+        return next(filter(None, (_value_problem(v, None, where) for v in value)), None)
+    if isinstance(value, dict) and isinstance(value.get("class_path"), str):
+        path = value["class_path"]
+        if "." not in path:
+            return None  # a short name, which jsonargparse looks up among the subclasses it knows
+        target, error = _imported(path)
+        if error:
+            return f"class_path {path}: cannot import it ({error})"
+        init_args = value.get("init_args") if isinstance(value.get("init_args"), dict) else {}
+        options = {k: v for k, v in value.items() if k not in ("class_path", "init_args", "dict_kwargs")}
+        return _options_problem(*_parameters(target), {**options, **init_args}, path)
+    members = _members(hint)
+    if isinstance(value, dict):  # options of a dataclass argument, e.g. `sampling`
+        group = next((m for m in members if isinstance(m, type) and dataclasses.is_dataclass(m)), None)
+        if group is None:
+            return None
+        return _options_problem(*_parameters(group), value, f"{group.__module__}.{group.__qualname__}")
+    scalar = {str, bool, int, float, type(None)}
+    if value is None or not all(m in scalar or typing.get_origin(m) is typing.Literal for m in members):
+        return None  # jsonargparse's to judge
+    if any(_fits(value, m) for m in members):
+        return None
+    return f"{where}: expected {' or '.join(map(_describe, members))}, got {value!r}"
+
+
+def _merge(base: dict, new: dict) -> dict:
+    """`new` over `base`, as a later --config or --key value overrides: dicts merge, unless `new` names another
+    class_path, whose options then start afresh."""
+    for key, value in new.items():
+        old = base.get(key)
+        both_dicts = isinstance(old, dict) and isinstance(value, dict)
+        if both_dicts and value.get("class_path", old.get("class_path")) == old.get("class_path"):
+            base[key] = _merge(dict(old), value)
+        else:
+            base[key] = value
+    return base
+
+
+def _given_config(args: list[str]) -> dict | None:
+    """What the --config files and the --key value options in `args` add up to, or None if a file does not read
+    (which jsonargparse reports itself)."""
+    config: dict = {}
+    i = 0
+    while i < len(args):
+        key, eq, value = args[i].removeprefix("--").partition("=")
+        if not args[i].startswith("--") or key.endswith("+"):  # positionals, subcommands, list appends
+            i += 1
+            continue
+        if not eq and i + 1 < len(args) and not args[i + 1].startswith("--"):
+            value, i = args[i + 1], i + 1
+        i += 1
+        try:
+            if key == "config":
+                with open(value) as f:
+                    given = yaml.safe_load(f)
+            else:
+                given = yaml.safe_load(value) if value else None
+                for part in reversed(key.split(".")):
+                    given = {part: given}
+        except (OSError, yaml.YAMLError):
+            return None
+        if isinstance(given, dict):
+            _merge(config, given)
+    return config
+
+
+def _config_problem(config: dict) -> str | None:
+    """The first mistake in the config of a fit, validate, test or predict."""
+    for key, value in config.items():
+        target = SECTIONS.get(key)
+        if target is not None and isinstance(value, dict) and "class_path" not in value:
+            problem = _options_problem(*_parameters(target), value, f"{target.__module__}.{target.__qualname__}")
+        else:
+            problem = _value_problem(value, None, key)
+        if problem:
+            return problem
+    return None
+
+
+def _parse_quietly(parse, explain):
+    """Run a jsonargparse parse with stderr captured. A refused config becomes one line: the mistake `explain()`
+    finds in it, else the last line of jsonargparse's message (whose wording is its own)."""
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
@@ -67,16 +187,26 @@ def _parse_quietly(parse):
     except SystemExit as exit_:
         if not exit_.code:
             raise
-        message = captured.getvalue().rpartition("error: ")[2] or captured.getvalue()
-        print(f"litevsr: error: {_config_error(message)} (see --help)", file=sys.stderr)
+        lines = [line.strip() for line in captured.getvalue().splitlines() if line.strip()]
+        problem = explain() or (lines[-1].removeprefix("error: ") if lines else "invalid arguments")
+        print(f"litevsr: error: {problem} (see --help)", file=sys.stderr)
         sys.exit(2)
     sys.stderr.write(captured.getvalue())
     return result
 
 
+#: The callbacks every run has, by their config key.
+CALLBACKS = {"checkpoint": ResumableCheckpoint, "export": AdapterExport, "summary": ValidationSummary}
+#: The classes whose options a recipe gives directly under their key (the others it names by class_path).
+SECTIONS = {"model": LiteVSRModule, "trainer": L.Trainer, **CALLBACKS}
+
+
 class LiteVSRCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        _parse_quietly(lambda: super(LiteVSRCLI, self).parse_arguments(parser, args))
+        _parse_quietly(
+            lambda: super(LiteVSRCLI, self).parse_arguments(parser, args),
+            lambda: _config_problem(_given_config(sys.argv[1:] if args is None else args) or {}),
+        )
 
     def _parse_ckpt_path(self) -> None:
         """Lightning would overwrite the model options given in the recipe and on the command line with the
@@ -102,13 +232,22 @@ class LiteVSRCLI(LightningCLI):
         self.config.fit.ckpt_path = found[-1]
         init.version = os.path.basename(os.path.dirname(os.path.dirname(found[-1])))
 
+    def instantiate_trainer(self, **kwargs):
+        """Unless the recipe brings its own or turns it off, the progress bar counts steps against max_steps.
+        (Not a trainer default: Lightning adds those callbacks even where `enable_progress_bar` is false.)"""
+        trainer = self._get(self.config_init, "trainer", default={})
+        callbacks = trainer.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs.setdefault("callbacks", [*callbacks, StepProgressBar()])
+        return super().instantiate_trainer(**kwargs)
+
     def add_arguments_to_parser(self, parser):
-        parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
+        for key, callback in CALLBACKS.items():
+            parser.add_lightning_class_args(callback, key)
         # Lightning writes last.ckpt only next to a top-k save: keeping the latest one (top 1, no metric) makes
         # every validation leave a resumable last.ckpt, not only the end of training.
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1})
-        parser.add_lightning_class_args(AdapterExport, "export")
-        parser.add_lightning_class_args(ValidationSummary, "summary")
 
 
 TRAINER_DEFAULTS = {
@@ -128,40 +267,6 @@ def _one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def load_models(adapter_arg: str | None, backbone_arg: str | None, device: str = "auto", dtype: str = "auto"):
-    """One backbone, several adapters on it: [(name, LiteVSR, adapter config)]. The backbone loads once, with its
-    transformer in `dtype`, and everything moves to `device` (see `resolve_device`)."""
-    from litevsr.adapters.base import adapter_class, load_adapter, read_adapter_config
-    from litevsr.backbones import backbone_class
-    from litevsr.backbones.wan import DEFAULT_ADAPTER, SHIPPED_ADAPTERS
-    from litevsr.inference import resolve_device
-    from litevsr.model import LiteVSR
-
-    device, dtype = resolve_device(device, dtype)
-    paths = [str(SHIPPED_ADAPTERS.get(p, p)) for p in (adapter_arg or DEFAULT_ADAPTER).split(",") if p]
-    configs = [read_adapter_config(p) for p in paths]
-    backbones = {c["backbone"] for c in configs}
-    if backbone_arg is None and len(backbones) > 1:
-        raise LiteVSRError(f"the adapters were trained on different backbones {sorted(backbones)}; pass --backbone")
-    families = {c["family"] for c in configs}
-    if len(families) > 1:
-        raise LiteVSRError(f"the adapters were trained on different backbone families {sorted(families)}")
-    cls = backbone_class(families.pop())
-    names = [os.path.basename(os.path.normpath(p)) for p in paths]  # they name the outputs: out.<name>.mp4
-    if len(set(names)) < len(names):
-        raise LiteVSRError(f"the adapter folders {paths} share names; give each a distinct folder name")
-
-    def build():
-        return cls(backbone_arg or configs[0]["backbone"], dtype=dtype).to(device)
-
-    shared = build()  # methods that edit their backbone (LoRA, full fine-tuning) get one of their own
-    backbones = [build() if adapter_class(c["class_name"]).edits_backbone else shared for c in configs]
-    return [
-        (name, LiteVSR(backbone, load_adapter(p, backbone).to(device)), c)
-        for name, p, c, backbone in zip(names, paths, configs, backbones)
-    ]
-
-
 def _runs(
     adapter: str | None = None,
     backbone: str | None = None,
@@ -172,7 +277,7 @@ def _runs(
     device: str = "auto",
     dtype: str = "auto",
 ) -> list[tuple[str, object, dict]]:
-    """The adapters `upscale` and `evaluate` run, as [(name, LiteVSR, upscaling options)]; these arguments are
+    """The adapters `upscale` and `evaluate` run, as [(name, LiteVSRPipeline, upscaling options)]; these arguments are
     both commands' options.
 
     Args:
@@ -186,18 +291,16 @@ def _runs(
         device: auto (a visible GPU, else the CPU), cpu, cuda or cuda:N.
         dtype: Transformer precision: auto (bfloat16 on a GPU, float32 on the CPU), float32, bfloat16 or float16.
     """
+    from litevsr.inference import resolve_device
+    from litevsr.pipeline import load_pipelines
+
     return [
         (
             name,
-            model,
-            dict(
-                scale=scale or config.get("scale") or 4,
-                sampling=Sampling.of_adapter(config, sampling),
-                window=window,
-                overlap=overlap,
-            ),
+            pipe,
+            dict(scale=scale or pipe.config.scale, sampling=pipe.sampling(sampling), window=window, overlap=overlap),
         )
-        for name, model, config in load_models(adapter, backbone, device, dtype)
+        for name, pipe in load_pipelines(adapter, backbone, *resolve_device(device, dtype))
     ]
 
 
@@ -235,8 +338,8 @@ def upscale(
         else []
     )
     if not videos:
-        for path, model, options in _outputs(output, runs):
-            result = upscale_file(model, input, path, **options, **written)
+        for path, pipe, options in _outputs(output, runs):
+            result = upscale_file(pipe, input, path, **options, **written)
             print(
                 f"wrote {result['output']}: {result['frames']} frames at {result['width']}x{result['height']}, "
                 f"{result['fps']:g} fps"
@@ -247,13 +350,13 @@ def upscale(
     done, skipped, failed = 0, 0, []
     for video in tqdm(videos, unit="video", desc="videos"):
         stem = os.path.splitext(os.path.basename(video))[0]
-        for path, model, options in _outputs(os.path.join(output, stem + ".mp4"), runs):
+        for path, pipe, options in _outputs(os.path.join(output, stem + ".mp4"), runs):
             if os.path.exists(path) and not overwrite:  # outputs appear only when complete
                 skipped += 1
                 continue
             os.makedirs(output, exist_ok=True)
             try:
-                upscale_file(model, video, path, **options, **written)
+                upscale_file(pipe, video, path, **options, **written)
                 done += 1
             except LiteVSRError as err:
                 failed.append(f"{os.path.basename(video)} ({_one_line(err)})")
@@ -266,11 +369,11 @@ def upscale(
 
 
 def _outputs(output: str, runs: list) -> list[tuple[str, object, dict]]:
-    """(output path, model, options) per adapter: out.mp4, or out.<adapter>.mp4 for several adapters."""
+    """(output path, pipeline, options) per adapter: out.mp4, or out.<adapter>.mp4 for several adapters."""
     if len(runs) == 1:
         return [(output, *runs[0][1:])]
     stem, ext = os.path.splitext(output)
-    return [(f"{stem}.{name}{ext}", model, options) for name, model, options in runs]
+    return [(f"{stem}.{name}{ext}", pipe, options) for name, pipe, options in runs]
 
 
 def evaluate(
@@ -299,7 +402,7 @@ def evaluate(
     first = runs[0][2]
     perceptual = tuple(name for name, wanted in (("lpips", lpips), ("dists", dists)) if wanted)
     rows = evaluation.evaluate(
-        [(name, model, options["sampling"]) for name, model, options in runs],
+        [(name, pipe, options["sampling"]) for name, pipe, options in runs],
         gt,
         lq,
         first["scale"],
@@ -313,24 +416,6 @@ def evaluate(
     print(f"\nper-clip results: {os.path.join(out, 'per_clip.csv')}; table: {os.path.join(out, 'summary.md')}")
 
 
-def convert_adapter(old: str, output: str, backbone: str | None = None) -> None:
-    """Convert an adapter file in litevsr's old single-file format into an adapter folder (config.json +
-    safetensors). Only adapter classes litevsr knows are accepted.
-
-    Args:
-        old: The old .safetensors adapter file.
-        output: The new adapter folder.
-        backbone: Backbone folder or hub id (default: the one it records).
-    """
-    from litevsr.adapters.base import convert_old_adapter, read_old_adapter_metadata
-    from litevsr.backbones.wan import WanBackbone
-
-    if os.path.exists(output):
-        raise LiteVSRError(f"{output} already exists; give the converted adapter a new folder")
-    convert_old_adapter(old, output, WanBackbone(backbone or read_old_adapter_metadata(old)["backbone"]))
-    print(f"wrote {output}")
-
-
 def twin(name: str, output: str, seed: int = 0) -> None:
     """Write a tiny random-weight twin of a known backbone (same VAE compression, latent channels, patch, blocks
     and repository layout) and a random adapter for it: smoke-test recipes and upscaling on a CPU.
@@ -340,7 +425,7 @@ def twin(name: str, output: str, seed: int = 0) -> None:
         output: A new (or empty) folder.
         seed: Seed of the random weights.
     """
-    from litevsr.backbones.twins import write_twin
+    from litevsr.zoo.twins import write_twin
 
     paths = write_twin(name, output, seed=seed)
     print(f"wrote the twin of {name} to {paths['backbone']} and its adapter to {paths['adapter']}")
@@ -369,8 +454,14 @@ COMMANDS = {
     "evaluate": evaluate,
     "twin": twin,
     "embed-prompt": embed_prompt,
-    "convert-adapter": convert_adapter,
 }
+
+
+def _command_problem(name: str, args: list[str]) -> str | None:
+    named, takes_more = _parameters(COMMANDS[name])
+    if takes_more:  # upscale and evaluate pass **run on to _runs, as jsonargparse follows them
+        named = {**named, **_parameters(_runs)[0]}
+    return _options_problem(named, False, _given_config(args) or {}, f"litevsr {name}")
 
 
 def _run_command(name: str, args: list[str]) -> None:
@@ -379,22 +470,48 @@ def _run_command(name: str, args: list[str]) -> None:
     function = COMMANDS[name]
     parser = ArgumentParser(prog=f"litevsr {name}", description=function.__doc__.split("\n\n")[0])
     parser.add_function_arguments(function, as_group=False, as_positional=True)
-    config = _parse_quietly(lambda: parser.parse_args(args))
+    config = _parse_quietly(lambda: parser.parse_args(args), lambda: _command_problem(name, args))
     function(**vars(parser.instantiate_classes(config)))
 
 
+def _lightning_tip(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("💡 Tip:")
+
+
+def _quiet_what_is_not_for_the_user() -> None:
+    """Silence, by message and by the module or logger it comes from, what a run would print that is not meant
+    for its user."""
+    # The backbone is frozen, so kept in eval mode on purpose.
+    warnings.filterwarnings(
+        "ignore",
+        r"Found \d+ module\(s\) in eval mode at the start of training",
+        PossibleUserWarning,
+        r"lightning\.pytorch\.loops\.fit_loop",
+    )
+    # Lightning's own use of a torch API that torch deprecates: Lightning's to change.
+    warnings.filterwarnings(
+        "ignore",
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        FutureWarning,
+        r"lightning\.pytorch\.utilities\._pytree",
+    )
+    # Lightning's advertisements of its cloud services (adding the same filter twice keeps one).
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_lightning_tip)
+
+
 def main(args: list[str] | None = None) -> None:
-    args = sys.argv[1:] if args is None else args
+    _quiet_what_is_not_for_the_user()
+    given = sys.argv[1:] if args is None else args
     try:
-        if args[:1] and args[0] in COMMANDS:
-            return _run_command(args[0], args[1:])
+        if given[:1] and given[0] in COMMANDS:
+            return _run_command(given[0], given[1:])
         LiteVSRCLI(
             LiteVSRModule,
             L.LightningDataModule,  # any datamodule by class_path: shards for fit, VideoFiles for predict
             subclass_mode_data=True,
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
-            args=args,
+            args=args,  # None from the command line: LightningCLI warns when given both it and sys.argv
         )
     except pickle.UnpicklingError as err:  # torch.load(weights_only=True) met an object in a checkpoint
         print(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from litevsr import LiteVSRError
+from litevsr.errors import LiteVSRError
 
 COLOR_FIXES = ("none", "wavelet", "adain", "lab")
 WAVELET_LEVELS = 5

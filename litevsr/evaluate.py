@@ -15,12 +15,12 @@ from collections.abc import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from litevsr import LiteVSRError
 from litevsr.data.video import is_video_file
+from litevsr.errors import LiteVSRError
 from litevsr.frames import frames_to_video, resize_video, stream_frames, video_to_frames
-from litevsr.inference import FRAME_EXTENSIONS, Sampling, open_source, upscale_windows
+from litevsr.inference import FRAME_EXTENSIONS, open_source
 from litevsr.metrics import frame_metrics, perceptual_metric, warping_error
-from litevsr.model import LiteVSR
+from litevsr.pipeline import LiteVSRPipeline, Sampling
 
 
 def find_pairs(gt: str, lq: str) -> list[tuple[str, str, str]]:
@@ -91,7 +91,7 @@ class ClipScores:
 
 
 def evaluate(
-    models: list[tuple[str, LiteVSR, Sampling]],
+    models: list[tuple[str, LiteVSRPipeline, Sampling]],
     gt: str,
     lq: str,
     scale: int,
@@ -106,12 +106,12 @@ def evaluate(
     metrics = {name: perceptual_metric(name) for name in perceptual}
     rows = []
 
-    def upscaler(model, sampling):
-        return lambda frames: stream_frames(upscale_windows(model, frames, scale, sampling, window, overlap))
+    def upscaler(pipe, sampling):
+        return lambda frames: stream_frames(pipe.stream(frames, scale, sampling, window, overlap))
 
     for clip, gt_src, lq_src in tqdm(pairs, unit="clip", desc="evaluating"):
         methods = [("bicubic", lambda frames: bicubic_frames(frames, scale))]
-        methods += [(name, upscaler(model, sampling)) for name, model, sampling in models]
+        methods += [(name, upscaler(pipe, sampling)) for name, pipe, sampling in models]
         for method, run in methods:
             scores = ClipScores(scale, metrics)
             _, lq_frames = open_source(lq_src, max_frames=max_frames)

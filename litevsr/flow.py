@@ -6,11 +6,7 @@ for the warping error. sigma = 1 is pure noise, sigma = 0 is data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-
-from litevsr import LiteVSRError
 
 
 def _expand(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -51,31 +47,6 @@ def velocity_target(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
 def predict_x0(x: torch.Tensor, velocity: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """The clean estimate x0_hat = x_sigma - sigma * v_hat."""
     return x - _expand(sigma, x) * velocity
-
-
-def check_schedule(steps: int, sigma_start: float) -> None:
-    """The sampler's one rule for its schedule: at least one step, starting in (0, 1]."""
-    if steps < 1:
-        raise LiteVSRError(f"steps must be >= 1, got {steps}")
-    if not 0.0 < sigma_start <= 1.0:
-        raise LiteVSRError(f"sigma_start must be in (0, 1], got {sigma_start}")
-
-
-def sigma_schedule(steps: int, shift: float = 1.0, sigma_start: float = 1.0) -> torch.Tensor:
-    """`steps + 1` sigmas from `sigma_start` down to 0, uniform before the shift."""
-    check_schedule(steps, sigma_start)
-    start = unshift_sigma(torch.tensor(float(sigma_start), dtype=torch.float64), shift)
-    return shift_sigma(torch.linspace(float(start), 0.0, steps + 1, dtype=torch.float64), shift).float()
-
-
-def euler_sample(
-    velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor
-) -> torch.Tensor:
-    """Integrate dx/dsigma = v from sigmas[0] to sigmas[-1]; `velocity_fn(x, sigma_batch)`."""
-    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
-        v = velocity_fn(x, sigma.expand(x.shape[0]).to(x.device))
-        x = x + (sigma_next - sigma).to(x.dtype) * v
-    return x
 
 
 def landing_velocity(x: torch.Tensor, x0: torch.Tensor, sigma: float) -> torch.Tensor:

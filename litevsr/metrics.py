@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from litevsr import LiteVSRError
+from litevsr.errors import LiteVSRError
 from litevsr.frames import u8_values
 
 BT601_Y = (65.481, 128.553, 24.966)  # RGB weights for [0, 1] input -> Y in [16, 235]

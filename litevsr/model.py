@@ -1,13 +1,15 @@
-"""LiteVSR = frozen backbone + adapter: the velocity field and the (optionally tiled) sampler, free of Lightning."""
+"""LiteVSR = frozen backbone + adapter: the velocity field that training fits and the pipeline samples, and the
+spatial tiles it runs on."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from litevsr import LiteVSRError, flow
+import litevsr.flow as flow
 from litevsr.adapters.base import Adapter
 from litevsr.backbones.base import VideoBackbone
+from litevsr.errors import LiteVSRError
 from litevsr.frames import resize_video
 
 
@@ -17,7 +19,7 @@ class LiteVSR(nn.Module):
         self.backbone = backbone
         self.adapter = adapter
         if adapter is not None:
-            adapter.bind(backbone)
+            adapter.attach(backbone)
 
     def trained_parameters(self) -> dict[str, nn.Parameter]:
         """What the method trains, by name in this module: the adapter's parameters and the backbone parameters
@@ -54,48 +56,6 @@ class LiteVSR(nn.Module):
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         injections = None if self.adapter is None else self.adapter(cond, state, sigma)
         return self.backbone(x, sigma, injections)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        cond: torch.Tensor,
-        steps: int = 1,
-        shift: float = 1.0,
-        sigma_start: float = 1.0,
-        generator: torch.Generator | None = None,
-        use_adapter: bool = True,
-        noise: torch.Tensor | None = None,
-        tile: int | None = None,
-        tile_overlap: int = 8,
-        start_noise: float = 1.0,
-    ) -> torch.Tensor:
-        """Euler sampling from noise (or a noised LQ latent when sigma_start < 1) to clean latents.
-
-        `start_noise` scales the noise of the start state: 0 starts from (1 - sigma_start) * cond, deterministically.
-
-        With `tile` (latent pixels), every step runs on overlapping spatial tiles whose velocities are blended
-        with linear ramps over `tile_overlap`, so memory follows the tile size, not the frame size."""
-        if noise is None:
-            noise = torch.randn(
-                cond.shape, generator=generator, device=cond.device if generator is None else generator.device
-            )
-        x = flow.start_latents(cond, start_noise * noise.to(cond.device), sigma_start)
-
-        def tile_velocity(x, sigma, cond):
-            if use_adapter and self.adapter is not None:
-                return self.velocity(x, sigma, cond, self.refinement_state(x, sigma))
-            return self.backbone(x, sigma)
-
-        def velocity_fn(x, sigma):
-            return tiled(
-                lambda window: tile_velocity(x[window], sigma, cond[window]),
-                x.shape[-2:],
-                self.backbone.patch_size[1:],
-                tile,
-                tile_overlap,
-            )
-
-        return flow.euler_sample(velocity_fn, x, flow.sigma_schedule(steps, shift, sigma_start))
 
 
 def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:

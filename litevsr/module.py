@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -10,23 +12,22 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image, ImageDraw
 
-from litevsr import LiteVSRError, flow
-from litevsr.adapters.base import (
-    Adapter,
-    load_adapter,
-    load_adapter_weights,
-    read_adapter_config,
-)
+import litevsr.flow as flow
+from litevsr.adapters.base import Adapter, backbone_dims, load_adapter, load_adapter_weights
 from litevsr.backbones.base import VideoBackbone
-from litevsr.color import color_fix
+from litevsr.errors import LiteVSRError
 from litevsr.frames import resize_video
-from litevsr.inference import Sampling, latent_tiles, resolve_tiles, upscale_file
+from litevsr.inference import upscale_file
 from litevsr.metrics import frame_metrics
 from litevsr.model import LiteVSR
+from litevsr.pipeline import LiteVSRPipeline, Sampling, adapter_folder, recorded_sampling
+from litevsr.schedulers import make_scheduler
 from litevsr.seeds import derive_seed
 
 TRAINED_PREFIX = "model."  # checkpoint keys are "model." + LiteVSR.trained_parameters() names
 LOSS_WEIGHTINGS = ("uniform", "vae_scale")
+#: An adapter as recipes give it: a class and its arguments, called with the backbone's dimensions.
+AdapterCallable = Callable[[dict], Adapter]
 
 
 def labelled(grid, labels: list[str]) -> Image.Image:
@@ -49,7 +50,7 @@ class LiteVSRModule(L.LightningModule):
     def __init__(
         self,
         backbone: VideoBackbone,
-        adapter: Adapter | None = None,
+        adapter: AdapterCallable | None = None,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         sigma_mean: float = 0.0,
@@ -68,8 +69,9 @@ class LiteVSRModule(L.LightningModule):
 
         Args:
             backbone: The frozen video DiT + VAE.
-            adapter: The trainable adapter; its parameters are the only ones optimised. Leave it out to rebuild
-                the one in `init_adapter`.
+            adapter: The trainable adapter: its class and arguments (called with the backbone's dimensions, like
+                the optimizer with the parameters), or an adapter built for this backbone. Its parameters are the
+                only ones optimised. Leave it out to rebuild the one in `init_adapter`.
             optimizer: Optimizer class and arguments, applied to the adapter's parameters. Default: AdamW with
                 lr 1e-4 and no weight decay.
             lr_scheduler: Optional LR scheduler (stepped every optimizer step).
@@ -101,15 +103,16 @@ class LiteVSRModule(L.LightningModule):
         if loss_weighting not in LOSS_WEIGHTINGS:
             raise LiteVSRError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {loss_weighting!r}")
         self.save_hyperparameters(ignore=["backbone", "adapter", "optimizer", "lr_scheduler", "sampling"])
+        if adapter is not None and not isinstance(adapter, Adapter):
+            with torch.device(backbone.device):  # a meta-device backbone gets a meta-device adapter
+                adapter = adapter(backbone_dims(backbone))  # the recipe's class and arguments, on this backbone
         if init_adapter is not None:
-            from litevsr.backbones.wan import SHIPPED_ADAPTERS
-
-            path = str(SHIPPED_ADAPTERS.get(init_adapter, init_adapter))
-            sampling = Sampling.of_adapter(read_adapter_config(path), sampling)
+            path = adapter_folder(init_adapter)
+            sampling = Sampling.of(recorded_sampling(path), sampling)
             if adapter is None:
                 adapter = load_adapter(path, backbone)
             else:
-                adapter.bind(backbone)
+                adapter.attach(backbone)
                 new = load_adapter_weights(adapter, path, grow=init_adapter_grow)
                 if new:
                     rank_zero_info(
@@ -120,6 +123,13 @@ class LiteVSRModule(L.LightningModule):
             raise LiteVSRError("give the model an adapter (model.adapter) or an adapter file (model.init_adapter)")
         self.model = LiteVSR(backbone, adapter)
         self.sampling = sampling or Sampling()
+        # what validation and prediction sample through: the modules above, not copies
+        self.pipeline = LiteVSRPipeline(
+            backbone,
+            adapter,
+            make_scheduler(self.sampling.scheduler, self.sampling.shift),
+            sampling=self.sampling.settings(),
+        )
         self._tiles_reported = False  # validation says once which tiles it samples on
         self.hparams["sampling"] = self.sampling.settings()  # plain values: checkpoints load weights-only
         # A function as the default would reach the CLI as its name, a string: resolve it here instead.
@@ -237,30 +247,20 @@ class LiteVSRModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])
         return loss
 
-    def _sample(self, cond, bicubic, batch_idx, use_adapter=True):
-        """Latents sampled on the automatic tiles `litevsr upscale` picks for clips the size of `bicubic`."""
-        s = resolve_tiles(self.sampling, self.backbone, bicubic.shape[-2:], bicubic.shape[2])
+    def _super_resolve(self, lq, scale: int, keys, use_adapter: bool = True):
+        """SR clips of an LQ batch as `litevsr upscale` gives them: the pipeline, on the tiles it picks for clips
+        this size, each sample's noise keyed by its shard key (so neither the batch nor the rank changes it)."""
+        size = (lq.shape[-2] * scale, lq.shape[-1] * scale)
+        s = self.pipeline.resolve_tiles(self.sampling, size, lq.shape[2])
         if not self._tiles_reported:
             self._tiles_reported = True
             tiles = f"{s.tile} px tiles overlapping by {s.tile_overlap} px" if s.tile else "whole frames (one tile)"
-            size = "x".join(map(str, bicubic.shape[-2:][::-1]))
-            rank_zero_info(f"litevsr: validation samples {size} clips on the default path's tiles: {tiles}")
-        generator = torch.Generator(cond.device).manual_seed(s.seed + batch_idx)
-        return self.model.sample(
-            cond,
-            s.steps,
-            s.shift,
-            s.sigma_start,
-            generator,
-            use_adapter,
-            start_noise=s.start_noise,
-            **latent_tiles(self.model, s),
-        )
-
-    def _super_resolve(self, cond, bicubic, batch_idx):
-        """The SR clip as prediction gives it: sampled, decoded and colour-fixed towards `bicubic`."""
-        sr = self.backbone.decode(self._sample(cond, bicubic, batch_idx))
-        return color_fix(sr, bicubic, self.sampling.color_fix)
+            rank_zero_info(
+                f"litevsr: validation samples {size[1]}x{size[0]} clips on the default path's tiles: {tiles}"
+            )
+        if not use_adapter:  # the bare generator's reference, as it samples: no colour fix either
+            s = dataclasses.replace(s, color_fix="none")
+        return self.pipeline.super_resolve(lq, scale, s, [str(k) for k in keys], use_adapter)
 
     def validation_step(self, batch, batch_idx):
         return self._score(batch, batch_idx, "val")
@@ -271,15 +271,15 @@ class LiteVSRModule(L.LightningModule):
 
     def _score(self, batch, batch_idx, stage: str):
         """SR of an (hq, lq) batch and its PSNR/SSIM, beside bicubic (and the references), logged as stage/..."""
-        hq, lq = batch["hq"], batch["lq"]
-        x0, cond = self._encode_batch(batch)
+        hq, lq, keys = batch["hq"], batch["lq"], batch["key"]
         scale = hq.shape[-1] // lq.shape[-1]
         bicubic = resize_video(lq, hq.shape[-2:]).clamp(-1, 1)
-        outputs = {"": self._super_resolve(cond, bicubic, batch_idx), "_bicubic": bicubic}
+        outputs = {"": self._super_resolve(lq, scale, keys), "_bicubic": bicubic}
         if self.hparams.val_references:
             if not self.adapter.edits_backbone:  # an edited backbone is not the bare generator any more
-                outputs["_no_adapter"] = self.backbone.decode(self._sample(cond, bicubic, batch_idx, use_adapter=False))
-            outputs["_vae"] = self.backbone.decode(x0)
+                outputs["_no_adapter"] = self._super_resolve(lq, scale, keys, use_adapter=False)
+            with torch.no_grad():
+                outputs["_vae"] = self.backbone.decode(self.backbone.encode(hq))
         for suffix, video in outputs.items():
             for name, values in frame_metrics(video, hq, crop_border=scale).items():
                 self.log(f"{stage}/{name}{suffix}", values.mean(), batch_size=values.numel(), sync_dist=True)
@@ -328,12 +328,14 @@ class LiteVSRModule(L.LightningModule):
         does; a validation-style batch gives SR clips at its HQ size."""
         if "input" in batch:
             return upscale_file(
-                self.model, batch["input"], batch["output"], batch["scale"], self.sampling, overwrite=batch["overwrite"]
+                self.pipeline,
+                batch["input"],
+                batch["output"],
+                batch["scale"],
+                self.sampling,
+                overwrite=batch["overwrite"],
             )
-        size = batch["hq"].shape[-2:]
-        return self._super_resolve(
-            self.model.condition(batch["lq"], size), resize_video(batch["lq"], size).clamp(-1, 1), batch_idx
-        )
+        return self._super_resolve(batch["lq"], batch["hq"].shape[-1] // batch["lq"].shape[-1], batch["key"])
 
     # --- checkpoints hold what the method trains only --------------------------------------------------
     def _trained_keys(self) -> set[str]:

@@ -9,3 +9,9 @@ def derive_seed(*parts: int) -> int:
     hash collisions), unlike sums and products of them."""
     digest = hashlib.blake2b(",".join(str(int(p)) for p in parts).encode(), digest_size=7).digest()
     return int.from_bytes(digest, "little")
+
+
+def keyed_seed(seed: int, key: str) -> int:
+    """A 56-bit seed from a run's seed and a sample's key (its name in the shards, or a window's index)."""
+    digest = hashlib.blake2b(f"{int(seed)}:{key}".encode(), digest_size=7).digest()
+    return int.from_bytes(digest, "little")

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+import litevsr.zoo  # noqa: F401  registers "tiny" and "twin:<hub id>", as the pipeline and the CLI do
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 BENCHMARKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -62,7 +64,7 @@ def backbone_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def causal_twin(tmp_path_factory):
     """A twin of Wan2.1-T2V-1.3B (causal VAE: 4x in time, 8x in space) and its active adapter."""
-    from litevsr.backbones.twins import write_twin
+    from litevsr.zoo.twins import write_twin
 
     return write_twin("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", str(tmp_path_factory.mktemp("twin") / "wan21"))
 

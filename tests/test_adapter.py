@@ -1,17 +1,21 @@
 import os
+from functools import partial
 
 import pytest
 import torch
 
 from litevsr import flow
 from litevsr.adapters import StateAwareAdapter, load_adapter, save_adapter
+from litevsr.adapters.base import backbone_dims
 from litevsr.backbones import WanBackbone
 from litevsr.model import LiteVSR
+from litevsr.pipeline import LiteVSRPipeline, Sampling, start_noise
+from litevsr.schedulers import make_scheduler
 
 
 def make_model(backbone, **kw):
     torch.manual_seed(0)
-    return LiteVSR(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=2, **kw))
+    return LiteVSR(backbone, StateAwareAdapter(backbone_dims(backbone), width=32, time_dim=32, inject_every=2, **kw))
 
 
 def batch(seed=0):
@@ -65,19 +69,23 @@ def test_gradient_checkpointing_gives_the_same_gradients(backbone_dir):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def same_injections(a, b) -> bool:
+    return a.residuals.keys() == b.residuals.keys() and all(
+        torch.equal(a.residuals[i], b.residuals[i]) for i in a.residuals
+    )
+
+
 def test_injection_targets(backbone):
-    adapter = StateAwareAdapter(width=32, inject_every=3)
-    adapter.bind(backbone)
+    adapter = StateAwareAdapter(backbone_dims(backbone), width=32, inject_every=3)
     assert adapter.targets == [0, 3]
-    explicit = StateAwareAdapter(width=32, inject_blocks=[1, 2])
-    explicit.bind(backbone)
+    explicit = StateAwareAdapter(backbone_dims(backbone), width=32, inject_blocks=[1, 2])
     assert explicit.targets == [1, 2] and set(explicit.injectors) == {"1", "2"}
 
 
 def test_default_adapter_binds_on_the_meta_device_at_wan_1_3b():
     bb = WanBackbone("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", empty_weights=True)
-    adapter = StateAwareAdapter()
-    adapter.bind(bb)
+    with torch.device("meta"):
+        adapter = StateAwareAdapter(backbone_dims(bb))
     assert next(adapter.parameters()).device.type == "meta"
     assert adapter.targets == list(range(0, 30, 3))
     assert all(p.shape[0] == 1536 for n, p in adapter.injectors.named_parameters())
@@ -96,7 +104,8 @@ def test_export_and_load_round_trip(backbone, tmp_path):
     assert loaded.state_input == "x0_hat" and public(loaded.config) == public(model.adapter.config)
     x0, eps, cond, sigma = batch()
     assert all(
-        torch.equal(a, b) for a, b in zip(model.adapter(cond, x0, sigma).values(), loaded(cond, x0, sigma).values())
+        torch.equal(a, b)
+        for a, b in zip(model.adapter(cond, x0, sigma).residuals.values(), loaded(cond, x0, sigma).residuals.values())
     )
 
 
@@ -112,18 +121,21 @@ def test_an_adapter_grows_into_more_blocks_from_a_smaller_one(backbone, tmp_path
     path = str(tmp_path / "small")
     save_adapter(small.adapter, path, backbone.name)
     grown = LiteVSRModule(
-        backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=1), init_adapter=path, init_adapter_grow=True
+        backbone,
+        partial(StateAwareAdapter, width=32, time_dim=32, inject_every=1),
+        init_adapter=path,
+        init_adapter_grow=True,
     ).adapter
     x0, eps, cond, sigma = batch()
-    before, after = small.adapter(cond, x0, sigma), grown(cond, x0, sigma)
+    before, after = small.adapter(cond, x0, sigma).residuals, grown(cond, x0, sigma).residuals
     assert sorted(after) == list(range(backbone.num_blocks)) and sorted(before) == [0, 2]
     assert all(torch.equal(after[i], before[i]) if i in before else not after[i].any() for i in after)
     with pytest.raises(LiteVSRError, match="not a StateAwareAdapter with"):
-        LiteVSRModule(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=1), init_adapter=path)
+        LiteVSRModule(backbone, partial(StateAwareAdapter, width=32, time_dim=32, inject_every=1), init_adapter=path)
     with pytest.raises(LiteVSRError, match="is .*, not"):
         LiteVSRModule(
             backbone,
-            StateAwareAdapter(width=48, time_dim=32, inject_every=1),
+            partial(StateAwareAdapter, width=48, time_dim=32, inject_every=1),
             init_adapter=path,
             init_adapter_grow=True,
         )
@@ -138,17 +150,17 @@ def test_a_structure_stem_grows_onto_a_trained_adapter_without_changing_it(backb
         torch.nn.init.normal_(p, std=0.05)
     path = str(tmp_path / "trained")
     save_adapter(trained.adapter, path, backbone.name)
-    stem = StateAwareAdapter(width=32, time_dim=32, inject_every=2, structure_stem=8)
+    stem = partial(StateAwareAdapter, width=32, time_dim=32, inject_every=2, structure_stem=8)
     grown = LiteVSRModule(backbone, stem, init_adapter=path, init_adapter_grow=True).adapter
     x0, eps, cond, sigma = batch()
-    before, after = trained.adapter(cond, x0, sigma), grown(cond, x0, sigma)
+    before, after = trained.adapter(cond, x0, sigma).residuals, grown(cond, x0, sigma).residuals
     assert sorted(after) == sorted(before) and all(torch.equal(after[i], before[i]) for i in after)
     assert (
         sum(p.numel() for p in grown.stem.parameters())
         == 9 * 8 * (8 + 2 * backbone.latent_channels) + 2 * 8 + backbone.latent_channels
     )
     torch.nn.init.normal_(grown.stem.out.weight, std=0.05)  # a trained stem changes what the adapter reads
-    assert not torch.equal(grown(cond, x0, sigma)[0], before[0])
+    assert not torch.equal(grown(cond, x0, sigma).residuals[0], before[0])
 
 
 def test_adapter_tokens_are_in_the_backbones_patch_order(causal_twin):
@@ -172,12 +184,18 @@ def test_adapter_tokens_are_in_the_backbones_patch_order(causal_twin):
     torch.testing.assert_close(embedder(latents), seen["tokens"])
 
 
-def _crafted(tmp_path, marker):
-    """An adapter folder and an old-format file whose configs name os.system with a shell command."""
+def test_a_file_naming_os_system_is_refused_and_runs_nothing(tmp_path, capsys):
+    """An adapter folder whose config names os.system with a shell command."""
     import json
 
+    from conftest import random_clips
     from safetensors.torch import save_file
 
+    from litevsr import LiteVSRError
+    from litevsr.cli import main
+    from litevsr.data.video import encode_video
+
+    marker = tmp_path / "ran"
     folder = tmp_path / "crafted"
     folder.mkdir()
     (folder / "config.json").write_text(
@@ -190,44 +208,32 @@ def _crafted(tmp_path, marker):
         )
     )
     save_file({"x": torch.zeros(1)}, str(folder / "diffusion_pytorch_model.safetensors"))
-    old = tmp_path / "crafted_old.safetensors"
-    save_file(
-        {"x": torch.zeros(1)},
-        str(old),
-        metadata={
-            "litevsr": json.dumps(
-                {"class_path": "os.system", "init_args": {"command": f"touch {marker}"}, "backbone": "tiny"}
-            )
-        },
-    )
-    return str(folder), str(old)
-
-
-def test_a_file_naming_os_system_is_refused_and_runs_nothing(tmp_path, capsys):
-    from conftest import random_clips
-
-    from litevsr import LiteVSRError
-    from litevsr.cli import main
-    from litevsr.data.video import encode_video
-
-    marker = tmp_path / "ran"
-    folder, old = _crafted(tmp_path, marker)
     with pytest.raises(LiteVSRError, match="unknown adapter class 'os.system'"):
-        load_adapter(folder)
-    with pytest.raises(LiteVSRError, match="old single-file format; convert it once"):
-        load_adapter(old)
+        load_adapter(str(folder))
     src = tmp_path / "in.mkv"
     src.write_bytes(encode_video(next(random_clips(1, 2, 8, seed=7))[1]))
-    for args in (
-        ["upscale", str(src), str(tmp_path / "out.mp4"), "--adapter", folder],
-        ["convert-adapter", old, str(tmp_path / "converted")],
-    ):
-        with pytest.raises(SystemExit) as exit_:
-            main(args)
-        err = capsys.readouterr().err.strip().splitlines()
-        assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("litevsr: error:")
-        assert "os.system" in err[0]
-    assert not marker.exists() and not (tmp_path / "out.mp4").exists() and not (tmp_path / "converted").exists()
+    with pytest.raises(SystemExit) as exit_:
+        main(["upscale", str(src), str(tmp_path / "out.mp4"), "--adapter", str(folder)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("litevsr: error:")
+    assert "os.system" in err[0]
+    assert not marker.exists() and not (tmp_path / "out.mp4").exists()
+
+
+def test_a_weights_file_given_as_an_adapter_says_an_adapter_is_a_folder(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from litevsr.cli import main
+
+    weights = tmp_path / "adapter.safetensors"
+    save_file({"x": torch.zeros(1)}, str(weights))
+    with pytest.raises(SystemExit) as exit_:
+        main(["upscale", "in.mp4", "out.mp4", "--adapter", str(weights)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"litevsr: error: {weights} is a file; an adapter is a folder with config.json and "
+        "diffusion_pytorch_model.safetensors"
+    ]
 
 
 def test_an_adapter_with_a_missing_tensor_is_an_error(backbone, tmp_path):
@@ -244,58 +250,15 @@ def test_an_adapter_with_a_missing_tensor_is_an_error(backbone, tmp_path):
         load_adapter(str(path), backbone)
 
 
-def test_old_single_file_adapters_convert_to_the_same_adapter(backbone, backbone_dir, tmp_path):
-    """The format before diffusers folders: weights plus class path and arguments in the safetensors metadata."""
-    import json
-
-    from safetensors.torch import save_file
-
-    from litevsr.adapters.base import read_adapter_config
-    from litevsr.cli import main
-
-    model = make_model(backbone)
-    torch.nn.init.normal_(model.adapter.injectors["0"].weight, std=0.1)
-    init_args = {
-        "width": 32,
-        "structure_depth": 2,
-        "refinement_depth": 2,
-        "head_dim": 64,
-        "mlp_ratio": 2.0,
-        "time_dim": 32,
-        "inject_every": 2,
-        "inject_blocks": None,
-        "state_input": "x_sigma",
-    }
-    meta = {
-        "class_path": "litevsr.adapters.state_aware.StateAwareAdapter",
-        "init_args": init_args,
-        "backbone": backbone_dir,
-        "scale": 4,
-        "sampling": {"steps": 1, "sigma_start": 0.3, "shift": 1.0},
-    }
-    old = tmp_path / "old.safetensors"
-    save_file(
-        {k: v.contiguous() for k, v in model.adapter.state_dict().items()},
-        str(old),
-        metadata={"litevsr": json.dumps(meta)},
-    )
-    main(["convert-adapter", str(old), str(tmp_path / "new")])
-    assert read_adapter_config(str(tmp_path / "new"))["sampling"] == meta["sampling"]
-    converted = load_adapter(str(tmp_path / "new"), backbone)
-    x0, eps, cond, sigma = batch()
-    assert all(
-        torch.equal(a, b) for a, b in zip(model.adapter(cond, x0, sigma).values(), converted(cond, x0, sigma).values())
-    )
-
-
 def test_x0_hat_sampling_reads_the_bare_backbones_estimate_at_every_step(backbone):
     """Training feeds x_sigma - sigma * v(bare backbone); sampling must feed the same, not the adapted velocity."""
     model = make_model(backbone, state_input="x0_hat", output_init_std=0.05)
     g = torch.Generator().manual_seed(3)
-    cond, noise = (torch.randn(1, 16, 2, 4, 4, generator=g) for _ in range(2))
-    sampled = model.sample(cond, steps=2, noise=noise)
-    x = noise
-    sigmas = flow.sigma_schedule(2)
+    cond = torch.randn(1, 16, 2, 4, 4, generator=g)
+    pipe = LiteVSRPipeline(backbone, model.adapter, make_scheduler())
+    sampled = pipe.sample_latents(cond, Sampling(steps=2, tile=0), ["0"])
+    x = start_noise(tuple(cond.shape[1:]), 0, ["0"])
+    sigmas = torch.tensor([1.0, 0.5, 0.0])
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
         s = sigma.expand(1)
         state = x - sigma * backbone(x, s)
@@ -308,14 +271,15 @@ def test_time_conditioning_ablations_remove_what_they_name(backbone, mode):
     """full: blocks and gate follow sigma; gate: only the stream gate does (blocks see a constant); none: nothing
     does, so the injections are the same at every sigma."""
     torch.manual_seed(0)
-    adapter = StateAwareAdapter(width=32, time_dim=32, inject_every=2, time_conditioning=mode, output_init_std=0.05)
-    adapter.bind(backbone)
+    adapter = StateAwareAdapter(
+        backbone_dims(backbone), width=32, time_dim=32, inject_every=2, time_conditioning=mode, output_init_std=0.05
+    )
     for p in adapter.parameters():
         torch.nn.init.normal_(p, std=0.2)
     x0, _, cond, _ = batch()
     seen = []
     adapter.structure_blocks[0].modulation.register_forward_hook(lambda m, args, out: seen.append(args[0]))
-    low, high = (adapter(cond, x0, torch.full((2,), s)) for s in (0.1, 0.9))
+    low, high = (adapter(cond, x0, torch.full((2,), s)).residuals for s in (0.1, 0.9))
     blocks_follow_sigma = not torch.equal(seen[0], seen[1])
     assert blocks_follow_sigma == (mode == "full")
     assert (not all(torch.equal(low[i], high[i]) for i in low)) == (mode != "none")
@@ -323,11 +287,16 @@ def test_time_conditioning_ablations_remove_what_they_name(backbone, mode):
 
 def test_without_the_refinement_stream_the_state_is_not_read(backbone):
     torch.manual_seed(0)
-    adapter = StateAwareAdapter(width=32, time_dim=32, inject_every=2, refinement_depth=0, output_init_std=0.05)
-    adapter.bind(backbone)
+    adapter = StateAwareAdapter(
+        backbone_dims(backbone), width=32, time_dim=32, inject_every=2, refinement_depth=0, output_init_std=0.05
+    )
     assert not hasattr(adapter, "state_embedder") and not hasattr(adapter, "stream_gate")
     x0, eps, cond, sigma = batch()
-    assert all(torch.equal(a, b) for a, b in zip(adapter(cond, x0, sigma).values(), adapter(cond, eps, sigma).values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(adapter(cond, x0, sigma).residuals.values(), adapter(cond, eps, sigma).residuals.values())
+    )
     assert not all(
-        torch.equal(a, b) for a, b in zip(adapter(cond, x0, sigma).values(), adapter(eps, x0, sigma).values())
+        torch.equal(a, b)
+        for a, b in zip(adapter(cond, x0, sigma).residuals.values(), adapter(eps, x0, sigma).residuals.values())
     )

@@ -4,6 +4,7 @@ from safetensors.torch import save_file
 
 from litevsr import LiteVSRError
 from litevsr.backbones import WanBackbone
+from litevsr.injections import Injections
 
 
 def test_loads_from_saved_folder_frozen_and_in_eval(backbone):
@@ -28,7 +29,7 @@ def test_velocity_shape_and_injection_changes_only_later_output(backbone):
     v = backbone(x, sigma)
     assert v.shape == x.shape
     tokens = 2 * 2 * 2
-    injected = backbone(x, sigma, {1: torch.ones(2, tokens, 32)})
+    injected = backbone(x, sigma, Injections({1: torch.ones(2, tokens, 32)}))
     assert not torch.equal(v, injected)
     assert torch.equal(backbone(x, sigma), v)  # injections do not leak into the next call
 
@@ -39,7 +40,7 @@ def test_bad_geometry_and_targets_are_one_line_errors(backbone):
     with pytest.raises(LiteVSRError, match="needs 1 \\+ 4k frames, got 3"):
         backbone.encode(torch.zeros(1, 3, 3, 16, 16))
     with pytest.raises(LiteVSRError, match="outside the backbone's 4 blocks"):
-        backbone(torch.randn(1, 16, 1, 4, 4), torch.tensor([0.5]), {7: torch.zeros(1, 4, 32)})
+        backbone(torch.randn(1, 16, 1, 4, 4), torch.tensor([0.5]), Injections({7: torch.zeros(1, 4, 32)}))
 
 
 def test_missing_path_is_a_clear_error(tmp_path):
@@ -82,7 +83,7 @@ def test_shipped_generator_head_reaches_every_latent_direction():
     generator (hidden 128 -> 4x4x16 = 256 outputs per token) could never correct half of each latent patch,
     which capped one-step SR far below its VAE (benchmarks/output_head_ceiling.py). Like Wan2.1 (1536 -> 64),
     the head must be full rank and the hidden width larger than a patch."""
-    from litevsr.backbones.wan import TINY_PATH
+    from litevsr.zoo import TINY_PATH
 
     head = WanBackbone(str(TINY_PATH)).transformer.proj_out
     outputs, hidden = head.weight.shape

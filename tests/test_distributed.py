@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 from conftest import write_train_val_shards
@@ -111,7 +112,7 @@ def test_fsdp_refuses_methods_that_edit_the_backbone_in_one_line(backbone_dir):
     from litevsr.adapters import LoRAAdapter
     from litevsr.module import LiteVSRModule
 
-    module = LiteVSRModule(WanBackbone(backbone_dir), LoRAAdapter(rank=2))
+    module = LiteVSRModule(WanBackbone(backbone_dir), partial(LoRAAdapter, rank=2))
     module._device_mesh = SimpleNamespace(ndim=1)  # what ModelParallelStrategy sets before configure_model
     with pytest.raises(LiteVSRError, match="a LoRAAdapter edits or copies it: train it with DDP"):
         module.configure_model()

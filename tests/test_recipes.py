@@ -46,7 +46,7 @@ def test_default_adapter_stays_within_the_papers_share_at_real_size(name):
     from litevsr.backbones import WanBackbone
 
     backbone = WanBackbone(name, empty_weights=True)
-    counts = LiteVSRModule(backbone, StateAwareAdapter()).parameter_counts()
+    counts = LiteVSRModule(backbone, StateAwareAdapter).parameter_counts()
     assert counts["transformer"] == sum(p.numel() for p in backbone.transformer.parameters())
     assert 0.05 < counts["share"] <= 0.1125
 
@@ -101,9 +101,8 @@ def test_the_upscale_recipe_as_shipped_predicts_with_the_default_adapter(tmp_pat
         ]
     )
     assert read_video(str(tmp_path / "out" / "in.mp4")).shape == (5, 48, 64, 3)
-    from litevsr.cli import load_models
-    from litevsr.inference import Sampling, upscale_file  # the same frames as `litevsr upscale`
+    from litevsr.inference import upscale_file  # the same frames as `litevsr upscale`
+    from litevsr.pipeline import LiteVSRPipeline
 
-    ((_, model, config),) = load_models(None, None, "cpu", "float32")
-    upscale_file(model, str(tmp_path / "in.mkv"), str(tmp_path / "direct.mp4"), 4, Sampling.of_adapter(config))
+    upscale_file(LiteVSRPipeline.from_pretrained("general"), str(tmp_path / "in.mkv"), str(tmp_path / "direct.mp4"))
     assert np.array_equal(read_video(str(tmp_path / "out" / "in.mp4")), read_video(str(tmp_path / "direct.mp4")))

@@ -1,5 +1,7 @@
 """Memory and speed switches of the frozen backbone: each is wired through and keeps the backbone's results."""
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -22,7 +24,7 @@ def test_fp8_storage_keeps_weights_in_fp8_and_trains_the_adapter_in_fp32(backbon
     assert backbone.blocks[0].ffn.net[2].weight.dtype == torch.float8_e4m3fn
     out = backbone(x, sigma)
     assert out.dtype == torch.float32 and 0 < (out - reference).abs().max() < 0.2 * reference.abs().max()
-    module = LiteVSRModule(backbone, StateAwareAdapter(width=32, time_dim=32, output_init_std=0.05))
+    module = LiteVSRModule(backbone, partial(StateAwareAdapter, width=32, time_dim=32, output_init_std=0.05))
     module.log = lambda *a, **k: None
     loss = module.training_step(
         {"hq_latents": x, "cond_latents": x.flip(-1), "vae_fingerprint": [backbone.vae_fingerprint]}, 0

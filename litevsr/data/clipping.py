@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from litevsr import LiteVSRError
+from litevsr.errors import LiteVSRError
 from litevsr.frames import shrink_frames
 
 THUMBNAIL = 64

@@ -26,7 +26,6 @@ import webdataset as wds
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from litevsr import LiteVSRError
 from litevsr.data.clipping import ClipTooSmallError, crop_window
 from litevsr.data.degradations import Degradation, SimpleDegradation
 from litevsr.data.shards import (
@@ -39,6 +38,7 @@ from litevsr.data.shards import (
     shard_urls,
     stored_lq_variants,
 )
+from litevsr.errors import LiteVSRError
 from litevsr.frames import frames_to_video
 from litevsr.seeds import derive_seed
 

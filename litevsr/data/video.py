@@ -10,7 +10,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from litevsr import LiteVSRError
+from litevsr.errors import LiteVSRError
 from litevsr.frames import shrunk_size
 
 #: File extensions taken for videos wherever a folder is searched (shards, evaluation, batch upscaling).

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 
 import torch
 
-from litevsr import LiteVSRError
 from litevsr.data.degradations import functions as D
+from litevsr.errors import LiteVSRError
 
 
 class Degradation:

@@ -18,7 +18,12 @@ import math
 
 import torch
 from diffusers import AutoencoderKLWan
-from diffusers.models.autoencoders.autoencoder_kl_wan import WanAttentionBlock, WanResidualBlock, patchify
+from diffusers.models.autoencoders.autoencoder_kl_wan import (
+    WanAttentionBlock,
+    WanCausalConv3d,
+    WanResidualBlock,
+    patchify,
+)
 
 PAIR_OFFSET, PAIR_SCALE, NORM_GAIN = 1.0, 0.01, 6.0  # B, e, G above: z ~ 1 keeps the errors near 1e-5
 LOGVAR = -20.0  # the posterior is (almost) a point: litevsr encodes with its mode
@@ -93,4 +98,68 @@ def set_pca_vae(vae: AutoencoderKLWan, mean: torch.Tensor, directions: torch.Ten
         _current_frame_pixel(conv, torch.eye(conv.out_channels), torch.zeros(conv.out_channels))
     _paired_input(vae.decoder.conv_in, identity, torch.zeros(z))
     _paired_readout(vae.decoder.conv_out, directions, mean)
+    return vae
+
+
+# --- at load: the layers a PCA VAE leaves without effect, skipped -----------------------------------------------
+class _PassThrough(torch.nn.Module):
+    """Stands in for a VAE layer that adds exactly zero: takes the same arguments (feature caches), returns x."""
+
+    def forward(self, x, *args, **kwargs):
+        return x
+
+
+def _adds_nothing(module: torch.nn.Module) -> bool:
+    """A residual block with an identity shortcut whose last conv is zero, or an attention block whose output
+    projection is zero: either returns its input unchanged."""
+    if isinstance(module, WanResidualBlock):
+        last, shortcut_is_identity = module.conv2, isinstance(module.conv_shortcut, torch.nn.Identity)
+    elif isinstance(module, WanAttentionBlock):
+        last, shortcut_is_identity = module.proj, True
+    else:
+        return False
+    return shortcut_is_identity and not (last.weight.any() or last.bias.any())
+
+
+def _current_pixel_only(conv: WanCausalConv3d) -> torch.nn.Module:
+    """A causal conv whose only non-zero tap is the current frame's centre pixel, as a 1x1x1 conv (same output,
+    no neighbours read); any other conv unchanged."""
+    t, h, w = conv.kernel_size
+    aligned = (
+        conv.stride == (1, 1, 1)
+        and conv.dilation == (1, 1, 1)
+        and conv.groups == 1
+        and conv._padding == (w // 2, w // 2, h // 2, h // 2, t - 1, 0)
+    )
+    if (t, h, w) == (1, 1, 1) or not aligned:
+        return conv
+    centre = conv.weight[:, :, t - 1, h // 2, w // 2]
+    others = conv.weight.clone()
+    others[:, :, t - 1, h // 2, w // 2] = 0
+    if others.any():
+        return conv
+    pointwise = WanCausalConv3d(conv.in_channels, conv.out_channels, 1).to(conv.weight)
+    with torch.no_grad():
+        pointwise.weight.copy_(centre[:, :, None, None, None])
+        pointwise.bias.copy_(conv.bias)
+    return pointwise
+
+
+def skip_noop_layers(vae: AutoencoderKLWan) -> AutoencoderKLWan:
+    """Drop the VAE's layers that add exactly zero, and shrink convs that read only the current pixel to 1x1x1.
+
+    The embedded PCA VAE (`set_pca_vae`) is a per-pixel linear map held in a full Wan VAE: its
+    residual blocks and attention add zero and its convs have one tap, yet as loaded it runs 3x3x3 convs at full
+    resolution frame by frame. The output is the same; trained VAEs have no such layers and are left as they are."""
+    for parent in list(vae.modules()):
+        for name, child in list(parent.named_children()):
+            if _adds_nothing(child):
+                setattr(parent, name, _PassThrough())
+            elif isinstance(child, WanCausalConv3d):
+                setattr(parent, name, _current_pixel_only(child))
+    # The feature caches are sized by counting the causal convs once, at construction.
+    vae._cached_conv_counts = {
+        half: sum(isinstance(m, WanCausalConv3d) for m in getattr(vae, half).modules())
+        for half in ("encoder", "decoder")
+    }
     return vae

@@ -13,9 +13,14 @@ import os
 
 import torch
 
-from litevsr import LiteVSRError
+from litevsr.adapters import StateAwareAdapter, save_adapter
+from litevsr.adapters.base import backbone_dims
 from litevsr.atomic import atomic_path
-from litevsr.backbones.base import TWIN_PREFIX
+from litevsr.backbones import KNOWN_BACKBONES
+from litevsr.errors import LiteVSRError
+
+#: "twin:<hub id>" names a published checkpoint's twin wherever a backbone is asked for
+TWIN_PREFIX = "twin:"
 
 # About as many transformer weight files as the real repositories have: small ones are one file, larger ones are
 # sharded with an index.
@@ -32,8 +37,6 @@ TWIN_ADAPTER_OUTPUT_STD = 0.05
 
 
 def _family(name: str):
-    from litevsr.backbones import KNOWN_BACKBONES
-
     if name not in KNOWN_BACKBONES:
         raise LiteVSRError(f"no twin for {name!r}; known backbones: {', '.join(sorted(KNOWN_BACKBONES))}")
     return KNOWN_BACKBONES[name]
@@ -51,8 +54,6 @@ def write_twin(
     adapter names its backbone `backbone_name` (default: the folder's absolute path).
 
     Returns {"backbone": folder, "adapter": the adapter's folder}."""
-    from litevsr.adapters import StateAwareAdapter, save_adapter
-
     cls = _family(name)
     config = cls.twin_config(name)
     if os.path.exists(folder) and os.listdir(folder):
@@ -72,8 +73,7 @@ def write_twin(
 
     backbone = cls(folder)
     torch.manual_seed(seed)
-    adapter = StateAwareAdapter(output_init_std=TWIN_ADAPTER_OUTPUT_STD)
-    adapter.bind(backbone)
+    adapter = StateAwareAdapter(backbone_dims(backbone), output_init_std=TWIN_ADAPTER_OUTPUT_STD)
     path = os.path.join(folder, "adapter")
     save_adapter(
         adapter,
