@@ -235,14 +235,14 @@ def real_shape_params(methods: list[str]) -> list[dict]:
 def run_steps(method: str, size_name: str, steps: int) -> dict:
     import tempfile
 
-    from litevsr.backbones.wan import WanBackbone
+    from litevsr.backbones.wan import WAN, WanBackbone
     from litevsr.module import LiteVSRModule
     from litevsr.zoo.twins import twin_config
 
     size = SIZES[size_name]
     config = {"transformer": size["transformer"], "vae": twin_config("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["vae"]}
     with tempfile.TemporaryDirectory() as folder:
-        WanBackbone.save(*WanBackbone.build(config), folder, torch.randn(1, 16, size["transformer"]["text_dim"]))
+        WAN.save(*WAN.build(config), folder, torch.randn(1, 16, size["transformer"]["text_dim"]))
         backbone = WanBackbone(folder)
     torch.manual_seed(0)
     module = LiteVSRModule(backbone, make_adapter(method, size))

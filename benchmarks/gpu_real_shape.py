@@ -23,12 +23,12 @@ REPO = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 def build_backbone(folder: str, config: dict, device: str):
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-    from litevsr.backbones.wan import WanBackbone
+    from litevsr.backbones.wan import WAN, WanBackbone
 
     with torch.device(device):
         transformer = WanTransformer3DModel.from_config(config["transformer"]).to(torch.bfloat16)
         vae = AutoencoderKLWan.from_config(config["vae"])
-    WanBackbone.save(transformer, vae, folder, torch.randn(1, 64, config["transformer"]["text_dim"]))
+    WAN.save(transformer, vae, folder, torch.randn(1, 64, config["transformer"]["text_dim"]))
     del transformer, vae
     start = time.perf_counter()
     backbone = WanBackbone(folder, dtype="bfloat16").to(device)
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny config on the CPU: checks the script runs")
     args = parser.parse_args()
     from litevsr.adapters import StateAwareAdapter, save_adapter
-    from litevsr.backbones.wan import KNOWN_CONFIGS
+    from litevsr.backbones.wan import WAN
     from litevsr.data.video import encode_video
     from litevsr.frames import video_to_frames
     from litevsr.inference import upscale_file
@@ -71,7 +71,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     folder = tempfile.mkdtemp()
-    backbone, load_s = build_backbone(folder, TINY_CONFIG if args.smoke else KNOWN_CONFIGS[REPO], device)
+    backbone, load_s = build_backbone(folder, TINY_CONFIG if args.smoke else WAN.known_configs[REPO], device)
     t, h, w = args.frames, args.height, args.width
     hq = torch.rand(1, 3, t, h, w, device=device) * 2 - 1
     lq = torch.rand(1, 3, t, h // 4, w // 4, device=device) * 2 - 1

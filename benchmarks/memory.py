@@ -54,13 +54,13 @@ def tiny_transformer(width: int) -> dict:
 def saved_bytes(width: int, latent_hw: int, method: str, checkpointing: bool) -> int:
     """Bytes of the tensors autograd saves (parameters excluded, each storage once) in one training step."""
     from litevsr.adapters import FullFinetuneAdapter, StateAwareAdapter
-    from litevsr.backbones import WanBackbone
+    from litevsr.backbones.wan import WAN, WanBackbone
     from litevsr.module import LiteVSRModule
     from litevsr.zoo.twins import twin_config
 
     config = {"transformer": tiny_transformer(width), "vae": twin_config("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["vae"]}
     with tempfile.TemporaryDirectory() as folder:
-        WanBackbone.save(*WanBackbone.build(config), folder, torch.randn(1, 8, 64))
+        WAN.save(*WAN.build(config), folder, torch.randn(1, 8, 64))
         backbone = WanBackbone(folder)
     adapter = partial(StateAwareAdapter, time_dim=64) if method == "adapter" else FullFinetuneAdapter
     module = LiteVSRModule(backbone, adapter, gradient_checkpointing=checkpointing)
@@ -139,7 +139,7 @@ def main() -> None:
                 "gradients_GiB": 4 * trained / GIB,
                 "adamw_GiB": 8 * trained / GIB,
             }
-            if cls.family == "wan":
+            if cls.spec.name == "wan":
                 unit = backbone.num_blocks * tokens * backbone.hidden_dim / 2  # bf16: half the fp32 bytes
                 plain = coefficients[method, False] * unit
                 kept = coefficients[method, True] * unit + plain / backbone.num_blocks  # + one block recomputed

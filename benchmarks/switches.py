@@ -42,7 +42,7 @@ def run_one(name: str, steps: int, device: str) -> dict:
 
     from litevsr.adapters import StateAwareAdapter
     from litevsr.backbones import Switches, WanBackbone
-    from litevsr.backbones.wan import KNOWN_CONFIGS
+    from litevsr.backbones.wan import WAN
     from litevsr.module import LiteVSRModule
     from litevsr.zoo.twins import twin_config
 
@@ -50,13 +50,13 @@ def run_one(name: str, steps: int, device: str) -> dict:
     backbone_args = json.loads(json.dumps(backbone_args).replace("DEVICE", device))
     switches = Switches(**backbone_args.pop("switches", {}))
     vae = (
-        KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["vae"]
+        WAN.known_configs["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["vae"]
         if kind == "vae"
         else twin_config("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["vae"]
     )
     with tempfile.TemporaryDirectory() as folder:
-        WanBackbone.save(
-            *WanBackbone.build({"transformer": CACHED_TRANSFORMER, "vae": vae}),
+        WAN.save(
+            *WAN.build({"transformer": CACHED_TRANSFORMER, "vae": vae}),
             folder,
             torch.randn(1, 16, CACHED_TRANSFORMER["text_dim"]),
         )

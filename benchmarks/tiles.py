@@ -1,7 +1,7 @@
 """What automatic tiles cost and lose: the quality-speed frontier of the default path's spatial tiles and levers.
 
-For each configuration (tile and overlap in output pixels, transformer dtype, torch.compile of the blocks), with
-the default shipped adapter and its sampler:
+For each configuration (tile and overlap in output pixels, transformer dtype, torch.compile of the blocks, frames
+per temporal window), with the default shipped adapter and its sampler:
 - dB lost: mean PSNR-Y against whole-frame sampling (`--sampling.tile 0`) over the held-out clips with fine
   texture (fur, feathers, foliage) at both LQ kinds, x4;
 - speed: frames/s upscaling 17 frames of 160x120 to 640x480 (benchmarks/peers.py's speed clip, shrunk), the
@@ -10,9 +10,9 @@ the default shipped adapter and its sampler:
 On the 256 px clips the last tile of a row is pinned to the frame's edge, so 192 px tiles overlap by 128 px whatever
 the overlap asked: there the overlap changes only the speed.
 
-    python benchmarks/tiles.py [--runs 3] [--clips natural_fox_fur,natural_feathers_forest]
+    python benchmarks/tiles.py [--runs 3] [--clips natural_fox_fur,natural_feathers_forest] [--only A,B] [--name N]
 
-writes benchmarks/results/tiles.json and prints the table.
+writes benchmarks/results/<N>.json (default tiles.json) and prints the table.
 """
 
 from __future__ import annotations
@@ -34,29 +34,32 @@ from litevsr.frames import shrink_frames, stream_frames
 from litevsr.inference import open_source
 from litevsr.pipeline import LiteVSRPipeline, Sampling
 
-# name (tile/overlap): (tile, overlap, dtype, compile); None tiles are the automatic ones
+# name: what differs from the default path (tile and overlap in output pixels, the transformer's dtype, torch.compile
+# of its blocks, frames per temporal window); what a configuration leaves out is the default
 CONFIGS = {
-    "default (automatic)": (None, None, "float32", False),
-    "56/16 px (before)": (56, 16, "float32", False),
-    "96/16 px": (96, 16, "float32", False),
-    "128/24 px": (128, 24, "float32", False),
-    "160/24 px": (160, 24, "float32", False),
-    "192/16 px": (192, 16, "float32", False),
-    "default + bf16 transformer": (None, None, "bfloat16", False),
-    "default + torch.compile": (None, None, "float32", True),
+    "default (automatic)": {},
+    "56/16 px (before)": {"tile": 56, "overlap": 16},
+    "96/16 px": {"tile": 96, "overlap": 16},
+    "128/24 px": {"tile": 128, "overlap": 24},
+    "160/24 px": {"tile": 160, "overlap": 24},
+    "192/16 px": {"tile": 192, "overlap": 16},
+    "default + bf16 transformer": {"dtype": "bfloat16"},
+    "default + torch.compile": {"compile": True},
+    "default + 9-frame windows": {"window": 9},
+    "default + 5-frame windows": {"window": 5},
 }
 
 
-def psnr_y(pipe, sampling: Sampling, lq: str, gt: str) -> float:
+def psnr_y(pipe, sampling: Sampling, lq: str, gt: str, window: int | None = None) -> float:
     scores = ClipScores(4, {})
-    sr = stream_frames(pipe.stream(open_source(lq)[1], 4, sampling))
+    sr = stream_frames(pipe.stream(open_source(lq)[1], 4, sampling, window=window))
     for frame, ref in zip(sr, open_source(gt)[1], strict=True):
         scores.add(frame, ref)
     return scores.means()["psnr_y"]
 
 
-def upscaled_frames(pipe, sampling: Sampling, frames: np.ndarray) -> int:
-    return sum(1 for _ in stream_frames(pipe.stream(iter(frames), 4, sampling)))
+def upscaled_frames(pipe, sampling: Sampling, frames: np.ndarray, window: int | None = None) -> int:
+    return sum(1 for _ in stream_frames(pipe.stream(iter(frames), 4, sampling, window=window)))
 
 
 def main() -> None:
@@ -65,6 +68,7 @@ def main() -> None:
     parser.add_argument("--clips", default="natural_fox_fur,natural_feathers_forest")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default=None, help="comma-separated configuration names")
+    parser.add_argument("--name", default="tiles", help="results file name (benchmarks/results/NAME.json)")
     opts = parser.parse_args()
     pairs = [
         (os.path.join(opts.root, folder, f"{clip}.mkv"), os.path.join(opts.root, "gt", f"{clip}.mkv"))
@@ -77,25 +81,27 @@ def main() -> None:
     whole = {p: psnr_y(reference, reference.sampling(tile=0), *p) for p in pairs}
     del reference
     rows = []
-    for name, (tile, overlap, dtype, compiled) in CONFIGS.items():
+    for name, config in CONFIGS.items():
         if opts.only and name not in opts.only.split(","):
             continue
-        pipe = LiteVSRPipeline.from_pretrained("general", torch_dtype=dtype)
-        if compiled:
+        pipe = LiteVSRPipeline.from_pretrained("general", torch_dtype=config.get("dtype", "float32"))
+        if config.get("compile"):
             pipe.backbone.transformer.compile_repeated_blocks()
+        tile, overlap, window = config.get("tile"), config.get("overlap"), config.get("window")
         sampling = pipe.sampling(tile=tile, tile_overlap=overlap)
-        lost = [whole[p] - psnr_y(pipe, sampling, *p) for p in pairs]
-        upscaled_frames(pipe, sampling, small)  # warm-up: compilation, allocator
+        lost = [whole[p] - psnr_y(pipe, sampling, *p, window=window) for p in pairs]
+        upscaled_frames(pipe, sampling, small, window)  # warm-up: compilation, allocator
         seconds = []
         for _ in range(opts.runs):
             start = time.perf_counter()
-            count = upscaled_frames(pipe, sampling, small)
+            count = upscaled_frames(pipe, sampling, small, window)
             seconds.append(time.perf_counter() - start)
         rows.append(
             {
                 "config": name,
                 "tile": tile or "auto",
                 "overlap": overlap or "auto",
+                "window": window or "auto",
                 "dB_lost_mean": float(np.mean(lost)),
                 "dB_lost_worst": float(np.max(lost)),
                 "frames_per_s_640x480": count / statistics.median(seconds),
@@ -103,9 +109,9 @@ def main() -> None:
             }
         )
         print(rows[-1], flush=True)
-    columns = ["config", "tile", "overlap", "dB_lost_mean", "dB_lost_worst", "frames_per_s_640x480"]
+    columns = ["config", "tile", "overlap", "window", "dB_lost_mean", "dB_lost_worst", "frames_per_s_640x480"]
     notes = {"pairs": pairs, "whole_frame_psnr_y": {f"{lq} | {gt}": v for (lq, gt), v in whole.items()}}
-    report("tiles", rows, columns, {**notes, "threads": torch.get_num_threads(), "command": " ".join(sys.argv)})
+    report(opts.name, rows, columns, {**notes, "threads": torch.get_num_threads(), "command": " ".join(sys.argv)})
 
 
 if __name__ == "__main__":

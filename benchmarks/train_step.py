@@ -21,7 +21,7 @@ from functools import partial
 import torch
 from common import peak_memory_mib, report, time_training_steps
 
-from litevsr.backbones.wan import KNOWN_CONFIGS
+from litevsr.backbones.wan import WAN
 
 SIZES = {  # backbone config overrides, adapter width, clip shape (T, H, W) in pixels
     "small": dict(heads=4, head_dim=32, layers=6, adapter=64, clip=(9, 64, 64)),
@@ -49,7 +49,7 @@ def run_one(size: str, precision: str, checkpointing: bool, steps: int, device: 
         "vae": TINY_CONFIG["vae"],
     }
     with tempfile.TemporaryDirectory() as folder:
-        WanBackbone.save(*WanBackbone.build(config), folder)
+        WAN.save(*WAN.build(config), folder)
         backbone = WanBackbone(folder)
     adapter = partial(StateAwareAdapter, width=spec["adapter"], time_dim=min(256, spec["adapter"]), inject_every=2)
     module = LiteVSRModule(backbone, adapter, gradient_checkpointing=checkpointing).to(device)
@@ -95,7 +95,7 @@ def run_one(size: str, precision: str, checkpointing: bool, steps: int, device: 
 # (width = the backbone's, 2 + 2 blocks, every third block) but for its noise embedding, scaled with the width as
 # at 1.3B (256 / 1536), so that its share (9.1 %) is the 1.3B's (9.2 %).
 CACHED_TRANSFORMER = {
-    **KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["transformer"],
+    **WAN.known_configs["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["transformer"],
     "num_attention_heads": 8,
     "attention_head_dim": 64,
     "text_dim": 1280,
@@ -123,7 +123,7 @@ def run_cached(variant: str, steps: int, device: str) -> dict:
 
     config = {"transformer": CACHED_TRANSFORMER, "vae": twin_config("Wan-AI/Wan2.1-T2V-1.3B-Diffusers")["vae"]}
     with tempfile.TemporaryDirectory() as folder:
-        WanBackbone.save(*WanBackbone.build(config), folder, torch.randn(1, 16, CACHED_TRANSFORMER["text_dim"]))
+        WAN.save(*WAN.build(config), folder, torch.randn(1, 16, CACHED_TRANSFORMER["text_dim"]))
         backbone = WanBackbone(folder).to(device)
     g = torch.Generator().manual_seed(0)
     x0, cond = (torch.randn(2, *CACHED_LATENTS, generator=g).to(device) for _ in range(2))

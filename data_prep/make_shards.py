@@ -7,6 +7,10 @@ are dropped, and each video's clips go to shards of about --shard-size-mb. Inter
 again: finished videos are skipped, unfinished ones redone, and no shard is ever duplicated. With
 --val-fraction, whole videos go to OUT/val (by a hash of their path), the rest to OUT/train.
 See data_prep/README.md for the details and litevsr/data/clipping.py for the scene-cut and motion tests.
+
+Several GPUs or nodes: start it with torchrun (e.g. torchrun --nproc_per_node 8 data_prep/make_shards.py ...
+--latents MODEL --device cuda); rank r takes every W-th unfinished unit of work, `--device cuda` is its GPU
+cuda:LOCAL_RANK, and rank 0 writes the manifest at the end. OUT must be on a file system every node shares.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import os
 import sys
 
 from litevsr import LiteVSRError
-from litevsr.data.prep import LATENT_DTYPES, PrepOptions, prepare_shards
+from litevsr.data.prep import LATENT_DTYPES, PrepOptions, RankFailed, prepare_shards
+from litevsr.distributed import world
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -107,9 +112,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "clip's and each LQ variant's condition, for training with use_cached_latents",
     )
     extra.add_argument("--latents-dtype", choices=sorted(LATENT_DTYPES), default="float16")
-    extra.add_argument("--device", default="cpu", help="device for --latents encoding (default cpu)")
+    extra.add_argument(
+        "--device",
+        default="cpu",
+        help="device for --latents encoding (default cpu); under torchrun, cuda is each rank's cuda:LOCAL_RANK",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed combined with clip keys for crops and LQ variants")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes, one video task each (default 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="parallel processes, one video task each (default 1); under torchrun, per rank",
+    )
     return p.parse_args(argv)
 
 
@@ -123,11 +137,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         manifest = prepare_shards(args.inputs, args.out, options_from(args), workers=args.workers, device=args.device)
     except LiteVSRError as err:
-        print(f"make_shards: error: {err}", file=sys.stderr)
+        if not isinstance(err, RankFailed):  # that rank prints its own error
+            print(f"make_shards: error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("make_shards: interrupted; run the same command again to resume", file=sys.stderr)
+        if world()[0] == 0:
+            print("make_shards: interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
+    if world()[0] != 0:  # rank 0 reports
+        return
     splits = manifest.get("splits") or {"": manifest}
     for m in splits.values():
         folder = os.path.join(args.out, m.get("folder", ""))

@@ -24,6 +24,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from litevsr import LiteVSRError
 from litevsr.callbacks import AdapterExport, ResumableCheckpoint, StepProgressBar, ValidationSummary
+from litevsr.inference import one_line as _one_line
 from litevsr.module import LiteVSRModule
 from litevsr.pipeline import Sampling
 
@@ -201,6 +202,45 @@ CALLBACKS = {"checkpoint": ResumableCheckpoint, "export": AdapterExport, "summar
 SECTIONS = {"model": LiteVSRModule, "trainer": L.Trainer, **CALLBACKS}
 
 
+class FileSummary(L.Callback):
+    """`predict` on files (litevsr.data.datamodule.VideoFiles): the records of every rank's predict_step
+    (litevsr.inference.upscale_or_skip), gathered from all ranks at the end into the one `line` that `main` prints
+    on rank 0 (as `litevsr upscale` does; after the progress bar is done), and the count of `failed` files, on
+    every rank, for the exit status."""
+
+    def __init__(self):
+        self.records: list[dict] = []
+        self.line: str | None = None
+        self.failed = 0
+        self.group = None
+
+    @staticmethod
+    def _on_files(trainer) -> bool:
+        from litevsr.data.datamodule import VideoFiles
+
+        return isinstance(getattr(trainer, "datamodule", None), VideoFiles)
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        from litevsr.distributed import patient_group
+
+        self.records, self.line, self.failed = [], None, 0
+        # every rank, in step, before the predict steps; VideoFiles gives every rank an item, so every rank gets here
+        self.group = patient_group() if self._on_files(trainer) else None
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if isinstance(outputs, dict) and "status" in outputs:
+            self.records.append({k: outputs[k] for k in ("input", "output", "status", "reason")})
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        from litevsr.inference import gather_records, summary_line
+
+        if not self._on_files(trainer):
+            return
+        records = gather_records(self.records, self.group)
+        self.failed = sum(r["status"] == "failed" for r in records)
+        self.line = summary_line(records, "litevsr predict") if records else None
+
+
 class LiteVSRCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         _parse_quietly(
@@ -234,12 +274,16 @@ class LiteVSRCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         """Unless the recipe brings its own or turns it off, the progress bar counts steps against max_steps.
-        (Not a trainer default: Lightning adds those callbacks even where `enable_progress_bar` is false.)"""
+        (Not a trainer default: Lightning adds those callbacks even where `enable_progress_bar` is false.) A
+        predict reports the files it upscales in one line (FileSummary)."""
         trainer = self._get(self.config_init, "trainer", default={})
         callbacks = trainer.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        added = [FileSummary()] if self.subcommand == "predict" else []
         if trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            kwargs.setdefault("callbacks", [*callbacks, StepProgressBar()])
+            added.append(StepProgressBar())
+        if added:
+            kwargs.setdefault("callbacks", [*callbacks, *added])
         return super().instantiate_trainer(**kwargs)
 
     def add_arguments_to_parser(self, parser):
@@ -257,14 +301,6 @@ TRAINER_DEFAULTS = {
     },
     "plugins": [{"class_path": "litevsr.callbacks.AtomicCheckpointIO"}],
 }
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    # DataLoader workers re-raise as "Caught X in DataLoader worker process N. Original Traceback ...".
-    if "Original Traceback" in text:
-        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _runs(
@@ -319,7 +355,8 @@ def upscale(
         input: Any video FFmpeg decodes; a folder of video files (told apart by their extensions), each upscaled
             on its own; or a folder of image frames only, upscaled as one video.
         output: An .mp4 file (H.264, audio copied) or a folder for PNG frames; for a folder of videos, the folder
-            that receives OUTPUT/<name>.mp4 (finished ones are skipped on a rerun).
+            that receives OUTPUT/<name>.mp4 (finished ones are skipped on a rerun; under `torchrun`, each rank
+            upscales its share of the videos and rank 0 prints the summary of all).
         max_frames: Upscale only the first N frames.
         fps: Frame rate (default: the input's; 25 for folders of frames).
         crf: H.264 quality: lower is better.
@@ -328,44 +365,50 @@ def upscale(
     from tqdm import tqdm
 
     from litevsr.data.video import is_video_file
-    from litevsr.inference import upscale_file
+    from litevsr.distributed import join, leave, patient_group, world
+    from litevsr.inference import gather_records, share, summary_line, upscale_file, upscale_or_skip
 
-    runs = _runs(**run)
-    written = dict(crf=crf, fps=fps, max_frames=max_frames, overwrite=overwrite)
+    rank, ranks = world()
+    written = dict(crf=crf, fps=fps, max_frames=max_frames)
     videos = (
         sorted(os.path.join(input, f) for f in os.listdir(input) if is_video_file(os.path.join(input, f)))
         if os.path.isdir(input)
         else []
     )
-    if not videos:
-        for path, pipe, options in _outputs(output, runs):
-            result = upscale_file(pipe, input, path, **options, **written)
-            print(
-                f"wrote {result['output']}: {result['frames']} frames at {result['width']}x{result['height']}, "
-                f"{result['fps']:g} fps"
-            )
+    if not videos and rank > 0:  # one input: rank 0 writes it
         return
-    if os.path.isfile(output):
+    if videos and os.path.isfile(output):
         raise LiteVSRError(f"{input} holds videos, so the output must be a folder, but {output} is a file")
-    done, skipped, failed = 0, 0, []
-    for video in tqdm(videos, unit="video", desc="videos"):
-        stem = os.path.splitext(os.path.basename(video))[0]
-        for path, pipe, options in _outputs(os.path.join(output, stem + ".mp4"), runs):
-            if os.path.exists(path) and not overwrite:  # outputs appear only when complete
-                skipped += 1
-                continue
-            os.makedirs(output, exist_ok=True)
-            try:
-                upscale_file(pipe, video, path, **options, **written)
-                done += 1
-            except LiteVSRError as err:
-                failed.append(f"{os.path.basename(video)} ({_one_line(err)})")
-    print(
-        f"litevsr upscale: {done} done, {skipped} skipped (already there), {len(failed)} failed"
-        + (": " + "; ".join(failed) if failed else "")
-    )
-    if failed:
+    joined = bool(videos) and join()  # torchrun's process group (and this rank's GPU), for the summary of all ranks
+    try:
+        group = patient_group()  # every rank, in step, before its share
+        runs = _runs(**run)
+        if not videos:
+            for path, pipe, options in _outputs(output, runs):
+                result = upscale_file(pipe, input, path, **options, **written, overwrite=overwrite)
+                print(
+                    f"wrote {result['output']}: {result['frames']} frames at {result['width']}x{result['height']}, "
+                    f"{result['fps']:g} fps"
+                )
+            return
+        os.makedirs(output, exist_ok=True)
+        records = []
+        desc = "videos" if ranks == 1 else f"videos (rank 0 of {ranks})"
+        for video in tqdm(share(videos, _stem, rank, ranks), unit="video", desc=desc, disable=rank > 0):
+            for path, pipe, options in _outputs(os.path.join(output, _stem(video) + ".mp4"), runs):
+                records.append(upscale_or_skip(pipe, video, path, overwrite, **options, **written))
+        records = gather_records(records, group)
+    finally:
+        if joined:
+            leave()
+    if rank == 0:
+        print(summary_line(records, "litevsr upscale"), flush=True)
+    if any(r["status"] == "failed" for r in records):
         sys.exit(1)
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 def _outputs(output: str, runs: list) -> list[tuple[str, object, dict]]:
@@ -499,13 +542,25 @@ def _quiet_what_is_not_for_the_user() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_lightning_tip)
 
 
+def _report_files(cli: LightningCLI) -> None:
+    """After a predict on files: rank 0 prints the summary of all ranks; every rank exits 1 if a file failed."""
+    trainer = getattr(cli, "trainer", None)
+    summary = next((c for c in getattr(trainer, "callbacks", []) if isinstance(c, FileSummary)), None)
+    if summary is None or summary.line is None:
+        return
+    if trainer.is_global_zero:
+        print(summary.line, flush=True)
+    if summary.failed:
+        sys.exit(1)
+
+
 def main(args: list[str] | None = None) -> None:
     _quiet_what_is_not_for_the_user()
     given = sys.argv[1:] if args is None else args
     try:
         if given[:1] and given[0] in COMMANDS:
             return _run_command(given[0], given[1:])
-        LiteVSRCLI(
+        cli = LiteVSRCLI(
             LiteVSRModule,
             L.LightningDataModule,  # any datamodule by class_path: shards for fit, VideoFiles for predict
             subclass_mode_data=True,
@@ -513,6 +568,7 @@ def main(args: list[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True},
             args=args,  # None from the command line: LightningCLI warns when given both it and sys.argv
         )
+        _report_files(cli)
     except pickle.UnpicklingError as err:  # torch.load(weights_only=True) met an object in a checkpoint
         print(
             f"litevsr: error: refused to load a checkpoint that holds Python objects, not just tensors: "

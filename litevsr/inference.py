@@ -3,6 +3,10 @@
 Frames stream in from any file FFmpeg decodes (or a folder of images), through the pipeline's temporal windows and
 spatial tiles, and out to an H.264 mp4 or PNG files, written under a temporary name and renamed at the end, so a
 failure never leaves a partial output.
+
+Batches of files (`litevsr upscale IN_DIR OUT_DIR`, `litevsr predict` on VideoFiles) go through `upscale_or_skip`,
+which records each file as done, skipped or failed instead of stopping at the first bad one; over several ranks,
+each takes its `share` and rank 0 prints one `summary_line` of all ranks' records.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from fractions import Fraction
 import av
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image
 
+from litevsr import distributed
 from litevsr.atomic import atomic_path
 from litevsr.data.video import X264_REPEATABLE, iter_frames, video_info
 from litevsr.errors import LiteVSRError
@@ -31,6 +37,8 @@ def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.dev
     """(device, transformer dtype name): "auto" is a visible GPU with bfloat16, else the CPU with float32."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and dist.is_available() and dist.is_initialized():
+            device = f"cuda:{torch.cuda.current_device()}"  # this rank's GPU, as litevsr.distributed.join set it
     try:
         resolved = torch.device(device)
     except RuntimeError as err:
@@ -160,3 +168,54 @@ def upscale_file(
         else:
             written = _write_pngs(sr, tmp)
     return {"frames": written, "width": width, "height": height, "fps": info["fps"], "output": dst}
+
+
+# --- batches of files, over one rank or several -------------------------------------------------------------------
+def one_line(err: BaseException) -> str:
+    """The first line of an error's message (a DataLoader worker's re-raised error: the original's)."""
+    text = str(err).strip()
+    # DataLoader workers re-raise as "Caught X in DataLoader worker process N. Original Traceback ...".
+    if "Original Traceback" in text:
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def share(inputs: list[str], output_of, rank: int, world: int) -> list[str]:
+    """Rank `rank`'s part of `inputs` (of `world` ranks): in sorted order, the inputs of every `world`-th distinct
+    output from the `rank`-th, so every input falls to exactly one rank and no two ranks write one file (inputs
+    with the same output, as a.mkv and a.mp4 into a.mp4, go together). One rank takes all, in sorted order."""
+    slots: dict[str, int] = {}
+    mine = []
+    for path in sorted(inputs):
+        if slots.setdefault(output_of(path), len(slots)) % world == rank:
+            mine.append(path)
+    return mine
+
+
+def upscale_or_skip(pipe: LiteVSRPipeline, src: str, dst: str, overwrite: bool = False, **options) -> dict:
+    """`upscale_file` as one item of a batch: {"input", "output", "status", "reason"}, status "skipped" for an
+    output already there (outputs appear only when complete; unless `overwrite`), "failed" with the error's one
+    line for a bad input (LiteVSRError: corrupt, unreadable, ...), else "done" with upscale_file's result."""
+    record = {"input": src, "output": dst, "status": "skipped", "reason": None}
+    if os.path.exists(dst) and not overwrite:
+        return record
+    try:
+        return {**upscale_file(pipe, src, dst, overwrite=overwrite, **options), **record, "status": "done"}
+    except LiteVSRError as err:
+        return {**record, "status": "failed", "reason": one_line(err)}
+
+
+def summary_line(records: list[dict], command: str = "litevsr upscale") -> str:
+    """One line for a batch's records (of all ranks): counts, and each failed input with its reason."""
+    count = {status: sum(r["status"] == status for r in records) for status in ("done", "skipped")}
+    failed = [
+        f"{os.path.basename(os.path.normpath(r['input']))} ({r['reason']})" for r in records if r["status"] == "failed"
+    ]
+    line = f"{command}: {count['done']} done, {count['skipped']} skipped (already there), {len(failed)} failed"
+    return line + (": " + "; ".join(failed) if failed else "")
+
+
+def gather_records(records: list[dict], group=None) -> list[dict]:
+    """The records of all ranks, on every rank, in input order as one rank would have made them."""
+    per_rank = distributed.gather(records, group)
+    return sorted((r for rank_records in per_rank for r in rank_records), key=lambda r: r["input"])

@@ -17,7 +17,7 @@ from litevsr.adapters.base import Adapter, backbone_dims, load_adapter, load_ada
 from litevsr.backbones.base import VideoBackbone
 from litevsr.errors import LiteVSRError
 from litevsr.frames import resize_video
-from litevsr.inference import upscale_file
+from litevsr.inference import upscale_or_skip
 from litevsr.metrics import frame_metrics
 from litevsr.model import LiteVSR
 from litevsr.pipeline import LiteVSRPipeline, Sampling, adapter_folder, recorded_sampling
@@ -104,8 +104,9 @@ class LiteVSRModule(L.LightningModule):
             raise LiteVSRError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {loss_weighting!r}")
         self.save_hyperparameters(ignore=["backbone", "adapter", "optimizer", "lr_scheduler", "sampling"])
         if adapter is not None and not isinstance(adapter, Adapter):
-            with torch.device(backbone.device):  # a meta-device backbone gets a meta-device adapter
-                adapter = adapter(backbone_dims(backbone))  # the recipe's class and arguments, on this backbone
+            # the recipe's class and arguments, on this backbone (a meta-device one gets a meta-device adapter)
+            with torch.device(backbone.device):
+                adapter = adapter(backbone_dims=backbone_dims(backbone))
         if init_adapter is not None:
             path = adapter_folder(init_adapter)
             sampling = Sampling.of(recorded_sampling(path), sampling)
@@ -270,8 +271,15 @@ class LiteVSRModule(L.LightningModule):
         return self._score(batch, batch_idx, "test")
 
     def _score(self, batch, batch_idx, stage: str):
-        """SR of an (hq, lq) batch and its PSNR/SSIM, beside bicubic (and the references), logged as stage/..."""
+        """SR of an (hq, lq) batch and its PSNR/SSIM, beside bicubic (and the references), logged as stage/...
+
+        Each figure is a mean over frames: logged with the batch's frame count and `sync_dist`, Lightning divides
+        mean x frames, averaged over the ranks, by the frames, averaged over the ranks, so N ranks log what one
+        process does. The count is a float: Lightning averages an integer count in integers (15 frames on 2 ranks
+        would count as 7). Clips of "weight" 0 (the padding that keeps ranks in step, see VideoShardDataModule) run
+        like the others and count for nothing."""
         hq, lq, keys = batch["hq"], batch["lq"], batch["key"]
+        weight = batch.get("weight")
         scale = hq.shape[-1] // lq.shape[-1]
         bicubic = resize_video(lq, hq.shape[-2:]).clamp(-1, 1)
         outputs = {"": self._super_resolve(lq, scale, keys), "_bicubic": bicubic}
@@ -282,9 +290,13 @@ class LiteVSRModule(L.LightningModule):
                 outputs["_vae"] = self.backbone.decode(self.backbone.encode(hq))
         for suffix, video in outputs.items():
             for name, values in frame_metrics(video, hq, crop_border=scale).items():
-                self.log(f"{stage}/{name}{suffix}", values.mean(), batch_size=values.numel(), sync_dist=True)
-        if batch_idx == 0 and stage == "val":
-            self._log_samples(lq, bicubic, outputs[""], hq)
+                if weight is not None:  # (B*T,) frames, clip by clip
+                    values = values[weight.repeat_interleave(values.numel() // weight.numel()) > 0]
+                mean = values.mean() if values.numel() else values.sum()  # no frames: 0, weighing nothing
+                self.log(f"{stage}/{name}{suffix}", mean, batch_size=float(values.numel()), sync_dist=True)
+        if batch_idx == 0 and stage == "val" and self.global_rank == 0:  # rank 0's first batch is one process's
+            real = slice(None) if weight is None else weight > 0
+            self._log_samples(lq[real], bicubic[real], outputs[""][real], hq[real])
         return outputs[""]
 
     @staticmethod
@@ -310,6 +322,8 @@ class LiteVSRModule(L.LightningModule):
         """Aligned middle frames, LQ (nearest) | bicubic | litevsr | GT, to TensorBoard and, as a labelled PNG, into
         the run folder."""
         n = min(self.hparams.num_logged_samples, hq.shape[0])
+        if not n:
+            return
         rows = self._side_by_side(resize_video(lq[:n], hq.shape[-2:], mode="nearest"), bicubic[:n], sr[:n], hq[:n])
         self._add_images("val/lq_bicubic_sr_gt", rows)
         if (
@@ -325,17 +339,22 @@ class LiteVSRModule(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         """A file item (litevsr.data.datamodule.VideoFiles) is upscaled into its output file, as `litevsr upscale`
-        does; a validation-style batch gives SR clips at its HQ size."""
+        does: the record of litevsr.inference.upscale_or_skip (done; skipped, for an output already there unless
+        `overwrite`; failed, with its reason, for a bad input). A validation-style batch gives SR clips at its HQ
+        size, less the padding clips (weight 0) that keep ranks in step."""
         if "input" in batch:
-            return upscale_file(
+            if batch["input"] is None:  # the stand-in of a rank with no file (more ranks than files)
+                return None
+            return upscale_or_skip(
                 self.pipeline,
                 batch["input"],
                 batch["output"],
-                batch["scale"],
-                self.sampling,
-                overwrite=batch["overwrite"],
+                batch["overwrite"],
+                scale=batch["scale"],
+                sampling=self.sampling,
             )
-        return self._super_resolve(batch["lq"], batch["hq"].shape[-1] // batch["lq"].shape[-1], batch["key"])
+        sr = self._super_resolve(batch["lq"], batch["hq"].shape[-1] // batch["lq"].shape[-1], batch["key"])
+        return sr if "weight" not in batch else sr[batch["weight"] > 0]
 
     # --- checkpoints hold what the method trains only --------------------------------------------------
     def _trained_keys(self) -> set[str]:

@@ -53,11 +53,11 @@ def load_benchmark(name: str):
 
 @pytest.fixture(scope="session")
 def backbone_dir(tmp_path_factory):
-    from litevsr.backbones.wan import WanBackbone
+    from litevsr.backbones.wan import WAN
 
     folder = tmp_path_factory.mktemp("tiny-wan")
-    transformer, vae = WanBackbone.build(TEST_CONFIG, seed=0)
-    WanBackbone.save(transformer, vae, str(folder), torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(0)))
+    transformer, vae = WAN.build(TEST_CONFIG, seed=0)
+    WAN.save(transformer, vae, str(folder), torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(0)))
     return str(folder)
 
 

@@ -15,7 +15,9 @@ from litevsr.schedulers import make_scheduler
 
 def make_model(backbone, **kw):
     torch.manual_seed(0)
-    return LiteVSR(backbone, StateAwareAdapter(backbone_dims(backbone), width=32, time_dim=32, inject_every=2, **kw))
+    return LiteVSR(
+        backbone, StateAwareAdapter(backbone_dims=backbone_dims(backbone), width=32, time_dim=32, inject_every=2, **kw)
+    )
 
 
 def batch(seed=0):
@@ -76,16 +78,16 @@ def same_injections(a, b) -> bool:
 
 
 def test_injection_targets(backbone):
-    adapter = StateAwareAdapter(backbone_dims(backbone), width=32, inject_every=3)
+    adapter = StateAwareAdapter(backbone_dims=backbone_dims(backbone), width=32, inject_every=3)
     assert adapter.targets == [0, 3]
-    explicit = StateAwareAdapter(backbone_dims(backbone), width=32, inject_blocks=[1, 2])
+    explicit = StateAwareAdapter(backbone_dims=backbone_dims(backbone), width=32, inject_blocks=[1, 2])
     assert explicit.targets == [1, 2] and set(explicit.injectors) == {"1", "2"}
 
 
 def test_default_adapter_binds_on_the_meta_device_at_wan_1_3b():
     bb = WanBackbone("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", empty_weights=True)
     with torch.device("meta"):
-        adapter = StateAwareAdapter(backbone_dims(bb))
+        adapter = StateAwareAdapter(backbone_dims=backbone_dims(bb))
     assert next(adapter.parameters()).device.type == "meta"
     assert adapter.targets == list(range(0, 30, 3))
     assert all(p.shape[0] == 1536 for n, p in adapter.injectors.named_parameters())
@@ -272,7 +274,12 @@ def test_time_conditioning_ablations_remove_what_they_name(backbone, mode):
     does, so the injections are the same at every sigma."""
     torch.manual_seed(0)
     adapter = StateAwareAdapter(
-        backbone_dims(backbone), width=32, time_dim=32, inject_every=2, time_conditioning=mode, output_init_std=0.05
+        backbone_dims=backbone_dims(backbone),
+        width=32,
+        time_dim=32,
+        inject_every=2,
+        time_conditioning=mode,
+        output_init_std=0.05,
     )
     for p in adapter.parameters():
         torch.nn.init.normal_(p, std=0.2)
@@ -288,7 +295,12 @@ def test_time_conditioning_ablations_remove_what_they_name(backbone, mode):
 def test_without_the_refinement_stream_the_state_is_not_read(backbone):
     torch.manual_seed(0)
     adapter = StateAwareAdapter(
-        backbone_dims(backbone), width=32, time_dim=32, inject_every=2, refinement_depth=0, output_init_std=0.05
+        backbone_dims=backbone_dims(backbone),
+        width=32,
+        time_dim=32,
+        inject_every=2,
+        refinement_depth=0,
+        output_init_std=0.05,
     )
     assert not hasattr(adapter, "state_embedder") and not hasattr(adapter, "stream_gate")
     x0, eps, cond, sigma = batch()
@@ -300,3 +312,13 @@ def test_without_the_refinement_stream_the_state_is_not_read(backbone):
         torch.equal(a, b)
         for a, b in zip(adapter(cond, x0, sigma).residuals.values(), adapter(eps, x0, sigma).residuals.values())
     )
+
+
+def test_an_adapter_built_by_the_module_rebuilds_from_its_config(backbone):
+    """FSDP's export rebuilds the adapter from its in-memory config (callbacks.unsharded_adapter): the backbone's
+    dimensions must be there, not dropped as a default by diffusers' config."""
+    from litevsr.module import LiteVSRModule
+
+    adapter = LiteVSRModule(backbone, partial(StateAwareAdapter, width=32, time_dim=32, inject_every=2)).adapter
+    rebuilt = StateAwareAdapter.from_config(adapter.config)
+    assert rebuilt.config.backbone_dims == adapter.config.backbone_dims

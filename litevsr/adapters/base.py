@@ -49,10 +49,11 @@ class Adapter(ModelMixin, ConfigMixin):
     (block residuals, optionally input tokens).
 
     Subclasses decorate `__init__` with diffusers' `@register_to_config` and take the backbone's dimensions
-    (`backbone_dims`, see that function) as their first argument, so that their layers are built at once: a recipe
-    gives the adapter as a callable of the dimensions (class_path + init_args, like the optimizer), which the
-    training module calls with its backbone's. Methods that change the backbone itself (LoRA, full fine-tuning,
-    ControlNet's copies and hooks) set `edits_backbone` and do it in `edit_backbone`, which `attach` calls once;
+    (see `backbone_dims`) as the keyword-only argument `backbone_dims` (diffusers' config keeps a positional argument
+    as a default, which `from_config` then drops), so that their layers are built at once: a recipe gives the adapter
+    as a callable of the dimensions (class_path + init_args, like the optimizer), which the training module calls
+    with its backbone's. Methods that change the backbone itself (LoRA, full fine-tuning, ControlNet's copies and
+    hooks) set `edits_backbone` and do it in `edit_backbone`, which `attach` calls once;
     they name what they train there in `trained_backbone_parameters` and store it beside their own weights with
     `save_extra` / `load_extra`.
     """

@@ -80,6 +80,7 @@ class LoRAAdapter(InputConcatAdapter):
     @register_to_config
     def __init__(
         self,
+        *,
         backbone_dims: dict,
         rank: int = 16,
         alpha: float | None = None,
@@ -93,7 +94,7 @@ class LoRAAdapter(InputConcatAdapter):
             rank: LoRA rank.
             alpha: LoRA scaling numerator (the update is scaled by alpha / rank). Default: rank.
             target_modules: Module names (suffixes) that get LoRA layers. Default: the backbone family's attention
-                projections and both FFN layers (`LORA_TARGETS`).
+                projections and both FFN layers (`spec.lora_targets`).
         """
         super().__init__()
         if rank < 1:
@@ -103,7 +104,7 @@ class LoRAAdapter(InputConcatAdapter):
     def edit_backbone(self, backbone) -> None:
         from peft import LoraConfig
 
-        targets = self.config.target_modules or list(backbone.LORA_TARGETS)
+        targets = self.config.target_modules or list(backbone.spec.lora_targets)
         backbone.transformer.add_adapter(
             LoraConfig(r=self.config.rank, lora_alpha=self.config.alpha or self.config.rank, target_modules=targets),
             adapter_name=LORA_NAME,
@@ -133,7 +134,7 @@ class LoRAAdapter(InputConcatAdapter):
 @register_adapter
 class FullFinetuneAdapter(InputConcatAdapter):
     @register_to_config
-    def __init__(self, backbone_dims: dict):
+    def __init__(self, *, backbone_dims: dict):
         """Full fine-tuning of the transformer, with the LQ latent as input channels: the upper reference.
 
         Args:

@@ -26,7 +26,7 @@ class ControlNetAdapter(Adapter):
     copies_backbone = True
 
     @register_to_config
-    def __init__(self, backbone_dims: dict, depth: int | None = None):
+    def __init__(self, *, backbone_dims: dict, depth: int | None = None):
         """ControlNet-style copy of the first blocks.
 
         Args:

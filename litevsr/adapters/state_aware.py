@@ -120,6 +120,7 @@ class StateAwareAdapter(Adapter):
     @register_to_config
     def __init__(
         self,
+        *,
         backbone_dims: dict,
         width: int | None = None,
         structure_depth: int = 2,

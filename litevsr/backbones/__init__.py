@@ -3,18 +3,21 @@
 import json
 import os
 
-from litevsr.backbones.base import Switches, VideoBackbone, register_source, resolve_source
+from litevsr.backbones.base import VideoBackbone, register_source, resolve_source
 from litevsr.backbones.cogvideox import CogVideoXBackbone
 from litevsr.backbones.ltx import LTXVideoBackbone
+from litevsr.backbones.switches import Switches
 from litevsr.backbones.wan import WanBackbone
 from litevsr.errors import LiteVSRError
 
 #: backbone classes by family name: what exported adapters and cached latents record
 FAMILIES: dict[str, type[VideoBackbone]] = {
-    cls.family: cls for cls in (WanBackbone, CogVideoXBackbone, LTXVideoBackbone)
+    cls.spec.name: cls for cls in (WanBackbone, CogVideoXBackbone, LTXVideoBackbone)
 }
 #: every published checkpoint litevsr knows (meta-device builds, twins), with its family
-KNOWN_BACKBONES: dict[str, type[VideoBackbone]] = {name: cls for cls in FAMILIES.values() for name in cls.KNOWN_CONFIGS}
+KNOWN_BACKBONES: dict[str, type[VideoBackbone]] = {
+    name: cls for cls in FAMILIES.values() for name in cls.spec.known_configs
+}
 
 
 def backbone_class(family: str) -> type[VideoBackbone]:
@@ -34,11 +37,11 @@ def detect_family(pretrained: str) -> type[VideoBackbone]:
         with open(config) as f:
             class_name = json.load(f).get("_class_name")
         for cls in FAMILIES.values():
-            if cls.TRANSFORMER_CLASS.__name__ == class_name:
+            if cls.spec.transformer_class.__name__ == class_name:
                 return cls
         raise LiteVSRError(
             f"{pretrained}: its transformer is a {class_name}, which no backbone family reads "
-            f"(known: {', '.join(c.TRANSFORMER_CLASS.__name__ for c in FAMILIES.values())})"
+            f"(known: {', '.join(c.spec.transformer_class.__name__ for c in FAMILIES.values())})"
         )
     return WanBackbone  # a hub id litevsr has no config for: Wan, the default family
 

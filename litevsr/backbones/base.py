@@ -1,8 +1,9 @@
 """The frozen half of litevsr: a diffusers video transformer plus its VAE behind one interface.
 
-Each family (Wan, CogVideoX, ...) is one `VideoBackbone` subclass that also knows its published configs (for the
-meta device and twins), how to build fresh models from a config, and how its hub folder is laid out. Families are
-named in files by `family`, a known name, never by an import path.
+`VideoBackbone` is the runtime: it loads its family's models, freezes them, hooks their blocks and runs them. What a
+family is (classes, published configs, twins, geometry) is declared in its `FamilySpec` (litevsr.backbones.spec),
+the `spec` of its `VideoBackbone` subclass. Families are named in files by `spec.name`, a known name, never by an
+import path.
 """
 
 from __future__ import annotations
@@ -10,47 +11,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import os
 from collections.abc import Callable
 
-import diffusers
 import torch
 from torch import nn
 
+from litevsr.backbones.spec import FamilySpec, Geometry
+from litevsr.backbones.switches import Switches, apply_switches
 from litevsr.errors import LiteVSRError
 from litevsr.injections import Injections
 
 
-@dataclasses.dataclass
-class Switches:
-    """Memory and speed switches of a frozen backbone (in a recipe: `model.backbone.init_args.switches`).
-
-    Args:
-        storage_dtype: Store the transformer's layer weights in this dtype ("float8_e4m3fn" or "float8_e5m2") and
-            cast each layer to the backbone's `dtype` only while it runs (diffusers' layerwise casting): about half
-            the weight memory of bfloat16, at some precision.
-        group_offload: Keep the transformer's blocks on the CPU and move one block at a time to this device
-            ("cuda") as it runs (diffusers' group offloading), for inference on a card that cannot hold them all.
-        vae_slicing: Encode and decode one video of a batch at a time.
-        vae_tiling: Encode and decode in spatial tiles (diffusers' defaults; `litevsr upscale` tiles on its own).
-        compile: torch.compile each transformer block (diffusers' compile_repeated_blocks): faster steps after a
-            compilation on the first call (a C++ compiler is needed on the CPU).
-    """
-
-    storage_dtype: str | None = None
-    group_offload: str | None = None
-    vae_slicing: bool = False
-    vae_tiling: bool = False
-    compile: bool = False
-
-
-STORAGE_DTYPES = {"float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8_e5m2}
-
-
 class VideoBackbone(nn.Module):
-    """A frozen video DiT + VAE. Subclasses set `transformer`, `vae`, `blocks` and the geometry fields, and give
-    `patch_embedding`, `velocity` and `macs_per_token`: everything a method may use of a backbone.
+    """A frozen video DiT + VAE, the runtime of a family's `spec`. It loads `transformer` and `vae`, sets `blocks`
+    and the `Geometry` fields (hidden_dim, num_blocks, patch_size, latent_channels, vae_stride, frame_step) as
+    attributes, and freezes; subclasses give the latent normalisation, `patch_embedding`, `velocity` and
+    `macs_per_token`: everything a method may use of a backbone.
 
     Adapters write into the backbone through `Injections` (litevsr.injections): residuals added to blocks' video
     tokens, and tokens added to the first block's input. Blocks may take their video tokens as the first argument
@@ -60,31 +37,10 @@ class VideoBackbone(nn.Module):
     own (`Adapter.edit_backbone`); these hooks know no method.
     """
 
-    #: the family's name in exported adapters and in `litevsr.backbones.FAMILIES`
-    family: str
-    #: published checkpoints' {"transformer": config, "vae": config}, by hub id: meta-device builds and twins
-    KNOWN_CONFIGS: dict[str, dict] = {}
-    #: what a twin shrinks (widths and depths only): {"transformer": {...}, "vae": {...}}
-    TWIN_SHRINK: dict[str, dict] = {}
-    #: the diffusers pipeline class of the family's hub folders (model_index.json)
-    PIPELINE: str
-    #: module names (suffixes) of the attention and FFN projections, where LoRA goes by default
-    LORA_TARGETS: tuple[str, ...]
-
-    hidden_dim: int
-    num_blocks: int
-    patch_size: tuple[int, int, int]
-    latent_channels: int
-    vae_stride: tuple[int, int, int]
-    frame_step: int  # videos need 1 + k * frame_step frames
+    #: what the family is: its classes, published configs, twins, LoRA targets, prompt shape and geometry
+    spec: FamilySpec
     vae_is_pointwise: bool = False  # each latent pixel reads one patch of one frame: the VAE needs no tiles
     name: str
-
-    #: the diffusers classes of the transformer and the VAE
-    TRANSFORMER_CLASS: type
-    VAE_CLASS: type
-    #: whether the transformer reads exactly `prompt_shape`'s number of text tokens (else any number)
-    FIXED_TEXT_LENGTH: bool = False
 
     def __init__(
         self,
@@ -97,8 +53,7 @@ class VideoBackbone(nn.Module):
         empty_weights: bool = False,
         switches: Switches | None = None,
     ):
-        """Load the family's transformer and VAE, and the fixed prompt; each family then sets its geometry and calls
-        `_freeze`.
+        """Load the family's transformer and VAE and the fixed prompt, set the geometry, and freeze.
 
         Args:
             pretrained: A local diffusers folder, a hub id, or a name registered with `register_source` (litevsr.zoo
@@ -116,80 +71,37 @@ class VideoBackbone(nn.Module):
                 torch.compile).
         """
         super().__init__()
+        spec = self.spec
         self.name, self.revision, self.empty_weights = pretrained, revision, empty_weights
         self.switches = switches or Switches()
         self.source, self.transformer, self.vae = self._load_models(
             pretrained, transformer_subfolder, vae_subfolder, revision, check_dtype(dtype), empty_weights
         )
-        length, width = self.prompt_shape(self.transformer.config)
-        shape = (length if self.FIXED_TEXT_LENGTH else 1, width)
+        self.blocks = getattr(self.transformer, spec.blocks)
+        geometry = spec.geometry(self.transformer.config, self.vae.config)
+        for field in dataclasses.fields(Geometry):
+            setattr(self, field.name, getattr(geometry, field.name))
+        length, width = spec.prompt_shape(self.transformer.config)
+        shape = (length if spec.fixed_text_length else 1, width)
         embeds = (
             torch.zeros(1, *shape, device="meta")
             if empty_weights
-            else load_prompt_embeds(prompt_embeds, self.source, shape, self.FIXED_TEXT_LENGTH)
+            else load_prompt_embeds(prompt_embeds, self.source, shape, spec.fixed_text_length)
         )
         self.register_buffer("prompt_embeds", embeds, persistent=False)
+        device = "meta" if empty_weights else "cpu"
+        for name, stat in zip(("latents_mean", "latents_std"), self._latent_statistics()):
+            self.register_buffer(name, stat.float().view(1, -1, 1, 1, 1).to(device), persistent=False)
+        self._freeze()
 
-    # --- building, loading and saving the family's models --------------------------------------
-    @classmethod
-    def build(cls, config: dict, seed: int = 0) -> tuple[nn.Module, nn.Module]:
-        """A freshly initialised transformer + VAE from a {"transformer": ..., "vae": ...} config."""
-        with torch.random.fork_rng():  # the caller's RNG (seed_everything's) is left as it was
-            torch.manual_seed(seed)
-            return cls.TRANSFORMER_CLASS(**config["transformer"]), cls.VAE_CLASS(**config["vae"])
+    @property
+    def family(self) -> str:
+        """The family's name (`spec.name`): what exported adapters and cached latents record."""
+        return self.spec.name
 
-    @classmethod
-    def twin_config(cls, name: str) -> dict:
-        """The {"transformer", "vae"} config of the twin of published checkpoint `name`."""
-        real = cls.KNOWN_CONFIGS[name]
-        return {part: {**real[part], **cls.TWIN_SHRINK.get(part, {})} for part in ("transformer", "vae")}
-
-    @classmethod
-    def prompt_shape(cls, transformer_config) -> tuple[int, int]:
-        """(text length, width) of the prompt embedding the transformer reads."""
+    def _latent_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) per latent channel: encode gives (latents - mean) / std."""
         raise NotImplementedError
-
-    @classmethod
-    def save(
-        cls,
-        transformer,
-        vae,
-        folder: str,
-        prompt_embeds: torch.Tensor | None = None,
-        max_shard_size: int | str = "10GB",
-        components: dict | None = None,
-        index_fields: dict | None = None,
-    ) -> None:
-        """Save in the family's diffusers layout, which `cls(pretrained=folder)` loads, with `components` (see
-        `extra_components`) beside them and `index_fields` added to model_index.json; the transformer is split into
-        shards with an index where it exceeds `max_shard_size` (bytes), as large hub checkpoints are."""
-        transformer.save_pretrained(os.path.join(folder, "transformer"), max_shard_size=max_shard_size)
-        vae.save_pretrained(os.path.join(folder, "vae"))
-        index = {"transformer": ["diffusers", type(transformer).__name__], "vae": ["diffusers", type(vae).__name__]}
-        for name, component in (components or {}).items():
-            component.save_pretrained(os.path.join(folder, name))
-            index[name] = ["diffusers", type(component).__name__]
-        with open(os.path.join(folder, "model_index.json"), "w") as f:
-            json.dump(
-                {
-                    "_class_name": cls.PIPELINE,
-                    "_diffusers_version": diffusers.__version__,
-                    **(index_fields or {}),
-                    **index,
-                },
-                f,
-                indent=2,
-            )
-        if prompt_embeds is not None:
-            from safetensors.torch import save_file
-
-            save_file({"prompt_embeds": prompt_embeds.contiguous()}, os.path.join(folder, "prompt_embeds.safetensors"))
-
-    @classmethod
-    def extra_components(cls, config: dict) -> dict:
-        """Components besides transformer and VAE that a folder of this family holds (e.g. its scheduler), built
-        from a {"transformer", "vae", ...} config."""
-        return {}
 
     @classmethod
     def _load_models(
@@ -202,27 +114,28 @@ class VideoBackbone(nn.Module):
         empty_weights: bool,
     ) -> tuple[str, nn.Module, nn.Module]:
         """(source, transformer, vae): from a local folder or hub id, or on the meta device for `empty_weights`."""
+        spec = cls.spec
         source, prepare_vae = resolve_source(pretrained)
         names = f"a {cls.__name__.removesuffix('Backbone')} backbone"
         if empty_weights:
             if os.path.isdir(source):
-                tcfg = cls.TRANSFORMER_CLASS.load_config(source, subfolder=transformer_subfolder)
-                vcfg = cls.VAE_CLASS.load_config(source, subfolder=vae_subfolder)
-            elif source in cls.KNOWN_CONFIGS:
-                tcfg, vcfg = cls.KNOWN_CONFIGS[source]["transformer"], cls.KNOWN_CONFIGS[source]["vae"]
+                tcfg = spec.transformer_class.load_config(source, subfolder=transformer_subfolder)
+                vcfg = spec.vae_class.load_config(source, subfolder=vae_subfolder)
+            elif source in spec.known_configs:
+                tcfg, vcfg = spec.known_configs[source]["transformer"], spec.known_configs[source]["vae"]
             else:
                 raise LiteVSRError(
-                    f"empty_weights needs a local folder or one of {sorted(cls.KNOWN_CONFIGS)}, got {source!r}"
+                    f"empty_weights needs a local folder or one of {sorted(spec.known_configs)}, got {source!r}"
                 )
             with torch.device("meta"):
-                return source, cls.TRANSFORMER_CLASS.from_config(tcfg), cls.VAE_CLASS.from_config(vcfg)
+                return source, spec.transformer_class.from_config(tcfg), spec.vae_class.from_config(vcfg)
         if source.startswith(("/", ".", "~")) and not os.path.isdir(source):
             raise LiteVSRError(f"backbone path not found: {source}")
         try:
-            transformer = cls.TRANSFORMER_CLASS.from_pretrained(
+            transformer = spec.transformer_class.from_pretrained(
                 source, subfolder=transformer_subfolder, revision=revision, torch_dtype=dtype
             )
-            vae = cls.VAE_CLASS.from_pretrained(source, subfolder=vae_subfolder, revision=revision)
+            vae = spec.vae_class.from_pretrained(source, subfolder=vae_subfolder, revision=revision)
         except (OSError, ValueError) as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             where = "folder" if os.path.isdir(source) else "hub id (is the hub reachable?)"
@@ -230,36 +143,15 @@ class VideoBackbone(nn.Module):
         return source, transformer, (vae if prepare_vae is None else prepare_vae(vae))
 
     def _freeze(self) -> None:
-        """Freeze, hook the blocks for injections, and apply the switches: the last step of a family's __init__."""
+        """Freeze, apply the switches, and hook the blocks for injections."""
         self.transformer_parameters = sum(p.numel() for p in self.transformer.parameters())
         self.requires_grad_(False)
         self.eval()
-        self._apply_switches()
+        apply_switches(self.switches, self.transformer, self.vae)
         self._injections = Injections()
         for index, block in enumerate(self.blocks):
             block.register_forward_hook(self._make_injection_hook(index))
         self.blocks[0].register_forward_pre_hook(self._before_first_block, with_kwargs=True)
-
-    def _apply_switches(self) -> None:
-        switches = self.switches
-        if switches.storage_dtype is not None:
-            if switches.storage_dtype not in STORAGE_DTYPES:
-                raise LiteVSRError(
-                    f"storage_dtype must be one of {sorted(STORAGE_DTYPES)}, got {switches.storage_dtype!r}"
-                )
-            self.transformer.enable_layerwise_casting(
-                storage_dtype=STORAGE_DTYPES[switches.storage_dtype], compute_dtype=self.transformer.dtype
-            )
-        if switches.group_offload is not None:
-            self.transformer.enable_group_offload(
-                onload_device=torch.device(switches.group_offload), offload_type="block_level", num_blocks_per_group=1
-            )
-        if switches.vae_slicing:
-            self.vae.enable_slicing()
-        if switches.vae_tiling:
-            self.vae.enable_tiling()
-        if switches.compile:
-            self.transformer.compile_repeated_blocks()
 
     def _before_first_block(self, module, args, kwargs):
         tokens = self._injections.input_tokens

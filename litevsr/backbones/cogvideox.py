@@ -19,6 +19,7 @@ from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 
 from litevsr.backbones.base import VideoBackbone
+from litevsr.backbones.spec import FamilySpec, Geometry
 from litevsr.errors import LiteVSRError
 
 _TRANSFORMER_2B = dict(
@@ -68,7 +69,7 @@ _SCHEDULER = dict(
 )
 
 # Published configs (hub folders `transformer/`, `vae/`, `scheduler/`), for meta-device builds and twins.
-KNOWN_CONFIGS = {
+_CONFIGS = {
     "THUDM/CogVideoX-2b": {
         "transformer": _TRANSFORMER_2B,
         "vae": _VAE_2B,
@@ -87,19 +88,43 @@ KNOWN_CONFIGS = {
 }
 
 
-class CogVideoXBackbone(VideoBackbone):
-    family = "cogvideox"
-    KNOWN_CONFIGS = KNOWN_CONFIGS
-    TWIN_SHRINK = {
+def _geometry(tcfg, vcfg) -> Geometry:
+    spatial = 2 ** (len(vcfg["block_out_channels"]) - 1)
+    return Geometry(
+        hidden_dim=tcfg["num_attention_heads"] * tcfg["attention_head_dim"],
+        num_blocks=tcfg["num_layers"],
+        patch_size=(1, tcfg["patch_size"], tcfg["patch_size"]),
+        latent_channels=tcfg["in_channels"],
+        vae_stride=(vcfg["temporal_compression_ratio"], spatial, spatial),
+        # The decoder doubles the latent frames twice and keeps a first frame apart only when their count is odd:
+        # latent frames 1 + 2k decode to 1 + 8k frames, anything else to the wrong count.
+        frame_step=2 * vcfg["temporal_compression_ratio"],
+    )
+
+
+COGVIDEOX = FamilySpec(
+    name="cogvideox",
+    transformer_class=CogVideoXTransformer3DModel,
+    vae_class=AutoencoderKLCogVideoX,
+    pipeline="CogVideoXPipeline",
+    blocks="transformer_blocks",
+    known_configs=_CONFIGS,
+    twin_shrink={
         "transformer": dict(
             num_attention_heads=2, attention_head_dim=16, time_embed_dim=32, text_embed_dim=32, num_layers=4
         ),
         "vae": dict(block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=4),
-    }
-    PIPELINE = "CogVideoXPipeline"
-    LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
-    TRANSFORMER_CLASS, VAE_CLASS = CogVideoXTransformer3DModel, AutoencoderKLCogVideoX
-    FIXED_TEXT_LENGTH = True
+    },
+    lora_targets=("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"),
+    prompt_shape=lambda tcfg: (tcfg["max_text_seq_length"], tcfg["text_embed_dim"]),
+    geometry=_geometry,
+    fixed_text_length=True,
+    extra_classes={"scheduler": CogVideoXDDIMScheduler},
+)
+
+
+class CogVideoXBackbone(VideoBackbone):
+    spec = COGVIDEOX
 
     def __init__(self, pretrained: str = "THUDM/CogVideoX-2b", scheduler_subfolder: str = "scheduler", **kwargs):
         """A frozen CogVideoX 1.0 transformer + VAE, driven as a rectified flow (see the module docstring; the other
@@ -110,35 +135,14 @@ class CogVideoXBackbone(VideoBackbone):
             scheduler_subfolder: Subfolder holding the DDPM scheduler whose noise schedule the transformer learned.
         """
         super().__init__(pretrained, **kwargs)
-        tcfg, vcfg = self.transformer.config, self.vae.config
-        if tcfg.patch_size_t is not None:
+        if self.transformer.config.patch_size_t is not None:
             raise LiteVSRError(
                 f"{pretrained}: CogVideoX 1.5's temporal patches are not supported yet; use a "
                 "CogVideoX 1.0 checkpoint (CogVideoX-2b or -5b)"
             )
-        self.blocks = self.transformer.transformer_blocks
-        self.hidden_dim = tcfg.num_attention_heads * tcfg.attention_head_dim
-        self.num_blocks = len(self.blocks)
-        self.patch_size = (1, tcfg.patch_size, tcfg.patch_size)
-        self.latent_channels = tcfg.in_channels
-        spatial = 2 ** (len(vcfg.block_out_channels) - 1)
-        self.vae_stride = (vcfg.temporal_compression_ratio, spatial, spatial)
-        # The decoder doubles the latent frames twice and keeps a first frame apart only when their count is odd:
-        # latent frames 1 + 2k decode to 1 + 8k frames, anything else to the wrong count.
-        self.frame_step = 2 * vcfg.temporal_compression_ratio
-        device = "meta" if self.empty_weights else "cpu"
-        # CogVideoX scales latents by one factor and does not shift them.
-        self.register_buffer(
-            "latents_mean", torch.zeros(1, self.latent_channels, 1, 1, 1, device=device), persistent=False
-        )
-        self.register_buffer(
-            "latents_std",
-            torch.full((1, self.latent_channels, 1, 1, 1), 1 / vcfg.scaling_factor, device=device),
-            persistent=False,
-        )
         scheduler = CogVideoXDDIMScheduler.from_config(
-            KNOWN_CONFIGS[self.source]["scheduler"]
-            if self.empty_weights and self.source in KNOWN_CONFIGS
+            _CONFIGS[self.source]["scheduler"]
+            if self.empty_weights and self.source in _CONFIGS
             else self._scheduler_config(self.source, scheduler_subfolder, self.revision)
         )
         if scheduler.config.prediction_type != "v_prediction":
@@ -150,7 +154,12 @@ class CogVideoXBackbone(VideoBackbone):
         self.register_buffer(
             "log_snr", (alpha_bar.log() - (1 - alpha_bar).log()).float().clamp(min=-60), persistent=False
         )
-        self._freeze()
+
+    def _latent_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # CogVideoX scales latents by one factor and does not shift them.
+        return torch.zeros(self.latent_channels), torch.full(
+            (self.latent_channels,), 1 / self.vae.config.scaling_factor
+        )
 
     def _scheduler_config(self, source: str, subfolder: str, revision: str | None) -> dict:
         try:
@@ -160,18 +169,6 @@ class CogVideoXBackbone(VideoBackbone):
                 f"could not read the CogVideoX scheduler config from {source!r} ({subfolder}/): "
                 f"{str(err).strip().splitlines()[0]}"
             ) from err
-
-    @classmethod
-    def twin_config(cls, name: str) -> dict:
-        return {**super().twin_config(name), "scheduler": cls.KNOWN_CONFIGS[name]["scheduler"]}
-
-    @classmethod
-    def prompt_shape(cls, transformer_config) -> tuple[int, int]:
-        return transformer_config["max_text_seq_length"], transformer_config["text_embed_dim"]
-
-    @classmethod
-    def extra_components(cls, config: dict) -> dict:
-        return {"scheduler": CogVideoXDDIMScheduler.from_config(config["scheduler"])}
 
     @property
     def patch_embedding(self) -> torch.nn.Module:

@@ -11,18 +11,36 @@ import torch
 from diffusers import AutoencoderKLLTXVideo, LTXVideoTransformer3DModel
 
 from litevsr.backbones.base import VideoBackbone
+from litevsr.backbones.spec import FamilySpec, Geometry
 
 #: the frame rate LTX-Video's rotary positions are scaled for (its pipeline's default)
 FRAME_RATE = 25
 
-# LTX-Video 0.9.0 as diffusers ships it: the classes' defaults are its configs.
-KNOWN_CONFIGS = {"Lightricks/LTX-Video": {"transformer": {}, "vae": {}}}
+
+def _geometry(tcfg, vcfg) -> Geometry:
+    # AutoencoderKLLTXVideo's compression ratios, as it derives them from its config
+    doublings = 2 ** sum(vcfg["spatio_temporal_scaling"])
+    spatial = vcfg["spatial_compression_ratio"] or vcfg["patch_size"] * doublings
+    temporal = vcfg["temporal_compression_ratio"] or vcfg["patch_size_t"] * doublings
+    return Geometry(
+        hidden_dim=tcfg["num_attention_heads"] * tcfg["attention_head_dim"],
+        num_blocks=tcfg["num_layers"],
+        patch_size=(tcfg["patch_size_t"], tcfg["patch_size"], tcfg["patch_size"]),
+        latent_channels=tcfg["in_channels"],
+        vae_stride=(temporal, spatial, spatial),
+        frame_step=temporal,  # a causal 1 + 8k layout
+    )
 
 
-class LTXVideoBackbone(VideoBackbone):
-    family = "ltx"
-    KNOWN_CONFIGS = KNOWN_CONFIGS
-    TWIN_SHRINK = {
+LTX = FamilySpec(
+    name="ltx",
+    transformer_class=LTXVideoTransformer3DModel,
+    vae_class=AutoencoderKLLTXVideo,
+    pipeline="LTXPipeline",
+    blocks="transformer_blocks",
+    # LTX-Video 0.9.0 as diffusers ships it: the classes' defaults are its configs.
+    known_configs={"Lightricks/LTX-Video": {"transformer": {}, "vae": {}}},
+    twin_shrink={
         "transformer": dict(
             num_attention_heads=2, attention_head_dim=16, cross_attention_dim=32, caption_channels=32, num_layers=4
         ),
@@ -32,10 +50,15 @@ class LTXVideoBackbone(VideoBackbone):
             layers_per_block=(1, 1, 1, 1, 1),
             decoder_layers_per_block=(1, 1, 1, 1, 1),
         ),
-    }
-    PIPELINE = "LTXPipeline"
-    LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
-    TRANSFORMER_CLASS, VAE_CLASS = LTXVideoTransformer3DModel, AutoencoderKLLTXVideo
+    },
+    lora_targets=("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"),
+    prompt_shape=lambda tcfg: (8, tcfg.get("caption_channels", 4096)),
+    geometry=_geometry,
+)
+
+
+class LTXVideoBackbone(VideoBackbone):
+    spec = LTX
 
     def __init__(self, pretrained: str = "Lightricks/LTX-Video", **kwargs):
         """A frozen LTX-Video transformer + VAE (the other arguments: see `VideoBackbone`). Its prompt embedding is
@@ -45,28 +68,10 @@ class LTXVideoBackbone(VideoBackbone):
             pretrained: A local diffusers folder, a hub id such as "Lightricks/LTX-Video", or "twin:<hub id>".
         """
         super().__init__(pretrained, **kwargs)
-        tcfg, vcfg = self.transformer.config, self.vae.config
-        self.blocks = self.transformer.transformer_blocks
-        self.hidden_dim = tcfg.num_attention_heads * tcfg.attention_head_dim
-        self.num_blocks = len(self.blocks)
-        self.patch_size = (tcfg.patch_size_t, tcfg.patch_size, tcfg.patch_size)
-        self.latent_channels = tcfg.in_channels
-        self.vae_stride = (
-            self.vae.temporal_compression_ratio,
-            self.vae.spatial_compression_ratio,
-            self.vae.spatial_compression_ratio,
-        )
-        self.frame_step = self.vae.temporal_compression_ratio  # a causal 1 + 8k layout
-        # LTX normalises latents per channel and then scales them: (z - mean) * scaling_factor / std.
-        self.register_buffer("latents_mean", self.vae.latents_mean.view(1, -1, 1, 1, 1).float(), persistent=False)
-        self.register_buffer(
-            "latents_std", (self.vae.latents_std / vcfg.scaling_factor).view(1, -1, 1, 1, 1).float(), persistent=False
-        )
-        self._freeze()
 
-    @classmethod
-    def prompt_shape(cls, transformer_config) -> tuple[int, int]:
-        return 8, transformer_config.get("caption_channels", 4096)
+    def _latent_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # LTX normalises latents per channel and then scales them: (z - mean) * scaling_factor / std.
+        return self.vae.latents_mean, self.vae.latents_std / self.vae.config.scaling_factor
 
     @property
     def patch_embedding(self) -> torch.nn.Module:

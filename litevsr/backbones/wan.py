@@ -7,10 +7,11 @@ from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from diffusers.models.autoencoders.autoencoder_kl_wan import AvgDown3D, DupUp3D, WanAttentionBlock
 
 from litevsr.backbones.base import VideoBackbone
+from litevsr.backbones.spec import FamilySpec, Geometry
 
 # Configs of published checkpoints, so that `empty_weights=True` can build them on the meta device
 # without a download (parameter counts, shapes, injection targets).
-KNOWN_CONFIGS = {
+_CONFIGS = {
     "Wan-AI/Wan2.1-T2V-1.3B-Diffusers": {
         "transformer": dict(
             patch_size=(1, 2, 2),
@@ -32,20 +33,20 @@ KNOWN_CONFIGS = {
         ),
     },
 }
-KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-14B-Diffusers"] = {
+_CONFIGS["Wan-AI/Wan2.1-T2V-14B-Diffusers"] = {
     "transformer": {
-        **KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["transformer"],
+        **_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["transformer"],
         "num_attention_heads": 40,
         "ffn_dim": 13824,
         "num_layers": 40,
     },
-    "vae": KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["vae"],
+    "vae": _CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["vae"],
 }
 # Wan2.2's VAE folds 2x2 pixels into 12 channels, then downsamples 8x: 16x spatial, 4x temporal, 48 channels.
 # latents_mean/std are placeholders of the right length: a meta-device build needs shapes, not statistics.
-KNOWN_CONFIGS["Wan-AI/Wan2.2-TI2V-5B-Diffusers"] = {
+_CONFIGS["Wan-AI/Wan2.2-TI2V-5B-Diffusers"] = {
     "transformer": {
-        **KNOWN_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["transformer"],
+        **_CONFIGS["Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]["transformer"],
         "num_attention_heads": 24,
         "ffn_dim": 14336,
         "num_layers": 30,
@@ -71,18 +72,45 @@ KNOWN_CONFIGS["Wan-AI/Wan2.2-TI2V-5B-Diffusers"] = {
 }
 
 
-class WanBackbone(VideoBackbone):
-    family = "wan"
-    KNOWN_CONFIGS = KNOWN_CONFIGS
-    TWIN_SHRINK = {
+def _geometry(tcfg, vcfg) -> Geometry:
+    patch = tuple(tcfg["patch_size"])
+    stride = (vcfg["scale_factor_temporal"], vcfg["scale_factor_spatial"], vcfg["scale_factor_spatial"])
+    return Geometry(
+        hidden_dim=tcfg["num_attention_heads"] * tcfg["attention_head_dim"],
+        num_blocks=tcfg["num_layers"],
+        patch_size=patch,
+        latent_channels=tcfg["in_channels"],
+        vae_stride=stride,
+        # AutoencoderKLWan encodes the first frame, then chunks of 4, whatever its temporal stride.
+        frame_step=max(4, stride[0] * patch[0]),
+    )
+
+
+_TWIN_VAE_BASE_DIM = 8
+
+WAN = FamilySpec(
+    name="wan",
+    transformer_class=WanTransformer3DModel,
+    vae_class=AutoencoderKLWan,
+    pipeline="WanPipeline",
+    blocks="blocks",
+    known_configs=_CONFIGS,
+    twin_shrink={
         "transformer": dict(
             num_attention_heads=2, attention_head_dim=16, ffn_dim=64, text_dim=32, freq_dim=32, num_layers=4
         ),
-        "vae": dict(base_dim=8, num_res_blocks=1),
-    }
-    PIPELINE = "WanPipeline"
-    LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
-    TRANSFORMER_CLASS, VAE_CLASS = WanTransformer3DModel, AutoencoderKLWan
+        "vae": dict(base_dim=_TWIN_VAE_BASE_DIM, num_res_blocks=1),
+    },
+    # keep the decoder wider than the encoder, as Wan2.2's is
+    twin_shrink_where_set={"vae": dict(decoder_base_dim=2 * _TWIN_VAE_BASE_DIM)},
+    lora_targets=("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2"),
+    prompt_shape=lambda tcfg: (8, tcfg["text_dim"]),  # any length: Wan's cross-attention reads the text as given
+    geometry=_geometry,
+)
+
+
+class WanBackbone(VideoBackbone):
+    spec = WAN
 
     def __init__(self, pretrained: str = "tiny", **kwargs):
         """A frozen Wan2.1 / Wan2.2 transformer + VAE (the other arguments: see `VideoBackbone`).
@@ -92,38 +120,10 @@ class WanBackbone(VideoBackbone):
                 "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", or "twin:<hub id>" (its tiny random-weight twin).
         """
         super().__init__(pretrained, **kwargs)
-
-        tcfg, vcfg = self.transformer.config, self.vae.config
-        self.blocks = self.transformer.blocks
-        self.hidden_dim = tcfg.num_attention_heads * tcfg.attention_head_dim
-        self.num_blocks = len(self.blocks)
-        self.patch_size = tuple(tcfg.patch_size)
-        self.latent_channels = tcfg.in_channels
-        self.vae_stride = (vcfg.scale_factor_temporal, vcfg.scale_factor_spatial, vcfg.scale_factor_spatial)
-        # AutoencoderKLWan encodes the first frame, then chunks of 4, whatever its temporal stride.
-        self.frame_step = max(4, self.vae_stride[0] * self.patch_size[0])
         self.vae_is_pointwise = is_pointwise(self.vae)
-        device = "meta" if self.empty_weights else "cpu"
-        self.register_buffer(
-            "latents_mean", torch.tensor(vcfg.latents_mean, device=device).view(1, -1, 1, 1, 1), persistent=False
-        )
-        self.register_buffer(
-            "latents_std", torch.tensor(vcfg.latents_std, device=device).view(1, -1, 1, 1, 1), persistent=False
-        )
-        self._freeze()
 
-    @classmethod
-    def twin_config(cls, name: str) -> dict:
-        config = super().twin_config(name)
-        if (
-            "decoder_base_dim" in cls.KNOWN_CONFIGS[name]["vae"]
-        ):  # keep the decoder wider than the encoder, as Wan2.2's is
-            config["vae"]["decoder_base_dim"] = 2 * cls.TWIN_SHRINK["vae"]["base_dim"]
-        return config
-
-    @classmethod
-    def prompt_shape(cls, transformer_config) -> tuple[int, int]:
-        return 8, transformer_config["text_dim"]  # any length: Wan's cross-attention reads the text as given
+    def _latent_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.tensor(self.vae.config.latents_mean), torch.tensor(self.vae.config.latents_std)
 
     @property
     def patch_embedding(self) -> torch.nn.Module:

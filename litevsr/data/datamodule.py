@@ -1,30 +1,33 @@
 """litevsr's LightningDataModules: shards -> batches for fit, validate and test (`VideoShardDataModule`), and
 video files -> upscaled files for predict (`VideoFiles`).
 
-Shard batches are {"hq": (B,3,T,H,W), "lq": (B,3,T,H/s,W/s), "key": [...]} in [-1, 1].
+Shard batches are {"hq": (B,3,T,H,W), "lq": (B,3,T,H/s,W/s), "key": [...]} in [-1, 1]; validation and test
+batches add "weight" (B,): 1, or 0 for the padding that keeps ranks in step.
 
 Training: epochs of `samples_per_epoch` (in whole batches) from shards resampled with replacement per rank and
 worker, or dealt out to them pass by pass with `resample_shards=False`; samples shuffled in a buffer; every draw
-seeded by its position, so that a resume continues the stream exactly (`TrainingStream`). Validation: finite and
-deterministic; every rank reads all shards, each shard in one worker (`split_by_worker`), so all ranks run the
-same validation steps. Decoding, cropping and degrading run in the loader workers. Corrupt samples are skipped,
-counted and reported (see `SkippedSamples`).
+seeded by its position, so that a resume continues the stream exactly (`TrainingStream`). Validation and test:
+finite and deterministic; the clips are dealt out to the ranks batch by batch, each scored on one rank, and every
+rank runs as many steps (`EvaluationStream`). Decoding, cropping and degrading run in the loader workers. Corrupt
+samples are skipped, counted and reported (see `SkippedSamples`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import re
+import tarfile
 import warnings
 import zlib
 from collections.abc import Sequence
-from itertools import islice
+from itertools import groupby, islice
 
 import lightning as L
 import torch
 import webdataset as wds
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from litevsr.data.clipping import ClipTooSmallError, crop_window
 from litevsr.data.degradations import Degradation, SimpleDegradation
@@ -141,6 +144,111 @@ def clip_window(
     LQ crop at 1/scale matches exactly): drawn with a generator, centred without."""
     draw = None if generator is None else (lambda n: torch.randint(n, (), generator=generator))
     return crop_window(clip_shape, (frames, size, size), (1, scale, scale), draw, f"clip {key} (TxHxW)")
+
+
+def shard_samples(url: str) -> list[tuple[str, frozenset[str]]]:
+    """The samples of a shard in order, (key, member suffixes), grouped as webdataset groups them; read from the tar
+    headers only (a local shard is not read through). A damaged shard lists the samples before the damage: reading
+    it later reports the damage, as a skipped sample."""
+    samples: dict[str, set[str]] = {}  # a key met again further on is webdataset's duplicate: the first one counts
+    last, stream = None, None
+    try:
+        if os.path.isfile(url):
+            tar = tarfile.open(url)
+        else:
+            stream = wds.gopen(url)
+            tar = tarfile.open(fileobj=stream, mode="r|*")
+        with tar:
+            for info in tar:
+                if not info.isreg() or re.match(r"__[^/]*__($|/)", info.name):
+                    continue  # what webdataset's tar_file_iterator passes over
+                key, suffix = wds.tariterators.base_plus_ext(info.name)
+                if key is not None and (key == last or key not in samples):
+                    samples.setdefault(key, set()).add(suffix.lower())
+                last = key
+    except Exception:
+        pass
+    finally:
+        if stream is not None:
+            stream.close()
+    return [(key, frozenset(suffixes)) for key, suffixes in samples.items()]
+
+
+class EvaluationStream(torch.utils.data.IterableDataset):
+    """One rank's share of a validation or test set, as whole batches (a DataLoader with batch_size=None).
+
+    `batches` are this rank's: lists of (url, key), in the order of the global list the ranks were dealt from, and
+    [] for a padding step. A padding step, or a batch none of whose samples can be read, is a batch of one zero
+    clip with "weight" 0 when several ranks validate (they all run as many steps); one process drops it. Real
+    batches have "weight" 1 per clip. Loader worker w takes the batches w, w + workers, ... (the DataLoader
+    returns batch j from worker j % workers), and reads from each shard only up to its last sample there.
+    """
+
+    def __init__(self, batches, members, prepare, handler, padding, pad: bool):
+        self.batches, self.members, self.prepare, self.handler = batches, members, prepare, handler
+        self.padding, self.pad = padding, pad
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        _, _, worker, workers = wds.utils.pytorch_worker_info()
+        mine = self.batches[worker::workers]
+        raw = self._raw([sample for batch in mine for sample in batch])
+        for batch in mine:
+            items = []
+            for sample in (next(raw) for _ in batch):
+                if sample is None:
+                    continue
+                try:
+                    items.append(self.prepare(sample))
+                except Exception as exn:
+                    if not self.handler(exn):  # counts and skips it, or raises
+                        raise
+            if items:
+                yield {**default_collate(items), "weight": torch.ones(len(items))}
+            elif self.pad:
+                yield self.padding()
+
+    def _raw(self, wanted):
+        """The raw sample (or None where it could not be read) of each wanted (url, key), in order."""
+        for url, group in groupby(wanted, key=lambda sample: sample[0]):
+            yield from self._read_shard(url, [key for _, key in group])
+
+    def _read_shard(self, url: str, keys: list[str]):
+        members = {key: self.members[url][key] for key in keys}
+        pending, left = iter(keys), len(keys)
+        partial: dict[str, dict] = {}
+        done: set[str] = set()
+        stream = None
+        try:
+            stream = wds.gopen(url)
+            select = lambda name: wds.tariterators.base_plus_ext(name)[0] in members  # noqa: E731
+            for file in wds.tariterators.tar_file_iterator(stream, handler=self.handler, select_files=select):
+                key, suffix = wds.tariterators.base_plus_ext(file["fname"])
+                if key in done:
+                    continue
+                sample = partial.setdefault(key, {"__key__": key, "__url__": url})
+                sample[suffix.lower()] = file["data"]
+                if members[key] <= sample.keys():
+                    del partial[key]
+                    done.add(key)
+                    for expected in pending:  # those before it could not be read
+                        left -= 1
+                        yield sample if expected == key else None
+                        if expected == key:
+                            break
+                    if not left:
+                        break  # the rest of the shard is other loaders'
+        except Exception as exn:  # a damaged shard: the samples after the damage are lost
+            exn.args = exn.args + (stream, url)  # as webdataset reports it (so a truncation counts once)
+            if not self.handler(exn):
+                raise
+        finally:
+            if stream is not None:
+                stream.close()
+        for _ in pending:
+            yield None
 
 
 class VideoShardDataModule(L.LightningDataModule):
@@ -414,26 +522,44 @@ class VideoShardDataModule(L.LightningDataModule):
         return self._evaluation_loader(self.test_urls, "testing", self.hparams.test_shards or self.hparams.val_shards)
 
     def _evaluation_loader(self, urls: list[str], what: str, spec: str | None):
-        """Every clip once, in order, with fixed crops and degradations per key."""
+        """Every clip once over all ranks, with fixed crops and degradations per key.
+
+        The clips, listed in shard order, are cut into batches as one process cuts them, and rank r takes the
+        batches r, r + ranks, ...: each clip is scored on one rank, and rank 0's first batch, the one the sample
+        picture shows, is a single process's. Every rank runs as many steps (each a collective under DDP and FSDP),
+        the short ones padded with weight-0 batches that the metrics leave out."""
         if not urls:
             return []
-        skip = self._handler()
-        dataset = (
-            # every rank reads all shards: under DDP each step is a collective call, so ranks with fewer (or no)
-            # batches than others would hang them
-            wds.WebDataset(
-                urls,
-                shardshuffle=False,
-                nodesplitter=None,
-                workersplitter=wds.split_by_worker,
-                handler=skip,
-                empty_check=False,
-            )
-            .map(self._decode_val, handler=skip)
-            .map(self._val_pair, handler=skip)
+        rank, world = wds.utils.pytorch_worker_info()[:2]
+        members = {url: dict(shard_samples(url)) for url in urls}
+        samples = [(url, key) for url in urls for key in members[url]]
+        size = self.hparams.val_batch_size or self.hparams.batch_size
+        batches = [samples[i : i + size] for i in range(0, len(samples), size)]
+        steps = -(-len(batches) // world)
+        mine = batches[rank::world]
+        mine += [[]] * (steps - len(mine))
+        stream = EvaluationStream(
+            mine,
+            members,
+            self._val_sample,
+            self._handler(),
+            self._padding_batch,
+            pad=world > 1,
         )
-        rank_zero_info(f"litevsr: {what} on {len(urls)} shard(s) from {spec}")
-        return DataLoader(dataset, batch_size=self.hparams.val_batch_size or self.hparams.batch_size, **self._workers())
+        per_rank = f", {steps} batch(es) on each of {world} ranks" if world > 1 else ""
+        rank_zero_info(f"litevsr: {what} on {len(samples)} clip(s) in {len(urls)} shard(s) from {spec}{per_rank}")
+        return DataLoader(stream, batch_size=None, **self._workers())
+
+    def _val_sample(self, sample: dict) -> dict:
+        return self._val_pair(self._decode_val(sample))
+
+    def _padding_batch(self) -> dict:
+        """A batch of one zero clip of the validation shape, weight 0: a step that scores nothing."""
+        hp = self.hparams
+        size = hp.val_crop_size or hp.crop_size
+        hq = torch.zeros(1, 3, hp.clip_frames, size, size)
+        lq = torch.zeros(1, 3, hp.clip_frames, size // hp.scale, size // hp.scale)
+        return {"hq": hq, "lq": lq, "key": ["padding"], "weight": torch.zeros(1)}
 
     def predict_dataloader(self):
         return self.val_dataloader()
@@ -448,10 +574,14 @@ class VideoFiles(L.LightningDataModule):
         output_format: str = "mp4",
         overwrite: bool = False,
     ):
-        """Inputs for prediction: each is upscaled whole (streaming, bounded memory) into `output_dir`.
+        """Inputs for prediction: each is upscaled whole (streaming, bounded memory) into `output_dir`, as
+        `litevsr upscale` does. Outputs already there are skipped (a rerun resumes), a bad input is reported and
+        the others go on; over several ranks (`--trainer.devices N`), rank r upscales the r-th of every N inputs
+        in sorted order.
 
         Args:
-            inputs: Video files FFmpeg decodes, or folders of image frames.
+            inputs: Video files FFmpeg decodes, folders of video files (told apart by their extensions), or
+                folders of image frames (one video each).
             output_dir: Where the results go, named after their inputs.
             scale: Upscaling factor.
             output_format: "mp4" (H.264, audio copied) or "png" (a folder of frames per input).
@@ -466,20 +596,39 @@ class VideoFiles(L.LightningDataModule):
         if missing:
             raise LiteVSRError(f"input not found: {missing[0]}")
         self.save_hyperparameters()
+        self.files = sorted({file for path in inputs for file in self._videos(path)})
+        by_output: dict[str, str] = {}
+        for file in self.files:
+            other = by_output.setdefault(self._output(file), file)
+            if other != file:
+                raise LiteVSRError(f"inputs {other} and {file} would both write {self._output(file)}")
+
+    @staticmethod
+    def _videos(path: str) -> list[str]:
+        """The inputs a path stands for: the video files in a folder that holds some, else the path itself."""
+        from litevsr.data.video import is_video_file
+
+        if not os.path.isdir(path):
+            return [path]
+        videos = [os.path.join(path, f) for f in os.listdir(path) if is_video_file(os.path.join(path, f))]
+        return videos or [path]
+
+    def _output(self, path: str) -> str:
+        suffix = ".mp4" if self.hparams.output_format == "mp4" else ""
+        name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+        return os.path.join(self.hparams.output_dir, name + suffix)
 
     def predict_dataloader(self) -> DataLoader:
+        from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
         hp = self.hparams
-        suffix = ".mp4" if hp.output_format == "mp4" else ""
-        items = [
-            {
-                "input": path,
-                "output": os.path.join(
-                    hp.output_dir, os.path.splitext(os.path.basename(os.path.normpath(path)))[0] + suffix
-                ),
-                "scale": hp.scale,
-                "overwrite": hp.overwrite,
-            }
-            for path in hp.inputs
-        ]
+        item = {"scale": hp.scale, "overwrite": hp.overwrite}
+        items = [{"input": path, "output": self._output(path), **item} for path in self.files]
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        # every rank predicts at least one item (a stand-in where there are more ranks than files), so that every
+        # rank gets to the end of predict, where their records are gathered
+        items += [{"input": None, "output": None, **item}] * max(0, world - len(items))
         os.makedirs(hp.output_dir, exist_ok=True)
-        return DataLoader(items, batch_size=None)
+        # rank r takes items r, r + world, ...: a sampler of our own, which Lightning does not replace
+        sampler = UnrepeatedDistributedSampler(items, num_replicas=world, rank=rank, shuffle=False)
+        return DataLoader(items, batch_size=None, sampler=sampler)

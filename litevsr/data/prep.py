@@ -10,8 +10,15 @@ never leaves duplicate or half-written shards. Every clip is
 deterministic (crops and degradations are seeded by the clip key), so a redone task writes the same samples.
 The manifests are written last, atomically, from the markers.
 
+Under torchrun (one node or several sharing OUT) rank 0 lists the unfinished tasks, rank r of W runs todo[r::W], and
+rank 0 writes the manifests when every rank has ended its share. Task names, shard names and markers do not depend
+on the world size, so a run interrupted on any number of ranks resumes on any other. Ranks need no lock among
+themselves (their tasks are disjoint, every file appears by an atomic rename); OUT/.make_shards/run keeps other
+runs off OUT (_RunGuard).
+
 Layout of OUT:
     OUT/.make_shards/state.json      options and input list of the run (a re-run must match them)
+    OUT/.make_shards/run/            the run writing OUT now (owner.json, beat); gone when it ends
     OUT/.make_shards/done/*.json     one marker per finished task
     OUT/*.tar, OUT/manifest.json     without a validation split
     OUT/train/*.tar, OUT/train/manifest.json, OUT/val/..., OUT/manifest.json (summary, written last)  with one
@@ -19,7 +26,6 @@ Layout of OUT:
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import hashlib
 import json
@@ -27,13 +33,21 @@ import math
 import multiprocessing
 import os
 import re
+import shutil
+import socket
+import sys
+import threading
+import time
+import uuid
 import zlib
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
+import torch.distributed as dist
 
+from litevsr import distributed
 from litevsr.atomic import write_json_atomic
 from litevsr.data.clipping import ClipOptions, ClipStats, VideoSkipped, cut_clips
 from litevsr.data.shards import LATENTS_MEMBER, MANIFEST, ShardWriter, latents_member, member_checksums
@@ -42,6 +56,9 @@ from litevsr.errors import LiteVSRError
 
 STATE_DIR = ".make_shards"
 LATENT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+HEARTBEAT_S = 10.0  # a run rewrites OUT/.make_shards/run/beat this often
+STALE_S = 60.0  # a beat unchanged this long: its run is dead, the next run takes OUT over
+SHARED_WAIT_S = 60.0  # how long a rank waits to see rank 0's OUT/.make_shards/run (NFS shows new files late)
 
 
 @dataclass(frozen=True)
@@ -358,25 +375,140 @@ def _sample(clip, base: dict, options: PrepOptions, device: str) -> dict:
 # --- the whole run ----------------------------------------------------------------------------------------
 
 
-class _OutputLock:
-    """An exclusive lock on OUT (flock: released by the kernel even if the process is killed)."""
+class _RunGuard:
+    """Keeps a second make_shards run off an OUT that a run is writing, on one machine or on several sharing OUT.
+
+    Rank 0 of the run makes the folder OUT/.make_shards/run with os.mkdir, which is atomic on local file systems and
+    on NFS, where flock is not to be trusted. Its owner.json names the run (id, host, pid) and a thread rewrites its
+    `beat` file every HEARTBEAT_S seconds while the run lives; the folder goes when the run ends, an error included.
+    A run that finds the folder takes it over when its owner is dead: a process of this host that is gone, or a beat
+    unchanged for STALE_S seconds (no clock of another host is read), so a killed run never blocks the next one.
+    """
 
     def __init__(self, out: str):
-        self.path = os.path.join(out, STATE_DIR, "lock")
+        self.path = os.path.join(out, STATE_DIR, "run")
+        self.run_id = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def __enter__(self):
-        self.file = open(self.path, "w")
+        for _ in range(5):  # another run may take the folder between our take-over and our mkdir
+            try:
+                os.mkdir(self.path)
+                break
+            except FileExistsError:
+                self._take_over_if_dead()
+        else:
+            raise LiteVSRError(f"could not claim {self.path}: other make_shards runs keep taking it")
         try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.close()
-            folder = os.path.dirname(os.path.dirname(self.path))
-            raise LiteVSRError(f"another make_shards run is writing to {folder}") from None
+            write_json_atomic(os.path.join(self.path, "owner.json"), _owner(self.run_id))
+            self._beat(0)
+        except BaseException:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
+        self._thread = threading.Thread(target=self._beat_loop, name="make_shards-heartbeat", daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc):
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if (_read_json(os.path.join(self.path, "owner.json")) or {}).get("run") == self.run_id:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def _beat(self, n: int) -> None:
+        with open(os.path.join(self.path, "beat"), "w") as f:  # in place: NFS readers see it at their next open
+            f.write(f"{n} {time.time()}\n")
+
+    def _beat_loop(self) -> None:
+        n = 1
+        while not self._stop.wait(HEARTBEAT_S):
+            with suppress(OSError):  # a lost beat or two is harmless; STALE_S is several of them
+                self._beat(n)
+            n += 1
+
+    def _take_over_if_dead(self) -> None:
+        owner = _read_json(os.path.join(self.path, "owner.json")) or {}
+        folder = os.path.dirname(os.path.dirname(self.path))
+        busy = LiteVSRError(
+            f"another make_shards run is writing to {folder} (host {owner.get('host', '?')}, pid "
+            f"{owner.get('pid', '?')}); wait for it, or stop it and run again"
+        )
+        if not (owner.get("host") == _host() and not _alive(owner.get("pid", 0))):  # not known dead: watch its beat
+            first = _read_text(os.path.join(self.path, "beat"))
+            deadline = time.monotonic() + STALE_S
+            if STALE_S >= 5:
+                print(
+                    f"make_shards: {self.path} exists; watching its heartbeat for up to {STALE_S:.0f} s",
+                    file=sys.stderr,
+                )
+            while time.monotonic() < deadline:
+                time.sleep(min(1.0, STALE_S / 10))
+                if not os.path.isdir(self.path):
+                    return  # its run ended meanwhile
+                if _read_text(os.path.join(self.path, "beat")) != first:
+                    raise busy
+        aside = f"{self.path}.dead-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return  # taken over by another run meanwhile
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _host() -> str:
+    """This host and PID namespace: containers that share a host name do not share process ids."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()} {namespace}".strip()
+
+
+def _owner(run_id: str) -> dict:
+    return {"run": run_id, "host": _host(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _read_json(path: str) -> dict | None:
+    text = _read_text(path)
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+def _check_shared(out: str, run_id: str) -> None:
+    """Every rank must write into the OUT that rank 0 claimed: one folder, on a file system all nodes share."""
+    path = os.path.join(out, STATE_DIR, "run", "owner.json")
+    deadline = time.monotonic() + SHARED_WAIT_S  # NFS may show a new file to other hosts a little later
+    while (_read_json(path) or {}).get("run") != run_id:
+        if time.monotonic() > deadline:
+            raise LiteVSRError(
+                f"{out} is not the folder rank 0 writes (no {path} of this run): with several nodes OUT must be on "
+                "a file system every node shares"
+            )
+        time.sleep(0.5)
 
 
 def _refuse_foreign(out: str) -> None:
@@ -432,39 +564,118 @@ def _finished(out: str, options: PrepOptions, task: int) -> dict | None:
     return None
 
 
+def rank_device(device: str) -> str:
+    """`cuda` under torchrun is this rank's own GPU, cuda:LOCAL_RANK; any other device (cpu, cuda:1) is kept."""
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return device
+
+
+class RankFailed(LiteVSRError):
+    """Raised on the ranks of a run whose other rank stopped with an error (that rank reports it)."""
+
+
+def _describe(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    return str(error) if isinstance(error, LiteVSRError) else f"{type(error).__name__}: {error}"
+
+
+class _Ranks:
+    """The processes of the run (one process: rank 0 of 1, and no messages) and their patient group (a rank that
+    ends its share waits for the slowest one, possibly for hours)."""
+
+    def __init__(self):
+        self.rank, self.size = distributed.world()
+        self.group = distributed.patient_group()
+
+    def from_rank0(self, work):
+        """work() on rank 0; its result on every rank, or its error (RankFailed on the other ranks)."""
+        result = error = None
+        if self.rank == 0:
+            try:
+                result = work()
+            except Exception as err:
+                error = err
+        if self.group is not None:
+            result, message = distributed.broadcast((result, _describe(error)), self.group)
+            if self.rank != 0 and message is not None:
+                raise RankFailed(f"rank 0 stopped: {message}")
+        if error is not None:
+            raise error
+        return result
+
+    def to_rank0(self, value) -> list | None:
+        """Every rank's `value` in rank order on rank 0, None on the others; returns once every rank has sent."""
+        values = distributed.gather(value, self.group)
+        return values if self.rank == 0 else None
+
+
 def prepare_shards(
     inputs: list[str], out: str, options: PrepOptions, workers: int = 1, device: str = "cpu", progress: bool = True
 ) -> dict:
-    """Build (or finish building) the shards of the videos in `inputs` under `out`; return the manifest."""
-    from tqdm import tqdm
+    """Build (or finish building) the shards of the videos in `inputs` under `out`; return the manifest.
 
-    options = replace(options, stride=options.stride or options.clip_frames)
+    Under torchrun (WORLD_SIZE > 1) every rank calls it: rank 0 checks OUT and lists the unfinished tasks, rank r of
+    W runs tasks todo[r::W] (with `workers` processes of its own), and once every rank has ended its share rank 0
+    alone writes the manifests, which every rank returns. `device="cuda"` is each rank's GPU, cuda:LOCAL_RANK.
+    """
+    started = distributed.join()
+    try:
+        ranks = _Ranks()
+        try:
+            return _prepare(ranks, inputs, out, options, workers, rank_device(device), progress)
+        finally:
+            if ranks.group is not None and not started:
+                dist.destroy_process_group(ranks.group)
+    finally:
+        if started:
+            distributed.leave()
+
+
+def _plan(inputs: list[str], out: str, options: PrepOptions, stack: ExitStack) -> dict:
+    """Rank 0: check the options, inputs and OUT, claim OUT, and list the tasks and the finished ones."""
     check_options(options)
     videos = find_videos(inputs)
     names = relative_names(videos)
     _refuse_foreign(out)
     os.makedirs(os.path.join(out, STATE_DIR, "done"), exist_ok=True)
-    with _OutputLock(out):
-        _check_state(out, options, names)
-        size = options.videos_per_task
-        tasks = {
-            t: list(zip(videos[i : i + size], names[i : i + size])) for t, i in enumerate(range(0, len(videos), size))
-        }
-        markers = {t: m for t in tasks if (m := _finished(out, options, t)) is not None}
-        todo = [t for t in tasks if t not in markers]
-        for t in todo:
-            for leftover in task_files(out, options, t):
-                os.remove(leftover)
+    guard = stack.enter_context(_RunGuard(out))
+    _check_state(out, options, names)
+    size = options.videos_per_task
+    tasks = {t: list(zip(videos[i : i + size], names[i : i + size])) for t, i in enumerate(range(0, len(videos), size))}
+    markers = {t: m for t in tasks if (m := _finished(out, options, t)) is not None}
+    todo = [t for t in tasks if t not in markers]
+    for t in todo:
+        for leftover in task_files(out, options, t):
+            os.remove(leftover)
+    return {"run": guard.run_id, "videos": videos, "tasks": tasks, "markers": markers, "todo": todo}
+
+
+def _prepare(ranks: _Ranks, inputs, out, options, workers, device, progress) -> dict:
+    from tqdm import tqdm
+
+    options = replace(options, stride=options.stride or options.clip_frames)
+    with ExitStack() as stack:
+        plan = {}  # rank 0's
+
+        def shared() -> dict:
+            plan.update(_plan(inputs, out, options, stack))
+            return {"run": plan["run"], "todo": plan["todo"], "tasks": {t: plan["tasks"][t] for t in plan["todo"]}}
+
+        run = ranks.from_rank0(shared)
+        tasks, share = run["tasks"], run["todo"][ranks.rank :: ranks.size]
+        markers = dict(plan.get("markers", {})) if ranks.size == 1 else {}  # the ones the progress bar counts
 
         def clips() -> int:
             return sum(v["clips"] for m in markers.values() for v in m["videos"])
 
         bar = tqdm(
-            total=len(videos),
-            initial=sum(len(tasks[t]) for t in markers),
-            desc="videos",
+            total=len(plan["videos"]) if ranks.size == 1 else sum(len(tasks[t]) for t in share),
+            initial=sum(len(plan["tasks"][t]) for t in markers),
+            desc="videos" if ranks.size == 1 else f"videos (rank 0's share of {ranks.size})",
             unit="video",
-            disable=not progress,
+            disable=not progress or ranks.rank != 0,
             dynamic_ncols=True,
         )
         bar.set_postfix(clips=clips())
@@ -474,15 +685,39 @@ def prepare_shards(
             bar.set_postfix(clips=clips(), refresh=False)
             bar.update(len(marker["videos"]))
 
+        error = None
         try:
-            if workers <= 1 or len(todo) <= 1:
-                for t in todo:
+            if ranks.rank != 0:
+                _check_shared(out, run["run"])
+            if workers <= 1 or len(share) <= 1:
+                for t in share:
                     finish(run_task(t, tasks[t], out, options, device))
             else:
-                _run_pool(todo, tasks, out, options, device, workers, finish)
+                _run_pool(share, tasks, out, options, device, workers, finish)
+        except Exception as err:  # told to rank 0, so that it writes no manifest and every rank stops
+            error = err
         finally:
             bar.close()
-        return write_manifests(out, options, [markers[t] for t in sorted(markers)])
+        reports = ranks.to_rank0(([markers[t] for t in share if t in markers], _describe(error)))
+
+        def manifest() -> dict:
+            if error is not None:
+                raise error
+            failed = [f"rank {r}: {message}" for r, (_, message) in enumerate(reports) if message]
+            if failed:
+                raise LiteVSRError(f"{'; '.join(failed)}; run the same command again to resume")
+            done = {**plan["markers"], **{m["task"]: m for new, _ in reports for m in new}}
+            missing = sorted(set(plan["tasks"]) - set(done))
+            if missing:
+                raise LiteVSRError(f"tasks {missing[:5]} have no marker; run the same command again to resume")
+            return write_manifests(out, options, [done[t] for t in sorted(done)])
+
+        try:
+            return ranks.from_rank0(manifest)
+        except RankFailed:
+            if error is None:
+                raise
+            raise error from None
 
 
 def _init_worker() -> None:

@@ -46,8 +46,10 @@ def is_video_file(path: str) -> bool:
 
 
 #: x264's macroblock-tree rate control encodes identical frames to different bytes from run to run (measured at
-#: 44x52: 3 different outputs in 4 runs with default settings); without it 12 runs of 12 gave the same bytes.
-X264_REPEATABLE = {"x264-params": "mbtree=0"}
+#: 44x52: 3 different outputs in 4 runs with default settings); without it 12 runs of 12 gave the same bytes. The
+#: bitstream also depends on x264's thread count (1, 2 and 4 threads: three different files), which by default
+#: follows the machine's cores: one thread gives the same file on any machine and in any number of processes.
+X264_REPEATABLE = {"x264-params": "mbtree=0", "threads": "1"}
 
 
 def _open(source):

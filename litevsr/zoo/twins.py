@@ -3,7 +3,7 @@
 A twin keeps what decides whether code is right: the VAE's compression (spatial, temporal, causal 1 + 4k
 layout, Wan2.2's pixel folding), the latent channels, the transformer's patch, block type, text length and frame
 rule, and the hub repository's layout (model_index.json, subfolders, sharded safetensors with an index). It shrinks
-what only decides cost: widths and depths (each family's `TWIN_SHRINK`). Tests run every path on twins; users
+what only decides cost: widths and depths (each family's `spec.twin_shrink`). Tests run every path on twins; users
 smoke-test a recipe on one before renting GPUs (`litevsr twin NAME DIR`, or `pretrained: twin:NAME` in a recipe).
 """
 
@@ -44,7 +44,7 @@ def _family(name: str):
 
 def twin_config(name: str) -> dict:
     """The {"transformer", "vae", ...} config of `name`'s twin."""
-    return _family(name).twin_config(name)
+    return _family(name).spec.twin_config(name)
 
 
 def write_twin(
@@ -55,25 +55,26 @@ def write_twin(
 
     Returns {"backbone": folder, "adapter": the adapter's folder}."""
     cls = _family(name)
-    config = cls.twin_config(name)
+    spec = cls.spec
+    config = spec.twin_config(name)
     if os.path.exists(folder) and os.listdir(folder):
         raise LiteVSRError(f"{folder} exists and is not empty; give the twin a new folder")
-    transformer, vae = cls.build(config, seed=seed)
-    prompt = torch.randn(1, *cls.prompt_shape(config["transformer"]), generator=torch.Generator().manual_seed(seed))
+    transformer, vae = spec.build(config, seed=seed)
+    prompt = torch.randn(1, *spec.prompt_shape(config["transformer"]), generator=torch.Generator().manual_seed(seed))
     bytes_ = sum(p.numel() * p.element_size() for p in transformer.parameters())
-    cls.save(
+    spec.save(
         transformer,
         vae,
         folder,
         prompt,
         max_shard_size=int(1.1 * bytes_ / TRANSFORMER_SHARDS[name]),
-        components=cls.extra_components(config),
+        components=spec.extra_components(config),
         index_fields={"_litevsr_twin_of": name},
     )
 
     backbone = cls(folder)
     torch.manual_seed(seed)
-    adapter = StateAwareAdapter(backbone_dims(backbone), output_init_std=TWIN_ADAPTER_OUTPUT_STD)
+    adapter = StateAwareAdapter(backbone_dims=backbone_dims(backbone), output_init_std=TWIN_ADAPTER_OUTPUT_STD)
     path = os.path.join(folder, "adapter")
     save_adapter(
         adapter,
@@ -81,7 +82,7 @@ def write_twin(
         backbone_name or os.path.abspath(folder),
         scale=scale,
         sampling={"steps": 1, "sigma_start": 1.0, "shift": 1.0},
-        family=cls.family,
+        family=spec.name,
     )
     return {"backbone": folder, "adapter": path}
 

@@ -1,0 +1,156 @@
+"""Every stage split over processes, on this CPU: shard preparation with latents, validation and batch upscaling.
+
+Each stage runs as the user runs it, a fresh command timed from start to exit (start-up and model loading count):
+- 1 process x 1 thread (OMP_NUM_THREADS=1), the baseline;
+- 1 process x 2 threads;
+- 2 processes x 1 thread: `torchrun --nproc_per_node 2` for make_shards and `litevsr upscale`, Lightning's
+  `--trainer.devices 2 --trainer.strategy ddp` (gloo) for `litevsr validate`.
+A figure is the median of --runs runs; the speed-ups are ratios of medians within this run.
+
+The work, made here from PyAV's synthetic sources (testsrc2, mandelbrot, life, cellauto), so that nothing is read:
+- prep: 6 videos of 27 frames at 160x128 into 9-frame clips with one real-world LQ variant and the embedded
+  generator's latents;
+- validate: the shipped default adapter on the clips that prep wrote (one process made them), batches of 1;
+- upscale: 4 videos of 9 frames at 64x48, x4 with default options.
+
+    python benchmarks/ranks.py [--runs 3] [--stages prep,validate,upscale]
+
+writes benchmarks/results/ranks.json and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import av
+import numpy as np
+import yaml
+from common import ROOT, report
+
+from litevsr.data.video import encode_video
+
+SOURCES = ("testsrc2", "mandelbrot", "life", "cellauto")
+MODES = {"1 process x 1 thread": (1, 1), "1 process x 2 threads": (1, 2), "2 processes x 1 thread": (2, 1)}
+
+
+def synthetic_video(source: str, frames: int, width: int, height: int) -> bytes:
+    with av.open(f"{source}=size={width}x{height}:rate=25", format="lavfi") as container:
+        decoded = container.decode(video=0)
+        video = np.stack([next(decoded).to_ndarray(format="rgb24") for _ in range(frames)])
+    return encode_video(video)
+
+
+def write_videos(folder: str, count: int, frames: int, width: int, height: int) -> None:
+    os.makedirs(folder)
+    for i in range(count):
+        video = synthetic_video(SOURCES[i % len(SOURCES)], frames, width, height)
+        with open(os.path.join(folder, f"v{i}.mkv"), "wb") as f:
+            f.write(video)
+
+
+def torchrun(processes: int) -> list[str]:
+    if processes == 1:
+        return [sys.executable]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+
+
+def prep_command(processes: int, videos: str, out: str) -> list[str]:
+    script = str(ROOT / "data_prep" / "make_shards.py")
+    options = ["--clip-frames", "9", "--lq-variants", "1", "--degradation-preset", "realesrgan", "--latents", "tiny"]
+    return [*torchrun(processes), script, videos, out, *options, "--min-motion", "0", "--license", "CC0"]
+
+
+def upscale_command(processes: int, videos: str, out: str) -> list[str]:
+    return [*torchrun(processes), "-m", "litevsr", "upscale", videos, out]
+
+
+def validation_recipe(work: str, shards: str) -> str:
+    """The demo recipe's model (the shipped adapter) validating every clip of `shards`, without a logger."""
+    with open(ROOT / "recipes" / "demo.yaml") as f:
+        recipe = yaml.safe_load(f)
+    recipe["trainer"].update(logger=False, enable_progress_bar=False, limit_val_batches=1.0)
+    recipe["trainer"]["default_root_dir"] = os.path.join(work, "runs")
+    recipe["data"]["init_args"].update(
+        train_shards=shards,
+        val_shards=shards,
+        build_demo_if_missing=False,
+        val_batch_size=1,
+        val_crop_size=128,
+        num_workers=0,
+    )
+    path = os.path.join(work, "validate.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(recipe, f)
+    return path
+
+
+def validate_command(processes: int, recipe: str) -> list[str]:
+    devices = ["--trainer.devices", str(processes)] + (["--trainer.strategy", "ddp"] if processes > 1 else [])
+    return [sys.executable, "-m", "litevsr", "validate", "--config", recipe, *devices]
+
+
+def timed(command: list[str], threads: int) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--stages", default="prep,validate,upscale")
+    opts = parser.parse_args()
+    stages = opts.stages.split(",")
+    work = tempfile.mkdtemp(prefix="litevsr-ranks-")
+    try:
+        write_videos(os.path.join(work, "prep_in"), 6, 27, 160, 128)
+        write_videos(os.path.join(work, "upscale_in"), 4, 9, 64, 48)
+        shards = os.path.join(work, "shards")  # what validation reads: one process's shards
+        timed(prep_command(1, os.path.join(work, "prep_in"), shards), 2)
+        recipe = validation_recipe(work, shards)
+
+        def command(stage: str, processes: int, run: str) -> list[str]:
+            out = os.path.join(work, f"{stage}_{run}")  # a fresh output: a rerun would skip finished work
+            if stage == "prep":
+                return prep_command(processes, os.path.join(work, "prep_in"), out)
+            if stage == "upscale":
+                return upscale_command(processes, os.path.join(work, "upscale_in"), out)
+            return validate_command(processes, recipe)
+
+        rows = []
+        for stage in stages:
+            seconds = {mode: [] for mode in MODES}
+            for run in range(opts.runs):  # modes interleaved, so a slow spell of the machine hits them alike
+                for mode, (processes, threads) in MODES.items():
+                    seconds[mode].append(timed(command(stage, processes, f"{run}_{processes}x{threads}"), threads))
+            median = {mode: statistics.median(s) for mode, s in seconds.items()}
+            base = median["1 process x 1 thread"]
+            for mode in MODES:
+                rows.append(
+                    {
+                        "stage": stage,
+                        "mode": mode,
+                        "seconds": median[mode],
+                        "speed_up": base / median[mode],
+                        "seconds_runs": seconds[mode],
+                    }
+                )
+                print(rows[-1], flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report("ranks", rows, ["stage", "mode", "seconds", "speed_up"], {"command": " ".join(sys.argv)})
+
+
+if __name__ == "__main__":
+    main()
