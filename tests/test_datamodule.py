@@ -74,6 +74,26 @@ def test_corrupt_samples_are_skipped_and_counted(tmp_path):
     assert workers.skipped_samples == 2  # counted in the loader workers, summed in the main process
 
 
+@pytest.mark.timeout(90)
+def test_loader_workers_start_without_the_locks_held_in_the_loops_process(shard_dirs):
+    """A worker forked from the loop's process inherits its locks as they are at the fork, a held one held forever:
+    in CI a validation loader's worker hung so. Workers come from a fork server, where nothing holds them."""
+    from held_lock import LOCK, LockedDegradation
+
+    data = VideoShardDataModule(
+        shard_dirs[1],
+        shard_dirs[1],
+        clip_frames=5,
+        crop_size=16,
+        batch_size=1,
+        num_workers=1,
+        degradation=LockedDegradation(),
+    )
+    data.setup("validate")
+    with LOCK:
+        assert len(keys_of(data.val_dataloader())) == 2
+
+
 def test_clip_too_small_still_raises(shard_dirs):
     data = VideoShardDataModule(
         shard_dirs[1], shard_dirs[1], clip_frames=5, crop_size=16, val_crop_size=16, batch_size=1

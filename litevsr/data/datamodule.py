@@ -14,6 +14,7 @@ samples are skipped, counted and reported (see `SkippedSamples`).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import re
@@ -44,6 +45,12 @@ from litevsr.data.shards import (
 from litevsr.errors import LiteVSRError
 from litevsr.frames import frames_to_video
 from litevsr.seeds import derive_seed
+
+# Loader workers are forked from a fork server, a single-threaded process that has imported this module, not from
+# the loop's process: a fork copies the memory of a process whose FFmpeg, x264 or progress-bar threads may hold
+# locks at that moment, and the worker then waits on them forever.
+LOADER_CONTEXT = multiprocessing.get_context("forkserver")
+LOADER_CONTEXT.set_forkserver_preload([__name__])
 
 
 class SkippedSamples:
@@ -84,6 +91,12 @@ class SkippedSamples:
             stacklevel=2,
         )
         return True
+
+
+def _join_rank(rank: int, world: int, worker: int) -> None:
+    """A loader worker takes its rank from the loop's process: it has no process group of its own, and webdataset
+    (shard splits and draws) reads RANK and WORLD_SIZE."""
+    os.environ["RANK"], os.environ["WORLD_SIZE"] = str(rank), str(world)
 
 
 class TrainingStream(torch.utils.data.IterableDataset):
@@ -311,6 +324,10 @@ class VideoShardDataModule(L.LightningDataModule):
         self.degradation = degradation or SimpleDegradation()
         self._skipped = None  # multiprocessing.Value, made with the first loader
 
+    def __getstate__(self) -> dict:
+        # loader workers get a copy through the streams' bound methods; the trainer, and the model, stay behind
+        return {**self.__dict__, "trainer": None}
+
     @property
     def skipped_samples(self) -> int:
         """Corrupt samples skipped so far by this process's loaders and their workers (all epochs)."""
@@ -328,7 +345,7 @@ class VideoShardDataModule(L.LightningDataModule):
 
     def _handler(self) -> SkippedSamples:
         if self._skipped is None:
-            self._skipped = multiprocessing.Value("q", 0)
+            self._skipped = LOADER_CONTEXT.Value("q", 0)
         return SkippedSamples(self._skipped)
 
     def prepare_data(self) -> None:
@@ -468,7 +485,15 @@ class VideoShardDataModule(L.LightningDataModule):
 
     def _workers(self) -> dict:
         workers = self.hparams.num_workers
-        return {"num_workers": workers, "persistent_workers": workers > 0}
+        if not workers:
+            return {"num_workers": 0}
+        rank, world = wds.utils.pytorch_worker_info()[:2]
+        return {
+            "num_workers": workers,
+            "persistent_workers": True,
+            "multiprocessing_context": LOADER_CONTEXT,
+            "worker_init_fn": functools.partial(_join_rank, rank, world),
+        }
 
     def _raw_training_samples(self, seed: int, handler: SkippedSamples) -> wds.DataPipeline:
         """One epoch's endless stream of undecoded training samples on this rank and loader worker.
