@@ -14,7 +14,11 @@ The work, made here from PyAV's synthetic sources (testsrc2, mandelbrot, life, c
 - upscale: 4 x --work videos of 9 frames at 64x48, x4 with default options.
 Start-up (imports, torchrun's launcher, the rendezvous) is paid once per command, so the speed-ups grow with --work.
 
-    python benchmarks/ranks.py [--runs 3] [--stages prep,validate,upscale] [--work 1]
+The stage `ceiling` is what this machine allows at all: the default pipeline on a fixed 9x64x48 clip, 2R calls in
+one process against R calls in each of 2 processes at once (and 2R calls on 2 threads), timed from the first call
+to the last, so no start-up counts. No split of the stages above can beat its speed-ups.
+
+    python benchmarks/ranks.py [--runs 3] [--stages prep,validate,upscale,ceiling] [--work 1]
 
 writes benchmarks/results/ranks.json and prints the table.
 """
@@ -97,6 +101,34 @@ def validate_command(processes: int, recipe: str) -> list[str]:
     return [sys.executable, "-m", "litevsr", "validate", "--config", recipe, *devices]
 
 
+CEILING = """
+import sys, time, torch
+from litevsr import LiteVSRPipeline
+pipe = LiteVSRPipeline.from_pretrained("general")
+pipe.set_progress_bar_config(disable=True)
+clip = torch.rand(9, 48, 64, 3, generator=torch.Generator().manual_seed(0))
+pipe(clip)  # warm-up
+start = time.perf_counter()
+for _ in range(int(sys.argv[1])):
+    pipe(clip)
+print(time.perf_counter() - start)
+"""
+
+
+def ceiling(processes: int, threads: int, calls: int) -> float:
+    """Seconds for `calls` pipeline calls shared by `processes` processes running at once (the slowest one's)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    share = str(calls // processes)
+    runs = [
+        subprocess.Popen([sys.executable, "-c", CEILING, share], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+    outputs = [run.communicate()[0] for run in runs]
+    if any(run.returncode for run in runs):
+        raise SystemExit("the ceiling's pipeline calls failed")
+    return max(float(out.split()[-1]) for out in outputs)
+
+
 def timed(command: list[str], threads: int) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
@@ -112,15 +144,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--stages", default="prep,validate,upscale")
     parser.add_argument("--work", type=int, default=1, help="multiplies the number of videos")
+    parser.add_argument("--name", help="the results file's name (default: ranks, or ranks_work<N>)")
     opts = parser.parse_args()
     stages = opts.stages.split(",")
     work = tempfile.mkdtemp(prefix="litevsr-ranks-")
     try:
-        write_videos(os.path.join(work, "prep_in"), 6 * opts.work, 27, 160, 128)
-        write_videos(os.path.join(work, "upscale_in"), 4 * opts.work, 9, 64, 48)
-        shards = os.path.join(work, "shards")  # what validation reads: one process's shards
-        timed(prep_command(1, os.path.join(work, "prep_in"), shards), 2)
-        recipe = validation_recipe(work, shards)
+        if {"prep", "validate"} & set(stages):
+            write_videos(os.path.join(work, "prep_in"), 6 * opts.work, 27, 160, 128)
+        if "validate" in stages:
+            shards = os.path.join(work, "shards")  # what validation reads: one process's shards
+            timed(prep_command(1, os.path.join(work, "prep_in"), shards), 2)
+            recipe = validation_recipe(work, shards)
+        if "upscale" in stages:
+            write_videos(os.path.join(work, "upscale_in"), 4 * opts.work, 9, 64, 48)
 
         def command(stage: str, processes: int, run: str) -> list[str]:
             out = os.path.join(work, f"{stage}_{run}")  # a fresh output: a rerun would skip finished work
@@ -135,7 +171,11 @@ def main() -> None:
             seconds = {mode: [] for mode in MODES}
             for run in range(opts.runs):  # modes interleaved, so a slow spell of the machine hits them alike
                 for mode, (processes, threads) in MODES.items():
-                    seconds[mode].append(timed(command(stage, processes, f"{run}_{processes}x{threads}"), threads))
+                    if stage == "ceiling":
+                        seconds[mode].append(ceiling(processes, threads, 8 * opts.work))
+                    else:
+                        line = command(stage, processes, f"{run}_{processes}x{threads}")
+                        seconds[mode].append(timed(line, threads))
             median = {mode: statistics.median(s) for mode, s in seconds.items()}
             base = median["1 process x 1 thread"]
             for mode in MODES:
@@ -151,7 +191,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    name = "ranks" if opts.work == 1 else f"ranks_work{opts.work}"
+    name = opts.name or ("ranks" if opts.work == 1 else f"ranks_work{opts.work}")
     report(name, rows, ["stage", "mode", "seconds", "speed_up"], {"command": " ".join(sys.argv), "work": opts.work})
 
 
