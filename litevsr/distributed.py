@@ -67,3 +67,16 @@ def broadcast(value, group=None):
     box = [value]
     dist.broadcast_object_list(box, src=0, group=group)
     return box[0]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this host still runs (or has ended but not been reaped)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True

@@ -2,7 +2,10 @@
 DDP-style sharding, and more workers than shards."""
 
 import os
+import subprocess
+import sys
 import tarfile
+import time
 import warnings
 import zlib
 
@@ -92,6 +95,41 @@ def test_loader_workers_start_without_the_locks_held_in_the_loops_process(shard_
     data.setup("validate")
     with LOCK:
         assert len(keys_of(data.val_dataloader())) == 2
+
+
+KILLED_LOOP = """
+import sys, time
+from multiprocessing import forkserver
+from litevsr.data.datamodule import VideoShardDataModule
+data = VideoShardDataModule(sys.argv[1], sys.argv[1], clip_frames=5, crop_size=16, batch_size=1, num_workers=2)
+data.setup("validate")
+batches = iter(data.val_dataloader())
+next(batches)
+print(*[worker.pid for worker in batches._workers], forkserver._forkserver._forkserver_pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_loader_workers_and_their_fork_server_end_with_a_killed_loop(shard_dirs):
+    """SIGKILL of the loop's process (an OOM kill, a cancelled job) leaves no loader worker or fork server behind,
+    though the workers' parent is the fork server, not the loop."""
+
+    def ended(pid: int) -> bool:  # gone, or a zombie that no one reaps here
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    loop = subprocess.Popen([sys.executable, "-c", KILLED_LOOP, shard_dirs[1]], stdout=subprocess.PIPE, text=True)
+    pids = [int(pid) for pid in loop.stdout.readline().split()]
+    assert len(pids) == 3 and not any(ended(pid) for pid in pids)
+    loop.kill()
+    loop.wait()
+    deadline = time.monotonic() + 30
+    while not all(ended(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [pid for pid in pids if not ended(pid)] == []
 
 
 def test_clip_too_small_still_raises(shard_dirs):

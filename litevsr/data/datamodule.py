@@ -18,7 +18,10 @@ import functools
 import multiprocessing
 import os
 import re
+import select
 import tarfile
+import threading
+import time
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -42,6 +45,7 @@ from litevsr.data.shards import (
     shard_urls,
     stored_lq_variants,
 )
+from litevsr.distributed import process_alive
 from litevsr.errors import LiteVSRError
 from litevsr.frames import frames_to_video
 from litevsr.seeds import derive_seed
@@ -93,10 +97,22 @@ class SkippedSamples:
         return True
 
 
-def _join_rank(rank: int, world: int, worker: int) -> None:
-    """A loader worker takes its rank from the loop's process: it has no process group of its own, and webdataset
-    (shard splits and draws) reads RANK and WORLD_SIZE."""
+def _join_loop(loop: int, rank: int, world: int, worker: int) -> None:
+    """A loader worker's start: it takes its rank from the loop's process (pid `loop`), as it has no process group
+    of its own and webdataset (shard splits and draws) reads RANK and WORLD_SIZE; and it ends when that process
+    ends, even by SIGKILL. Its parent is the fork server, which lives on while workers do, so torch's own watchdog,
+    which watches the parent, would keep it forever."""
     os.environ["RANK"], os.environ["WORLD_SIZE"] = str(rank), str(world)
+    threading.Thread(target=_exit_with, args=(loop,), name="litevsr-loop-watch", daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    try:
+        select.select([os.pidfd_open(pid)], [], [])  # readable once the process has ended (Linux 5.3+)
+    except (AttributeError, OSError):  # no pidfd: poll
+        while process_alive(pid):
+            time.sleep(2)
+    os._exit(0)
 
 
 class TrainingStream(torch.utils.data.IterableDataset):
@@ -492,7 +508,7 @@ class VideoShardDataModule(L.LightningDataModule):
             "num_workers": workers,
             "persistent_workers": True,
             "multiprocessing_context": LOADER_CONTEXT,
-            "worker_init_fn": functools.partial(_join_rank, rank, world),
+            "worker_init_fn": functools.partial(_join_loop, os.getpid(), rank, world),
         }
 
     def _raw_training_samples(self, seed: int, handler: SkippedSamples) -> wds.DataPipeline:

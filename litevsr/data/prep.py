@@ -435,7 +435,8 @@ class _RunGuard:
             f"another make_shards run is writing to {folder} (host {owner.get('host', '?')}, pid "
             f"{owner.get('pid', '?')}); wait for it, or stop it and run again"
         )
-        if not (owner.get("host") == _host() and not _alive(owner.get("pid", 0))):  # not known dead: watch its beat
+        known_dead = owner.get("host") == _host() and not distributed.process_alive(owner.get("pid", 0))
+        if not known_dead:  # watch its beat
             first = _read_text(os.path.join(self.path, "beat"))
             deadline = time.monotonic() + STALE_S
             if STALE_S >= 5:
@@ -468,18 +469,6 @@ def _host() -> str:
 
 def _owner(run_id: str) -> dict:
     return {"run": run_id, "host": _host(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read_text(path: str) -> str | None:
