@@ -16,11 +16,11 @@ Start-up (imports, torchrun's launcher, the rendezvous) is paid once per command
 
 The stage `ceiling` is what this machine allows at all: the default pipeline on a fixed 9x64x48 clip, 2R calls in
 one process against R calls in each of 2 processes at once (and 2R calls on 2 threads), timed from the first call
-to the last, so no start-up counts. No split of the stages above can beat its speed-ups.
+to the last, so no start-up counts: what the cores give when nothing else is paid.
 
     python benchmarks/ranks.py [--runs 3] [--stages prep,validate,upscale,ceiling] [--work 1]
 
-writes benchmarks/results/ranks.json and prints the table.
+writes benchmarks/results/ranks.json (ranks_work<N>.json, or --name) and prints the table.
 """
 
 from __future__ import annotations

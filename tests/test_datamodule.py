@@ -80,7 +80,7 @@ def test_corrupt_samples_are_skipped_and_counted(tmp_path):
 @pytest.mark.timeout(90)
 def test_loader_workers_start_without_the_locks_held_in_the_loops_process(shard_dirs):
     """A worker forked from the loop's process inherits its locks as they are at the fork, a held one held forever:
-    in CI a validation loader's worker hung so. Workers come from a fork server, where nothing holds them."""
+    CI stalled in a test whose loader workers decode. Workers come from a fork server, where nothing holds them."""
     from held_lock import LOCK, LockedDegradation
 
     data = VideoShardDataModule(
