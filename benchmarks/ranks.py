@@ -3,16 +3,19 @@
 Each stage runs as the user runs it, a fresh command timed from start to exit (start-up and model loading count):
 - 1 process x 1 thread (OMP_NUM_THREADS=1), the baseline;
 - 1 process x 2 threads;
-- 2 processes x 1 thread: `torchrun --nproc_per_node 2` for make_shards and `litevsr upscale`, Lightning's
-  `--trainer.devices 2 --trainer.strategy ddp` (gloo) for `litevsr validate`.
+- 2 processes x 1 thread, started together by `torchrun --nproc_per_node 2` (for `litevsr validate` with
+  `--trainer.devices 2 --trainer.strategy ddp`, which Lightning takes from torchrun's environment).
 A figure is the median of --runs runs; the speed-ups are ratios of medians within this run.
 
-The work, made here from PyAV's synthetic sources (testsrc2, mandelbrot, life, cellauto), so that nothing is read:
-- prep: 6 x --work videos of 27 frames at 160x128 into 9-frame clips with one real-world LQ variant and the
-  embedded generator's latents;
-- validate: the shipped default adapter on the clips that prep wrote (one process made them), batches of 1;
-- upscale: 4 x --work videos of 9 frames at 64x48, x4 with default options.
-Start-up (imports, torchrun's launcher, the rendezvous) is paid once per command, so the speed-ups grow with --work.
+The work, made here from PyAV's synthetic sources (testsrc2, mandelbrot, life, cellauto), so that nothing is read;
+each stage gets a job worth splitting (its 1-thread run is mostly work, not start-up), times --work:
+- prep: 18 videos of 81 frames at 320x256 into 9-frame clips with one real-world LQ variant and the embedded
+  generator's latents;
+- validate: the shipped default adapter on the clips (42) that one process prepares from 18 videos of 27 frames at
+  160x128, batches of 1;
+- upscale: 32 videos of 9 frames at 64x48, x4 with default options.
+Every command pays its start-up (imports, model loading; for 2 processes also torchrun's launcher and rendezvous)
+once, so the speed-ups grow with the job: --work 0.25 shows a small job's.
 
 The stage `ceiling` is what this machine allows at all: the default pipeline on a fixed 9x64x48 clip, 2R calls in
 one process against R calls in each of 2 processes at once (and 2R calls on 2 threads), timed from the first call
@@ -26,6 +29,7 @@ writes benchmarks/results/ranks.json (ranks_work<N>.json, or --name) and prints 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -42,6 +46,8 @@ from common import ROOT, report
 from litevsr.data.video import encode_video
 
 SOURCES = ("testsrc2", "mandelbrot", "life", "cellauto")
+#: (videos, frames, width, height) of each stage's input at --work 1
+VIDEOS = {"prep": (18, 81, 320, 256), "validate": (18, 27, 160, 128), "upscale": (32, 9, 64, 48)}
 MODES = {"1 process x 1 thread": (1, 1), "1 process x 2 threads": (1, 2), "2 processes x 1 thread": (2, 1)}
 
 
@@ -98,7 +104,7 @@ def validation_recipe(work: str, shards: str) -> str:
 
 def validate_command(processes: int, recipe: str) -> list[str]:
     devices = ["--trainer.devices", str(processes)] + (["--trainer.strategy", "ddp"] if processes > 1 else [])
-    return [sys.executable, "-m", "litevsr", "validate", "--config", recipe, *devices]
+    return [*torchrun(processes), "-m", "litevsr", "validate", "--config", recipe, *devices]
 
 
 CEILING = """
@@ -143,20 +149,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--stages", default="prep,validate,upscale")
-    parser.add_argument("--work", type=int, default=1, help="multiplies the number of videos")
+    parser.add_argument("--work", type=float, default=1, help="multiplies the number of videos")
     parser.add_argument("--name", help="the results file's name (default: ranks, or ranks_work<N>)")
     opts = parser.parse_args()
     stages = opts.stages.split(",")
     work = tempfile.mkdtemp(prefix="litevsr-ranks-")
+    meta = {"command": " ".join(sys.argv), "work": opts.work}
     try:
-        if {"prep", "validate"} & set(stages):
-            write_videos(os.path.join(work, "prep_in"), 6 * opts.work, 27, 160, 128)
+        for stage in set(stages) & set(VIDEOS):
+            count, *shape = VIDEOS[stage]
+            write_videos(os.path.join(work, f"{stage}_in"), max(1, round(count * opts.work)), *shape)
         if "validate" in stages:
             shards = os.path.join(work, "shards")  # what validation reads: one process's shards
-            timed(prep_command(1, os.path.join(work, "prep_in"), shards), 2)
+            timed(prep_command(1, os.path.join(work, "validate_in"), shards), 2)
             recipe = validation_recipe(work, shards)
-        if "upscale" in stages:
-            write_videos(os.path.join(work, "upscale_in"), 4 * opts.work, 9, 64, 48)
+            with open(os.path.join(shards, "manifest.json")) as f:
+                meta["validation clips"] = json.load(f)["clips"]
 
         def command(stage: str, processes: int, run: str) -> list[str]:
             out = os.path.join(work, f"{stage}_{run}")  # a fresh output: a rerun would skip finished work
@@ -172,7 +180,7 @@ def main() -> None:
             for run in range(opts.runs):  # modes interleaved, so a slow spell of the machine hits them alike
                 for mode, (processes, threads) in MODES.items():
                     if stage == "ceiling":
-                        seconds[mode].append(ceiling(processes, threads, 8 * opts.work))
+                        seconds[mode].append(ceiling(processes, threads, max(2, round(8 * opts.work))))
                     else:
                         line = command(stage, processes, f"{run}_{processes}x{threads}")
                         seconds[mode].append(timed(line, threads))
@@ -191,8 +199,8 @@ def main() -> None:
                 print(rows[-1], flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    name = opts.name or ("ranks" if opts.work == 1 else f"ranks_work{opts.work}")
-    report(name, rows, ["stage", "mode", "seconds", "speed_up"], {"command": " ".join(sys.argv), "work": opts.work})
+    name = opts.name or ("ranks" if opts.work == 1 else f"ranks_work{opts.work:g}")
+    report(name, rows, ["stage", "mode", "seconds", "speed_up"], meta)
 
 
 if __name__ == "__main__":

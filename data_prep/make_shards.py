@@ -21,7 +21,7 @@ import sys
 
 from litevsr import LiteVSRError
 from litevsr.data.prep import LATENT_DTYPES, PrepOptions, RankFailed, prepare_shards
-from litevsr.distributed import world
+from litevsr.distributed import quick_exit, world
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -133,6 +133,7 @@ def options_from(args: argparse.Namespace) -> PrepOptions:
 
 
 def main(argv: list[str] | None = None) -> None:
+    quick_exit()
     args = parse_args(argv)
     try:
         manifest = prepare_shards(args.inputs, args.out, options_from(args), workers=args.workers, device=args.device)

@@ -24,6 +24,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from litevsr import LiteVSRError
 from litevsr.callbacks import AdapterExport, ResumableCheckpoint, StepProgressBar, ValidationSummary
+from litevsr.distributed import quick_exit
 from litevsr.inference import one_line as _one_line
 from litevsr.module import LiteVSRModule
 from litevsr.pipeline import Sampling
@@ -555,6 +556,7 @@ def _report_files(cli: LightningCLI) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
+    quick_exit()
     _quiet_what_is_not_for_the_user()
     given = sys.argv[1:] if args is None else args
     try:

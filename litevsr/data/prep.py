@@ -652,6 +652,9 @@ def _prepare(ranks: _Ranks, inputs, out, options, workers, device, progress) -> 
             plan.update(_plan(inputs, out, options, stack))
             return {"run": plan["run"], "todo": plan["todo"], "tasks": {t: plan["tasks"][t] for t in plan["todo"]}}
 
+        if ranks.rank != 0:  # import and build what the checks need while rank 0 plans; rank 0 reports errors
+            with suppress(Exception):
+                check_options(options)
         run = ranks.from_rank0(shared)
         tasks, share = run["tasks"], run["todo"][ranks.rank :: ranks.size]
         markers = dict(plan.get("markers", {})) if ranks.size == 1 else {}  # the ones the progress bar counts
