@@ -11,7 +11,7 @@ The work, made here from PyAV's synthetic sources (testsrc2, mandelbrot, life, c
 each stage gets a job worth splitting (its 1-thread run is mostly work, not start-up), times --work:
 - prep: 18 videos of 81 frames at 320x256 into 9-frame clips with one real-world LQ variant and the embedded
   generator's latents;
-- validate: the shipped default adapter on the clips (42) that one process prepares from 18 videos of 27 frames at
+- validate: the shipped default adapter on the 38 clips that one process prepares from 18 videos of 27 frames at
   160x128, batches of 1;
 - upscale: 32 videos of 9 frames at 64x48, x4 with default options.
 Every command pays its start-up (imports, model loading; for 2 processes also torchrun's launcher and rendezvous)
