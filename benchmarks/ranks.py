@@ -15,7 +15,7 @@ each stage gets a job worth splitting (its 1-thread run is mostly work, not star
   160x128, batches of 1;
 - upscale: 32 videos of 9 frames at 64x48, x4 with default options.
 Every command pays its start-up (imports, model loading; for 2 processes also torchrun's launcher and rendezvous)
-once, so the speed-ups grow with the job: --work 0.25 shows a small job's.
+once, so the speed-ups grow with the job: --work 0.1 shows a small job's.
 
 The stage `ceiling` is what this machine allows at all: the default pipeline on a fixed 9x64x48 clip, 2R calls in
 one process against R calls in each of 2 processes at once (and 2R calls on 2 threads), timed from the first call

@@ -86,6 +86,6 @@ def process_alive(pid: int) -> bool:
 
 def quick_exit() -> None:
     """Make the interpreter's exit skip its garbage collections, which walk every object that torch, diffusers and
-    lightning hold (about 2 s per process, and every rank pays it). Our files are closed by then; call once, from
-    a command's main."""
+    lightning hold (about 2 s per process, and every rank pays it). Our files are closed by then; called from a
+    command's main."""
     atexit.register(gc.freeze)
