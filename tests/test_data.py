@@ -1,6 +1,7 @@
 import os
 import tarfile
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,7 @@ from conftest import random_clips
 from litevsr import LiteVSRError
 from litevsr.data.degradations import gaussian_kernel
 from litevsr.data.shards import ShardWriter, decode_sample, shard_urls, write_shards
-from litevsr.data.video import read_video
+from litevsr.data.video import encode_video, iter_frames, read_video
 
 
 def test_lossless_clip_round_trip_through_shards(tmp_path):
@@ -62,3 +63,33 @@ def test_gaussian_kernel_sums_to_one_and_is_symmetric():
     k = gaussian_kernel(7, 1.3)
     assert k.sum().item() == pytest.approx(1.0, abs=1e-6)
     assert torch.allclose(k, k.T) and torch.allclose(k, k.flip(0))
+
+
+class _Frames(np.ndarray):
+    """Frames that note, as the encoder takes each one, the threads of the stream being written."""
+
+    def __iter__(self):
+        for frame in super().__iter__():
+            self.threads.append(self.containers[-1].streams.video[0].thread_count)
+            yield frame
+
+
+def test_ffmpeg_runs_on_as_many_threads_as_torch(monkeypatch):
+    # FFmpeg's default is every core per process: two ranks of one torch thread each contended for the cores
+    containers, real_open = [], av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: containers.append(real_open(*a, **k)) or containers[-1])
+    frames = np.random.default_rng(0).integers(0, 256, (3, 16, 24, 3), dtype=np.uint8).view(_Frames)
+    frames.containers, frames.threads = containers, []
+    encoded, decoded = {}, {}
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            encoded[n] = encode_video(frames)
+            reading = iter_frames(encoded[n])
+            next(reading)  # the decoder is open until the generator ends
+            decoded[n] = containers[-1].streams.video[0].thread_count
+    finally:
+        torch.set_num_threads(before)
+    assert frames.threads == [1] * 3 + [2] * 3 and decoded == {1: 1, 2: 2}
+    assert encoded[1] == encoded[2]  # ffv1's bytes do not depend on its threads

@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+import torch
 
 from litevsr.errors import LiteVSRError
 from litevsr.frames import shrunk_size
@@ -52,6 +53,12 @@ def is_video_file(path: str) -> bool:
 X264_REPEATABLE = {"x264-params": "mbtree=0", "threads": "1"}
 
 
+def codec_threads() -> int:
+    """FFmpeg's threads for one decoder or encoder: the process's torch threads. FFmpeg's own default is every core
+    in every process, so N ranks on a node (torchrun gives each OMP_NUM_THREADS=1) would each run one per core."""
+    return torch.get_num_threads()
+
+
 def _open(source):
     try:
         return av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source))
@@ -91,6 +98,7 @@ def iter_frames(source, max_side: int | None = None) -> Iterator[np.ndarray]:
             raise LiteVSRError(f"{_name(source)} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = codec_threads()
         try:
             for frame in container.decode(stream):
                 size = {}
@@ -127,6 +135,7 @@ def encode_video(frames_u8: np.ndarray, codec: str = "ffv1", fps: float = 25.0, 
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = frames_u8.shape[1:3]
         stream.pix_fmt = "bgr0" if lossless else "yuv420p"
+        stream.thread_count = codec_threads()  # ffv1's bytes do not depend on it; x264's options pin their own
         stream.options = {**(X264_REPEATABLE if codec == "libx264" else {}), **{k: str(v) for k, v in options.items()}}
         for frame in frames_u8:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
